@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The one message shape every sender (SMTP now; Graph and EWS later) accepts.
+ * It carries no n8n types so transports can be tested on their own.
+ */
+export interface MailAddress {
+	name?: string;
+	address: string;
+}
+
+export type AttachmentContent = Readable | Buffer;
+
+export interface OutgoingAttachment {
+	filename: string;
+	contentType: string;
+	/** Size in bytes when known up front (used for limits before anything is sent). */
+	size?: number;
+	/** Set for inline parts referenced from HTML as `cid:<contentId>`. */
+	contentId?: string;
+	/**
+	 * Opened lazily, right before the message goes out, so a large batch never holds
+	 * every attachment stream (or file handle) open at once.
+	 */
+	open: () => Promise<AttachmentContent>;
+}
+
+export type MessagePriority = 'high' | 'normal' | 'low';
+
+export interface OutgoingMessage {
+	from: MailAddress;
+	to: MailAddress[];
+	cc: MailAddress[];
+	bcc: MailAddress[];
+	replyTo: MailAddress[];
+	subject: string;
+	text?: string;
+	html?: string;
+	attachments: OutgoingAttachment[];
+	headers: Array<{ name: string; value: string }>;
+	priority: MessagePriority;
+}
+
+export interface SendResult {
+	messageId: string;
+	accepted: string[];
+	rejected: string[];
+	response: string;
+	envelope: { from: string; to: string[] };
+}

@@ -1,0 +1,168 @@
+import type { INodeProperties } from 'n8n-workflow';
+
+export const authenticationProperty: INodeProperties = {
+	displayName: 'Authentication',
+	name: 'authentication',
+	type: 'options',
+	noDataExpression: true,
+	default: 'smtp',
+	options: [
+		{
+			name: 'SMTP (Password or None)',
+			value: 'smtp',
+			description: 'Any SMTP server, signing in with user and password or not at all',
+		},
+	],
+	description: 'Which kind of credential sends the mail',
+};
+
+export const sendEmailProperties: INodeProperties[] = [
+	authenticationProperty,
+	{
+		displayName: 'From',
+		name: 'fromEmail',
+		type: 'string',
+		default: '',
+		placeholder: 'Admin <admin@example.com>',
+		description: "Sender address. Empty uses the credential's Default From Address.",
+	},
+	{
+		displayName: 'To',
+		name: 'toEmail',
+		type: 'string',
+		default: '',
+		required: true,
+		placeholder: 'info@example.com, Jane <jane@example.com>',
+		description: 'Comma-separated addresses, or an expression that returns a list',
+	},
+	{
+		displayName: 'Subject',
+		name: 'subject',
+		type: 'string',
+		default: '',
+		placeholder: 'My subject line',
+	},
+	{
+		displayName: 'Email Format',
+		name: 'emailFormat',
+		type: 'options',
+		options: [
+			{ name: 'Text', value: 'text' },
+			{ name: 'HTML', value: 'html' },
+			{ name: 'Both', value: 'both', description: 'HTML with a plain-text alternative' },
+		],
+		default: 'text',
+	},
+	{
+		displayName: 'Text',
+		name: 'text',
+		type: 'string',
+		typeOptions: { rows: 5 },
+		default: '',
+		description: 'Plain text message body',
+		displayOptions: { show: { emailFormat: ['text', 'both'] } },
+	},
+	{
+		displayName: 'HTML',
+		name: 'html',
+		type: 'string',
+		typeOptions: { rows: 5 },
+		default: '',
+		description: 'HTML message body; reference inline images as &lt;img src="cid:PROPERTY"&gt;',
+		displayOptions: { show: { emailFormat: ['html', 'both'] } },
+	},
+	{
+		displayName: 'Options',
+		name: 'options',
+		type: 'collection',
+		placeholder: 'Add option',
+		default: {},
+		options: [
+			{
+				displayName: 'Attachments',
+				name: 'attachments',
+				type: 'string',
+				default: '',
+				placeholder: 'data, invoice',
+				description:
+					'Comma-separated names of binary properties to attach. File name and MIME type are kept.',
+			},
+			{
+				displayName: 'BCC',
+				name: 'bccEmail',
+				type: 'string',
+				default: '',
+				placeholder: 'audit@example.com',
+			},
+			{
+				displayName: 'CC',
+				name: 'ccEmail',
+				type: 'string',
+				default: '',
+				placeholder: 'team@example.com',
+			},
+			{
+				displayName: 'Custom Headers',
+				name: 'customHeaders',
+				type: 'fixedCollection',
+				typeOptions: { multipleValues: true },
+				default: {},
+				placeholder: 'Add header',
+				options: [
+					{
+						displayName: 'Header',
+						name: 'header',
+						values: [
+							{ displayName: 'Name', name: 'name', type: 'string', default: '', placeholder: 'X-Ticket-ID' },
+							{ displayName: 'Value', name: 'value', type: 'string', default: '' },
+						],
+					},
+				],
+			},
+			{
+				displayName: 'Inline Images',
+				name: 'inlineImages',
+				type: 'string',
+				default: '',
+				placeholder: 'logo, chart',
+				description:
+					'Comma-separated binary properties embedded in the HTML; each is referenced as cid:PROPERTY',
+			},
+			{
+				displayName: 'Max Attachment Size (MB)',
+				name: 'maxAttachmentSizeMb',
+				type: 'number',
+				default: 25,
+				typeOptions: { minValue: 0 },
+				description: 'An item with a larger attachment fails before anything is sent. 0 means no limit.',
+			},
+			{
+				displayName: 'Parallel Connections',
+				name: 'maxConnections',
+				type: 'number',
+				default: 3,
+				typeOptions: { minValue: 1, maxValue: 20 },
+				description:
+					'How many pooled SMTP connections send the items of one execution at the same time',
+			},
+			{
+				displayName: 'Priority',
+				name: 'priority',
+				type: 'options',
+				default: 'normal',
+				options: [
+					{ name: 'High', value: 'high' },
+					{ name: 'Normal', value: 'normal' },
+					{ name: 'Low', value: 'low' },
+				],
+			},
+			{
+				displayName: 'Reply To',
+				name: 'replyTo',
+				type: 'string',
+				default: '',
+				placeholder: 'support@example.com',
+			},
+		],
+	},
+];

@@ -1,0 +1,140 @@
+import type { Readable } from 'node:stream';
+import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
+import type SMTPPool from 'nodemailer/lib/smtp-pool';
+
+import type { MailAddress, OutgoingMessage, SendResult } from '../../model/outgoing-message';
+import type { MailSender } from '../contracts';
+import { describeSmtpError } from './smtp-errors';
+
+export type SmtpSecurity = 'starttls' | 'tls' | 'none';
+
+export interface SmtpPasswordAuth {
+	type: 'password';
+	user: string;
+	pass: string;
+}
+
+export type SmtpAuth = SmtpPasswordAuth;
+
+export interface SmtpSenderOptions {
+	host: string;
+	port: number;
+	security: SmtpSecurity;
+	auth?: SmtpAuth;
+	/** Name sent in EHLO; nodemailer uses the OS host name when empty. */
+	clientHostName?: string;
+	/** false only when the user explicitly chose to ignore certificate errors. */
+	rejectUnauthorized: boolean;
+	/** Extra trusted CA certificates (PEM). */
+	ca?: string | Buffer;
+	connectionTimeoutMs?: number;
+	greetingTimeoutMs?: number;
+	socketTimeoutMs?: number;
+	/** Parallel SMTP connections in the pool; messages are pipelined over them. */
+	maxConnections?: number;
+}
+
+/**
+ * SMTP sender over one pooled nodemailer transport: connections are opened on demand,
+ * reused for every message of the execution, and closed by close().
+ */
+export class SmtpSender implements MailSender {
+	private readonly transporter: Transporter<SMTPPool.SentMessageInfo>;
+
+	constructor(private readonly options: SmtpSenderOptions) {
+		const poolOptions: SMTPPool.Options = {
+			pool: true,
+			host: options.host,
+			port: options.port,
+			secure: options.security === 'tls',
+			requireTLS: options.security === 'starttls',
+			ignoreTLS: options.security === 'none',
+			name: options.clientHostName || undefined,
+			maxConnections: Math.max(1, options.maxConnections ?? 3),
+			maxMessages: Infinity,
+			connectionTimeout: options.connectionTimeoutMs ?? 30_000,
+			greetingTimeout: options.greetingTimeoutMs ?? 30_000,
+			socketTimeout: options.socketTimeoutMs ?? 120_000,
+			tls: {
+				rejectUnauthorized: options.rejectUnauthorized,
+				servername: options.host,
+				...(options.ca ? { ca: options.ca } : {}),
+			},
+			// Credentials must never reach a log line.
+			logger: false,
+			debug: false,
+		};
+		if (options.auth?.type === 'password') {
+			poolOptions.auth = { type: 'login', user: options.auth.user, pass: options.auth.pass };
+		}
+		this.transporter = nodemailer.createTransport(poolOptions);
+	}
+
+	async verify(): Promise<void> {
+		try {
+			await this.transporter.verify();
+		} catch (error) {
+			throw describeSmtpError(error, this.options);
+		}
+	}
+
+	async send(message: OutgoingMessage): Promise<SendResult> {
+		const opened: Array<Readable | Buffer> = [];
+		try {
+			const attachments = [];
+			for (const attachment of message.attachments) {
+				const content = await attachment.open();
+				opened.push(content);
+				attachments.push({
+					filename: attachment.filename,
+					contentType: attachment.contentType,
+					content,
+					...(attachment.contentId
+						? { cid: attachment.contentId, contentDisposition: 'inline' as const }
+						: {}),
+				});
+			}
+			const info = await this.transporter.sendMail({
+				from: toNodemailerAddress(message.from),
+				to: message.to.map(toNodemailerAddress),
+				cc: message.cc.map(toNodemailerAddress),
+				bcc: message.bcc.map(toNodemailerAddress),
+				replyTo: message.replyTo.map(toNodemailerAddress),
+				subject: message.subject,
+				text: message.text,
+				html: message.html,
+				attachments,
+				headers: message.headers.map(({ name, value }) => ({ key: name, value })),
+				priority: message.priority,
+			});
+			return {
+				messageId: info.messageId,
+				accepted: (info.accepted ?? []).map(addressText),
+				rejected: (info.rejected ?? []).map(addressText),
+				response: info.response,
+				envelope: {
+					from: String(info.envelope?.from ?? ''),
+					to: (info.envelope?.to ?? []).map(String),
+				},
+			};
+		} catch (error) {
+			for (const content of opened) {
+				if (!Buffer.isBuffer(content)) content.destroy();
+			}
+			throw describeSmtpError(error, this.options);
+		}
+	}
+
+	async close(): Promise<void> {
+		this.transporter.close();
+	}
+}
+
+function toNodemailerAddress(address: MailAddress): { name: string; address: string } {
+	return { name: address.name ?? '', address: address.address };
+}
+
+function addressText(entry: string | { address: string }): string {
+	return typeof entry === 'string' ? entry : entry.address;
+}
