@@ -111,6 +111,16 @@ export class ModernAuthSmtpApi implements ICredentialType {
 				'Whether to accept any TLS certificate. Insecure: anyone on the network path can read the password and mail. Prefer trusting your CA with NODE_EXTRA_CA_CERTS.',
 		},
 		{
+			displayName: 'Trusted CA Certificate (PEM)',
+			name: 'caCertificate',
+			type: 'string',
+			typeOptions: { rows: 4 },
+			default: '',
+			placeholder: '-----BEGIN CERTIFICATE-----',
+			description:
+				'Extra CA certificate(s) to trust for this server, e.g. a company CA of an on-premises server. Public certificates only, never a private key.',
+		},
+		{
 			displayName: 'Connection Timeout (Seconds)',
 			name: 'connectionTimeout',
 			type: 'number',

@@ -4,6 +4,28 @@ import { MessageInputError } from '../../model/validate';
 import { MailTransportError } from '../../transports/contracts';
 import { redactSecrets } from './redact';
 
+// n8n replaces a whole error message that merely contains one of these codes with a generic
+// sentence (losing host, port and hint), so they are spelled out in words instead.
+const SYSTEM_CODES: Record<string, string> = {
+	ECONNREFUSED: 'connection refused',
+	ECONNRESET: 'connection reset',
+	ENOTFOUND: 'host name not found',
+	ETIMEDOUT: 'timed out',
+	ECONNABORTED: 'connection aborted',
+	EHOSTUNREACH: 'host unreachable',
+	EADDRNOTAVAIL: 'address not available',
+	EAI_AGAIN: 'name lookup failed',
+	GETADDRINFO: 'name lookup',
+	ENOENT: 'no such file',
+	EACCES: 'permission denied',
+	EPERM: 'operation not permitted',
+};
+const SYSTEM_CODE_PATTERN = new RegExp(`\\b(${Object.keys(SYSTEM_CODES).join('|')})\\b`, 'gi');
+
+function humanizeSystemCodes(text: string): string {
+	return text.replace(SYSTEM_CODE_PATTERN, (code) => SYSTEM_CODES[code.toUpperCase()] ?? code);
+}
+
 export interface ItemErrorJson {
 	message: string;
 	code: string;
@@ -34,7 +56,7 @@ export function describeItemError(error: unknown, secrets: Array<string | undefi
 		hint = 'Unexpected failure; see the message';
 	}
 	return {
-		message: redactSecrets(message, secrets),
+		message: humanizeSystemCodes(redactSecrets(message, secrets)),
 		code,
 		hint: redactSecrets(hint, secrets),
 	};

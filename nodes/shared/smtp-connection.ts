@@ -16,6 +16,7 @@ export interface SmtpCredentialData {
 	allowedFrom: string;
 	clientHostName: string;
 	ignoreCertificateErrors: boolean;
+	caCertificate: string;
 	connectionTimeout: number;
 	socketTimeout: number;
 }
@@ -40,6 +41,7 @@ export function readSmtpCredential(data: ICredentialDataDecryptedObject): SmtpCr
 		allowedFrom: text('allowedFrom'),
 		clientHostName: text('clientHostName'),
 		ignoreCertificateErrors: data.ignoreCertificateErrors === true,
+		caCertificate: text('caCertificate'),
 		connectionTimeout: num('connectionTimeout', 30),
 		socketTimeout: num('socketTimeout', 120),
 	};
@@ -77,6 +79,7 @@ export function createSmtpSender(
 			: undefined,
 		clientHostName: credential.clientHostName,
 		rejectUnauthorized: !credential.ignoreCertificateErrors,
+		ca: credential.caCertificate || undefined,
 		connectionTimeoutMs: credential.connectionTimeout * 1000,
 		greetingTimeoutMs: credential.connectionTimeout * 1000,
 		socketTimeoutMs: credential.socketTimeout * 1000,

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import tls from 'node:tls';
 import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool';
@@ -58,8 +59,8 @@ export class SmtpSender implements MailSender {
 			socketTimeout: options.socketTimeoutMs ?? 120_000,
 			tls: {
 				rejectUnauthorized: options.rejectUnauthorized,
-				servername: options.host,
-				...(options.ca ? { ca: options.ca } : {}),
+				// Added to, not instead of, the public roots (and NODE_EXTRA_CA_CERTS).
+				...(options.ca ? { ca: [...tls.rootCertificates, String(options.ca)] } : {}),
 			},
 			// Credentials must never reach a log line.
 			logger: false,

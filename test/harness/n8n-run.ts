@@ -1,0 +1,273 @@
+/**
+ * Runs our nodes through n8n's real execution engine (n8n-core WorkflowExecute, the same
+ * code path as an n8n worker) instead of hand-mocked helpers: parameters are resolved by
+ * n8n-workflow, binary data goes through n8n-core's BinaryDataService (filesystem mode),
+ * continueOnFail / onError, pairedItem and errors behave as in n8n.
+ * Only the credential store is replaced: it hands out decrypted test credentials and records
+ * what n8n asks it to persist.
+ */
+import { Container } from '@n8n/di';
+import { BinaryDataService, ExecutionLifecycleHooks, WorkflowExecute } from 'n8n-core';
+import {
+	createDeferredPromise,
+	ICredentialsHelper,
+	Workflow,
+	type ICredentialDataDecryptedObject,
+	type ICredentials,
+	type IDataObject,
+	type IExecuteFunctions,
+	type IHttpRequestOptions,
+	type INode,
+	type INodeCredentialsDetails,
+	type INodeExecutionData,
+	type INodeProperties,
+	type INodeType,
+	type INodeTypes,
+	type IRun,
+	type IRunExecutionData,
+	type IWorkflowExecuteAdditionalData,
+	type IVersionedNodeType,
+	type WorkflowExecuteMode,
+} from 'n8n-workflow';
+import { randomUUID } from 'node:crypto';
+
+import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentials';
+import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
+
+export const PACKAGE = 'n8n-nodes-modern-auth-mail';
+
+export interface InputItem {
+	json: IDataObject;
+	binary?: Record<string, { data: Buffer; fileName?: string; mimeType?: string }>;
+}
+
+/** Emits the items a test registered, storing binaries through n8n's helpers. */
+class ItemSourceNode implements INodeType {
+	static readonly pending = new Map<string, InputItem[]>();
+
+	description = {
+		displayName: 'Item Source',
+		name: 'itemSource',
+		group: ['input'],
+		version: 1,
+		description: 'test input',
+		defaults: { name: 'Item Source' },
+		inputs: ['main'],
+		outputs: ['main'],
+		properties: [{ displayName: 'Run', name: 'run', type: 'string', default: '' }] as INodeProperties[],
+	} as INodeType['description'];
+
+	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
+		const run = this.getNodeParameter('run', 0) as string;
+		const items = ItemSourceNode.pending.get(run) ?? [];
+		const out: INodeExecutionData[] = [];
+		for (const item of items) {
+			const binary: INodeExecutionData['binary'] = {};
+			for (const [key, value] of Object.entries(item.binary ?? {})) {
+				binary[key] = await this.helpers.prepareBinaryData(value.data, value.fileName, value.mimeType);
+			}
+			out.push({ json: item.json, ...(item.binary ? { binary } : {}) });
+		}
+		return [out];
+	}
+}
+
+const NODE_TYPES: Record<string, INodeType> = {
+	'test.itemSource': new ItemSourceNode(),
+	[`${PACKAGE}.modernAuthSendEmail`]: new ModernAuthSendEmail(),
+};
+
+const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
+	modernAuthSmtpApi: new ModernAuthSmtpApi(),
+};
+
+class TestNodeTypes implements INodeTypes {
+	getByName(nodeType: string): INodeType | IVersionedNodeType {
+		return this.getByNameAndVersion(nodeType);
+	}
+
+	getByNameAndVersion(nodeType: string): INodeType {
+		const type = NODE_TYPES[nodeType];
+		if (!type) throw new Error(`Unknown node type ${nodeType}`);
+		return type;
+	}
+
+	getKnownTypes(): IDataObject {
+		return {};
+	}
+}
+
+/** Holds decrypted credentials by id, as n8n's store would after decryption. */
+export class TestCredentialsHelper extends ICredentialsHelper {
+	readonly store = new Map<string, ICredentialDataDecryptedObject>();
+	readonly updates: Array<{ id: string; type: string; data: ICredentialDataDecryptedObject }> = [];
+
+	getParentTypes(): string[] {
+		return [];
+	}
+
+	async authenticate(_c: ICredentialDataDecryptedObject, _t: string, requestOptions: IHttpRequestOptions) {
+		return requestOptions;
+	}
+
+	async preAuthentication() {
+		return undefined;
+	}
+
+	async getCredentials(): Promise<ICredentials> {
+		throw new Error('not used by these nodes');
+	}
+
+	async getDecrypted(
+		_additionalData: IWorkflowExecuteAdditionalData,
+		nodeCredentials: INodeCredentialsDetails,
+	): Promise<ICredentialDataDecryptedObject> {
+		const data = this.store.get(nodeCredentials.id ?? '');
+		if (!data) throw new Error(`No test credential with id ${nodeCredentials.id}`);
+		return structuredClone(data);
+	}
+
+	async updateCredentials(
+		nodeCredentials: INodeCredentialsDetails,
+		type: string,
+		data: ICredentialDataDecryptedObject,
+	) {
+		this.updates.push({ id: nodeCredentials.id ?? '', type, data });
+		this.store.set(nodeCredentials.id ?? '', data);
+	}
+
+	async updateCredentialsOauthTokenData(
+		nodeCredentials: INodeCredentialsDetails,
+		type: string,
+		data: ICredentialDataDecryptedObject,
+	) {
+		await this.updateCredentials(nodeCredentials, type, data);
+	}
+
+	getCredentialsProperties(type: string): INodeProperties[] {
+		return CREDENTIAL_TYPES[type]?.properties ?? [];
+	}
+}
+
+let binaryReady: Promise<void> | undefined;
+function ensureBinaryDataService() {
+	binaryReady ??= Container.get(BinaryDataService).init();
+	return binaryReady;
+}
+
+export interface RunNodeOptions {
+	/** short node type, e.g. 'modernAuthSendEmail' */
+	type: string;
+	parameters: IDataObject;
+	items: InputItem[];
+	credentials: Record<string, { id: string; name: string; data: ICredentialDataDecryptedObject }>;
+	onError?: INode['onError'];
+	credentialsHelper?: TestCredentialsHelper;
+	mode?: WorkflowExecuteMode;
+}
+
+export interface RunNodeResult {
+	output: INodeExecutionData[];
+	error?: { message: string; description?: string | null; itemIndex?: number; name?: string };
+	run: IRun;
+}
+
+export async function runNode(options: RunNodeOptions): Promise<RunNodeResult> {
+	await ensureBinaryDataService();
+	const runId = randomUUID();
+	ItemSourceNode.pending.set(runId, options.items);
+	const helper = options.credentialsHelper ?? new TestCredentialsHelper();
+	const nodeCredentials: INode['credentials'] = {};
+	for (const [type, credential] of Object.entries(options.credentials)) {
+		helper.store.set(credential.id, credential.data);
+		nodeCredentials[type] = { id: credential.id, name: credential.name };
+	}
+
+	const nodes: INode[] = [
+		{
+			id: 'source',
+			name: 'Source',
+			type: 'test.itemSource',
+			typeVersion: 1,
+			position: [0, 0],
+			parameters: { run: runId },
+		},
+		{
+			id: 'target',
+			name: 'Target',
+			type: `${PACKAGE}.${options.type}`,
+			typeVersion: 1,
+			position: [200, 0],
+			parameters: options.parameters as INode['parameters'],
+			credentials: nodeCredentials,
+			...(options.onError ? { onError: options.onError } : {}),
+		},
+	];
+	const workflow = new Workflow({
+		id: `wf-${runId.slice(0, 8)}`,
+		nodes,
+		connections: { Source: { main: [[{ node: 'Target', type: 'main', index: 0 }]] } },
+		nodeTypes: new TestNodeTypes(),
+		active: false,
+		settings: {},
+	});
+
+	const mode = options.mode ?? 'manual';
+	const executionId = String(Date.now());
+	const hooks = new ExecutionLifecycleHooks(mode, executionId, {
+		id: workflow.id,
+		name: 'test',
+		active: false,
+		nodes,
+		connections: workflow.connectionsBySourceNode,
+		createdAt: new Date(),
+		updatedAt: new Date(),
+		isArchived: false,
+		activeVersionId: null,
+	} as never);
+	const finished = createDeferredPromise<IRun>();
+	hooks.addHandler('workflowExecuteAfter', (fullRunData) => finished.resolve(fullRunData));
+
+	const additionalData = {
+		credentialsHelper: helper,
+		hooks,
+		executionId,
+		currentNodeExecutionIndex: 0,
+		restApiUrl: 'http://127.0.0.1/rest',
+		instanceBaseUrl: 'http://127.0.0.1/',
+		formWaitingBaseUrl: 'http://127.0.0.1/form-waiting',
+		webhookBaseUrl: 'http://127.0.0.1/webhook',
+		webhookWaitingBaseUrl: 'http://127.0.0.1/webhook-waiting',
+		webhookTestBaseUrl: 'http://127.0.0.1/webhook-test',
+		variables: {},
+		logAiEvent: () => {},
+		executeWorkflow: async () => {
+			throw new Error('not supported in tests');
+		},
+		getRunExecutionData: async () => undefined,
+		startRunnerTask: async () => {
+			throw new Error('not supported in tests');
+		},
+	} as unknown as IWorkflowExecuteAdditionalData;
+
+	const runExecutionData = {
+		version: 1,
+		resultData: { runData: {} },
+		executionData: {
+			metadata: {},
+			contextData: {},
+			waitingExecution: {},
+			waitingExecutionSource: null,
+			nodeExecutionStack: [{ node: nodes[0], data: { main: [[{ json: {} }]] }, source: null }],
+		},
+	} as unknown as IRunExecutionData;
+	try {
+		await new WorkflowExecute(additionalData, mode, runExecutionData).processRunExecutionData(workflow);
+		const run = await finished.promise;
+		const target = run.data.resultData.runData.Target?.[0];
+		const error = (target?.error ?? run.data.resultData.error) as RunNodeResult['error'] | undefined;
+		return { output: target?.data?.main?.[0] ?? [], error, run };
+	} finally {
+		ItemSourceNode.pending.delete(runId);
+	}
+}

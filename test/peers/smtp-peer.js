@@ -1,0 +1,108 @@
+'use strict';
+// A real SMTP server for tests and benchmarks, built on nodemailer's smtp-server.
+// It records exactly what arrived (envelope, raw bytes, who authenticated, whether TLS
+// was on) so tests assert on what the peer received, not on what our code says it sent.
+const { SMTPServer } = require('smtp-server');
+
+/**
+ * @param {object} options
+ * @param {{ca: string, cert: string, key: string}} options.pki
+ * @param {Record<string,string>} [options.users] user -> password for PLAIN/LOGIN
+ * @param {boolean} [options.implicitTls] TLS from the first byte (port-465 style)
+ * @param {boolean} [options.allowInsecureAuth] allow AUTH before STARTTLS
+ * @param {boolean} [options.authOptional] accept mail without AUTH
+ * @param {(token: string, user: string) => Promise<boolean|{ok: boolean, reason?: string}>} [options.validateBearer]
+ *   XOAUTH2 validator (used with the fake identity platform)
+ * @param {boolean} [options.keepRaw=true] keep raw messages (benchmarks turn it off)
+ * @param {number} [options.port=0]
+ */
+async function startSmtpPeer(options) {
+	const users = options.users ?? {};
+	const received = [];
+	const stats = { connections: 0, authentications: 0, authFailures: 0, messages: 0 };
+	const server = new SMTPServer({
+		secure: Boolean(options.implicitTls),
+		key: options.pki.key,
+		cert: options.pki.cert,
+		authMethods: ['PLAIN', 'LOGIN', 'XOAUTH2'],
+		authOptional: Boolean(options.authOptional),
+		allowInsecureAuth: Boolean(options.allowInsecureAuth),
+		disabledCommands: options.disableStartTls ? ['STARTTLS'] : [],
+		logger: false,
+		size: options.maxSize ?? 50 * 1024 * 1024,
+		onConnect(session, callback) {
+			stats.connections++;
+			callback();
+		},
+		onAuth(auth, session, callback) {
+			stats.authentications++;
+			if (auth.method === 'XOAUTH2') {
+				const validate = options.validateBearer;
+				if (!validate) return fail();
+				Promise.resolve(validate(auth.accessToken, auth.username)).then(
+					(verdict) => {
+						const ok = typeof verdict === 'object' ? verdict.ok : verdict;
+						if (ok) return callback(null, { user: auth.username });
+						stats.authFailures++;
+						callback(null, { data: { status: '401', schemes: 'bearer', scope: 'https://outlook.office.com/SMTP.Send' } });
+					},
+					(error) => callback(error),
+				);
+				return;
+			}
+			if (Object.prototype.hasOwnProperty.call(users, auth.username) && users[auth.username] === auth.password) {
+				return callback(null, { user: auth.username });
+			}
+			return fail();
+			function fail() {
+				stats.authFailures++;
+				const error = new Error('5.7.3 Authentication unsuccessful');
+				error.responseCode = 535;
+				callback(error);
+			}
+		},
+		onData(stream, session, callback) {
+			const chunks = [];
+			stream.on('data', (chunk) => {
+				if (options.keepRaw !== false) chunks.push(chunk);
+			});
+			stream.on('end', () => {
+				if (stream.sizeExceeded) {
+					const error = new Error('5.3.4 Message size exceeds fixed maximum message size');
+					error.responseCode = 552;
+					return callback(error);
+				}
+				stats.messages++;
+				received.push({
+					envelope: {
+						from: session.envelope.mailFrom && session.envelope.mailFrom.address,
+						to: session.envelope.rcptTo.map((r) => r.address),
+					},
+					user: session.user,
+					secure: Boolean(session.secure),
+					raw: options.keepRaw === false ? null : Buffer.concat(chunks),
+				});
+				callback(null, 'Message queued as ' + stats.messages);
+			});
+		},
+	});
+	server.on('error', () => {});
+	await new Promise((resolve, reject) => {
+		server.once('error', reject);
+		server.listen(options.port ?? 0, '127.0.0.1', resolve);
+	});
+	const { port } = server.server.address();
+	return {
+		host: '127.0.0.1',
+		port,
+		received,
+		stats,
+		reset() {
+			received.length = 0;
+			for (const key of Object.keys(stats)) stats[key] = 0;
+		},
+		close: () => new Promise((resolve) => server.close(() => resolve())),
+	};
+}
+
+module.exports = { startSmtpPeer };
