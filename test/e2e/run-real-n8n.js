@@ -1,0 +1,212 @@
+'use strict';
+// End to end in real n8n (installed from npm, pinned): pack this package, install it the way
+// a user's n8n does, import an SMTP credential into n8n's encrypted store, import a workflow
+// that reads a file and sends it with "Send Email (Modern Auth)", execute it with the n8n CLI,
+// and check what the SMTP server received. Exits non-zero on any failure.
+const assert = require('node:assert/strict');
+const { createHash, randomBytes } = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { simpleParser } = require('mailparser');
+
+const runtime = require('../../scripts/n8n-runtime');
+const { createTestPki } = require('../peers/certs');
+const { startSmtpPeer } = require('../peers/smtp-peer');
+
+const sha256 = (buffer) => createHash('sha256').update(buffer).digest('hex');
+const PASSWORD = `e2e-${randomBytes(12).toString('hex')}`;
+let passed = 0;
+let failed = 0;
+
+async function check(name, fn) {
+	const started = Date.now();
+	try {
+		await fn();
+		passed++;
+		console.log(`ok - ${name} (${Date.now() - started} ms)`);
+	} catch (error) {
+		failed++;
+		console.log(`not ok - ${name}\n${String(error && error.stack ? error.stack : error).replace(/^/gm, '    ')}`);
+	}
+}
+
+async function main() {
+	const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-e2e-'));
+	const userFolder = path.join(work, 'user');
+	const filesDir = path.join(work, 'files');
+	fs.mkdirSync(filesDir, { recursive: true });
+	const { bin } = runtime.ensureN8n();
+	const pki = createTestPki(fs.mkdtempSync(path.join(work, 'pki-')));
+	const peer = await startSmtpPeer({ pki, users: { 'robot@example.com': PASSWORD } });
+	const env = runtime.n8nEnv(userFolder, {
+		// How an administrator makes n8n trust a company CA.
+		NODE_EXTRA_CA_CERTS: pki.caPath,
+		N8N_RESTRICT_FILE_ACCESS_TO: filesDir,
+		N8N_RUNNERS_BROKER_PORT: String(5700 + Math.floor(Math.random() * 200)),
+	});
+
+	try {
+		await check(`package installs into ${path.join('.n8n', 'nodes', 'node_modules')} like a user install`, async () => {
+			const tarball = runtime.packPackage(work);
+			const target = runtime.installPackageLikeUser(tarball, userFolder);
+			const manifest = JSON.parse(fs.readFileSync(path.join(target, 'package.json'), 'utf8'));
+			for (const file of [...manifest.n8n.credentials, ...manifest.n8n.nodes]) {
+				assert.ok(fs.existsSync(path.join(target, file)), `${file} is in the package`);
+			}
+			assert.ok(fs.existsSync(path.join(target, 'node_modules', 'nodemailer')), 'runtime dependency installed');
+			assert.ok(!fs.existsSync(path.join(target, 'node_modules', 'n8n-workflow')), 'n8n-workflow comes from n8n');
+		});
+
+		const credentialId = 'MamSmtpE2e000001';
+		await check('SMTP credential imports into the encrypted store (ciphertext only)', async () => {
+			const file = path.join(work, 'credentials.json');
+			fs.writeFileSync(
+				file,
+				JSON.stringify([
+					{
+						id: credentialId,
+						name: 'Local SMTP (e2e)',
+						type: 'modernAuthSmtpApi',
+						data: {
+							host: peer.host,
+							port: peer.port,
+							security: 'starttls',
+							user: 'robot@example.com',
+							password: PASSWORD,
+							fromAddress: 'Robot <robot@example.com>',
+						},
+					},
+				]),
+			);
+			const result = await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env);
+			fs.rmSync(file);
+			assert.equal(result.code, 0, result.stdout + result.stderr);
+			const dbFiles = fs.readdirSync(path.join(userFolder, '.n8n')).filter((f) => f.startsWith('database.sqlite'));
+			assert.ok(dbFiles.length > 0, 'sqlite database exists');
+			for (const dbFile of dbFiles) {
+				const bytes = fs.readFileSync(path.join(userFolder, '.n8n', dbFile));
+				assert.equal(bytes.indexOf(PASSWORD), -1, `password not in ${dbFile}`);
+				assert.equal(bytes.indexOf('robot@example.com'), -1, `user name not in ${dbFile}`);
+			}
+			const row = await readCredentialRow(path.join(userFolder, '.n8n', 'database.sqlite'), credentialId);
+			assert.equal(row.type, 'modernAuthSmtpApi');
+			assert.match(row.data, /^U2FsdGVkX1/, 'stored data is OpenSSL-salted AES ciphertext');
+		});
+
+		const attachment = randomBytes(150_000);
+		fs.writeFileSync(path.join(filesDir, 'report.bin'), attachment);
+		const workflowId = 'MamSendE2e000001';
+		let run;
+		await check('workflow with Send Email (Modern Auth) executes in real n8n', async () => {
+			const file = path.join(work, 'workflow.json');
+			fs.writeFileSync(file, JSON.stringify(sendWorkflow(workflowId, credentialId, path.join(filesDir, 'report.bin'))));
+			const imported = await runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env);
+			assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+			const executed = await runtime.runN8n(bin, ['execute', `--id=${workflowId}`, '--rawOutput'], env);
+			assert.equal(executed.code, 0, executed.stdout.slice(-4000) + executed.stderr.slice(-4000));
+			run = runtime.parseExecuteOutput(executed.stdout);
+			assert.ok(!executed.stdout.includes(PASSWORD) && !executed.stderr.includes(PASSWORD), 'password not in n8n output');
+		});
+
+		await check('the SMTP server received the mail with its attachment, byte for byte', async () => {
+			assert.equal(peer.received.length, 1, 'exactly one message');
+			const received = peer.received[0];
+			assert.equal(received.user, 'robot@example.com');
+			assert.equal(received.secure, true, 'STARTTLS was used');
+			assert.deepEqual(received.envelope, { from: 'robot@example.com', to: ['ops@example.org'] });
+			const mail = await simpleParser(received.raw);
+			assert.equal(mail.subject, 'Nightly report from real n8n');
+			assert.equal(mail.text.trim(), 'See attachment.');
+			assert.equal(mail.attachments.length, 1);
+			assert.equal(mail.attachments[0].filename, 'report.bin');
+			assert.equal(sha256(mail.attachments[0].content), sha256(attachment));
+			const output = run.data.resultData.runData['Send Email (Modern Auth)'][0].data.main[0];
+			assert.equal(output.length, 1);
+			assert.equal(output[0].json.messageId, mail.messageId);
+			assert.deepEqual(output[0].json.accepted, ['ops@example.org']);
+			assert.deepEqual(output[0].pairedItem, { item: 0 });
+		});
+
+		await check('a bad item fails alone with continueOnFail in real n8n', async () => {
+			peer.reset();
+			const file = path.join(work, 'workflow-bad.json');
+			const workflow = sendWorkflow('MamSendE2e000002', credentialId, path.join(filesDir, 'report.bin'));
+			workflow.nodes.find((n) => n.name === 'Send Email (Modern Auth)').onError = 'continueRegularOutput';
+			workflow.nodes.find((n) => n.name === 'Send Email (Modern Auth)').parameters.subject = 'Bad\r\nBcc: victim@example.org';
+			fs.writeFileSync(file, JSON.stringify(workflow));
+			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env)).code, 0);
+			const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000002', '--rawOutput'], env);
+			const result = runtime.parseExecuteOutput(executed.stdout);
+			const output = result.data.resultData.runData['Send Email (Modern Auth)'][0].data.main[0];
+			assert.equal(output[0].json.error.code, 'INVALID_INPUT');
+			assert.match(output[0].json.error.message, /^Subject: contains a line break/);
+			assert.equal(peer.received.length, 0, 'nothing was sent');
+		});
+	} finally {
+		await peer.close();
+		if (!process.env.MAM_KEEP_E2E) fs.rmSync(work, { recursive: true, force: true });
+	}
+	console.log(`\n${passed} passed, ${failed} failed`);
+	process.exit(failed === 0 ? 0 : 1);
+}
+
+function sendWorkflow(id, credentialId, filePath) {
+	return {
+		id,
+		name: `Modern Auth Mail e2e ${id}`,
+		active: false,
+		settings: { executionOrder: 'v1' },
+		connections: {
+			'When clicking Execute': { main: [[{ node: 'Read File', type: 'main', index: 0 }]] },
+			'Read File': { main: [[{ node: 'Send Email (Modern Auth)', type: 'main', index: 0 }]] },
+		},
+		nodes: [
+			{ id: 'a1', name: 'When clicking Execute', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
+			{
+				id: 'a2',
+				name: 'Read File',
+				type: 'n8n-nodes-base.readWriteFile',
+				typeVersion: 1,
+				position: [200, 0],
+				parameters: { operation: 'read', fileSelector: filePath, options: {} },
+			},
+			{
+				id: 'a3',
+				name: 'Send Email (Modern Auth)',
+				type: `${runtime.PACKAGE_NAME}.modernAuthSendEmail`,
+				typeVersion: 1,
+				position: [400, 0],
+				parameters: {
+					authentication: 'smtp',
+					toEmail: 'ops@example.org',
+					subject: 'Nightly report from real n8n',
+					emailFormat: 'text',
+					text: 'See attachment.',
+					options: { attachments: 'data' },
+				},
+				credentials: { modernAuthSmtpApi: { id: credentialId, name: 'Local SMTP (e2e)' } },
+			},
+		],
+	};
+}
+
+/** Reads the stored credential row with n8n's own sqlite3 driver. */
+function readCredentialRow(dbPath, id) {
+	const { dir } = runtime.ensureN8n();
+	const sqlite3 = require(require.resolve('sqlite3', { paths: [path.join(dir, 'node_modules', 'n8n')] }));
+	return new Promise((resolve, reject) => {
+		const db = new sqlite3.Database(dbPath, sqlite3.OPEN_READONLY, (error) => error && reject(error));
+		db.get('SELECT type, data FROM credentials_entity WHERE id = ?', [id], (error, row) => {
+			db.close();
+			if (error) reject(error);
+			else if (!row) reject(new Error(`credential ${id} not found`));
+			else resolve(row);
+		});
+	});
+}
+
+main().catch((error) => {
+	console.error(error);
+	process.exit(1);
+});
