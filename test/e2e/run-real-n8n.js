@@ -11,9 +11,13 @@ const path = require('node:path');
 const { simpleParser } = require('mailparser');
 
 const runtime = require('../../scripts/n8n-runtime');
+const { sendWorkflow: exampleWorkflow, SEND_NODE } = require('../../scripts/example-workflow');
 const { createTestPki } = require('../peers/certs');
 const { startSmtpPeer } = require('../peers/smtp-peer');
 
+const CREDENTIAL_NAME = 'Local SMTP (e2e)';
+const sendWorkflow = (id, credentialId, filePath) =>
+	exampleWorkflow({ id, credentialId, credentialName: CREDENTIAL_NAME, filePath });
 const sha256 = (buffer) => createHash('sha256').update(buffer).digest('hex');
 const PASSWORD = `e2e-${randomBytes(12).toString('hex')}`;
 let passed = 0;
@@ -66,7 +70,7 @@ async function main() {
 				JSON.stringify([
 					{
 						id: credentialId,
-						name: 'Local SMTP (e2e)',
+						name: CREDENTIAL_NAME,
 						type: 'modernAuthSmtpApi',
 						data: {
 							host: peer.host,
@@ -121,7 +125,7 @@ async function main() {
 			assert.equal(mail.attachments.length, 1);
 			assert.equal(mail.attachments[0].filename, 'report.bin');
 			assert.equal(sha256(mail.attachments[0].content), sha256(attachment));
-			const output = run.data.resultData.runData['Send Email (Modern Auth)'][0].data.main[0];
+			const output = run.data.resultData.runData[SEND_NODE][0].data.main[0];
 			assert.equal(output.length, 1);
 			assert.equal(output[0].json.messageId, mail.messageId);
 			assert.deepEqual(output[0].json.accepted, ['ops@example.org']);
@@ -132,13 +136,13 @@ async function main() {
 			peer.reset();
 			const file = path.join(work, 'workflow-bad.json');
 			const workflow = sendWorkflow('MamSendE2e000002', credentialId, path.join(filesDir, 'report.bin'));
-			workflow.nodes.find((n) => n.name === 'Send Email (Modern Auth)').onError = 'continueRegularOutput';
-			workflow.nodes.find((n) => n.name === 'Send Email (Modern Auth)').parameters.subject = 'Bad\r\nBcc: victim@example.org';
+			workflow.nodes.find((n) => n.name === SEND_NODE).onError = 'continueRegularOutput';
+			workflow.nodes.find((n) => n.name === SEND_NODE).parameters.subject = 'Bad\r\nBcc: victim@example.org';
 			fs.writeFileSync(file, JSON.stringify(workflow));
 			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env)).code, 0);
 			const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000002', '--rawOutput'], env);
 			const result = runtime.parseExecuteOutput(executed.stdout);
-			const output = result.data.resultData.runData['Send Email (Modern Auth)'][0].data.main[0];
+			const output = result.data.resultData.runData[SEND_NODE][0].data.main[0];
 			assert.equal(output[0].json.error.code, 'INVALID_INPUT');
 			assert.match(output[0].json.error.message, /^Subject: contains a line break/);
 			assert.equal(peer.received.length, 0, 'nothing was sent');
@@ -149,46 +153,6 @@ async function main() {
 	}
 	console.log(`\n${passed} passed, ${failed} failed`);
 	process.exit(failed === 0 ? 0 : 1);
-}
-
-function sendWorkflow(id, credentialId, filePath) {
-	return {
-		id,
-		name: `Modern Auth Mail e2e ${id}`,
-		active: false,
-		settings: { executionOrder: 'v1' },
-		connections: {
-			'When clicking Execute': { main: [[{ node: 'Read File', type: 'main', index: 0 }]] },
-			'Read File': { main: [[{ node: 'Send Email (Modern Auth)', type: 'main', index: 0 }]] },
-		},
-		nodes: [
-			{ id: 'a1', name: 'When clicking Execute', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
-			{
-				id: 'a2',
-				name: 'Read File',
-				type: 'n8n-nodes-base.readWriteFile',
-				typeVersion: 1,
-				position: [200, 0],
-				parameters: { operation: 'read', fileSelector: filePath, options: {} },
-			},
-			{
-				id: 'a3',
-				name: 'Send Email (Modern Auth)',
-				type: `${runtime.PACKAGE_NAME}.modernAuthSendEmail`,
-				typeVersion: 1,
-				position: [400, 0],
-				parameters: {
-					authentication: 'smtp',
-					toEmail: 'ops@example.org',
-					subject: 'Nightly report from real n8n',
-					emailFormat: 'text',
-					text: 'See attachment.',
-					options: { attachments: 'data' },
-				},
-				credentials: { modernAuthSmtpApi: { id: credentialId, name: 'Local SMTP (e2e)' } },
-			},
-		],
-	};
 }
 
 /** Reads the stored credential row with n8n's own sqlite3 driver. */

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine of this kind: installs what it needs (Debian packages as
+# root, npm packages, n8n into a cache), then lint, build, the jest suite against real
+# peers, and the end-to-end run inside real n8n. The last line sums up all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing Debian packages ($*) and not root: install them with apt-get" >&2
+		exit 1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+command -v openssl >/dev/null || apt_install openssl
+command -v tar >/dev/null || apt_install tar
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+	echo "== npm ci"
+	npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "== lint"
+npm run --silent lint
+echo "== build"
+npm run --silent build
+
+mkdir -p .cache
+echo "== jest (real SMTP peer, n8n-core execution engine)"
+jest_status=0
+npx jest --ci --json --outputFile=.cache/jest-results.json || jest_status=$?
+
+echo "== real n8n end to end"
+node -e "require('./scripts/n8n-runtime').ensureN8n()"
+e2e_status=0
+node test/e2e/run-real-n8n.js | tee .cache/e2e-results.txt || e2e_status=$?
+
+node -e '
+const fs = require("fs");
+let passed = 0, failed = 0;
+try { const j = JSON.parse(fs.readFileSync(".cache/jest-results.json", "utf8")); passed += j.numPassedTests; failed += j.numFailedTests + j.numRuntimeErrorTestSuites; } catch { failed++; }
+const m = /^(\d+) passed, (\d+) failed$/m.exec(fs.existsSync(".cache/e2e-results.txt") ? fs.readFileSync(".cache/e2e-results.txt", "utf8") : "");
+if (m) { passed += +m[1]; failed += +m[2]; } else { failed++; }
+console.log(`\ntotal: ${passed} passed, ${failed} failed`);
+'
+if [ "$jest_status" != 0 ] || [ "$e2e_status" != 0 ]; then exit 1; fi
