@@ -333,6 +333,38 @@ describe('server and credential failures', () => {
 		expect(starttlsPeer.stats.connections).toBe(0);
 	});
 
+	it('Microsoft-style 535 5.7.139 says basic auth is off and points to OAuth', async () => {
+		starttlsPeer.authRefusal = '5.7.139 Authentication unsuccessful, basic authentication is disabled.';
+		const { error } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: baseParameters,
+			items: [{ json: { to: 'a@example.org', subject: 's', text: 't' } }],
+			credentials: smtpCredential(starttlsPeer),
+		});
+		expect(error?.message).toMatch(/^Item 0: SMTP server refused password sign-in \(535 5\.7\.139\)/);
+		expect(error?.description).toMatch(/OAuth credential/);
+	});
+
+	it('550 5.7.60 names the missing Send As permission; with continueOnFail every item says so', async () => {
+		starttlsPeer.senderRefusal = { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' };
+		const { output } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, fromEmail: 'shared@example.com' },
+			items: [
+				{ json: { to: 'a@example.org', subject: 's', text: 't' } },
+				{ json: { to: 'b@example.org', subject: 's', text: 't' } },
+			],
+			credentials: smtpCredential(starttlsPeer),
+			onError: 'continueRegularOutput',
+		});
+		expect(output.map((o) => (o.json.error as Record<string, string>).code)).toEqual([
+			'SMTP_SEND_AS_DENIED',
+			'SMTP_SEND_AS_DENIED',
+		]);
+		expect((output[0].json.error as Record<string, string>).hint).toMatch(/Send As/);
+		expect(starttlsPeer.received).toHaveLength(0);
+	});
+
 	it('unreachable server names host and port', async () => {
 		const { error } = await runNode({
 			type: 'modernAuthSendEmail',

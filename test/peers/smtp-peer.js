@@ -15,10 +15,14 @@ const { SMTPServer } = require('smtp-server');
  *   XOAUTH2 validator (used with the fake identity platform)
  * @param {boolean} [options.keepRaw=true] keep raw messages (benchmarks turn it off)
  * @param {number} [options.port=0]
+ * Settable after start on the returned object, to mirror Microsoft 365 refusals:
+ *   authRefusal = '5.7.139 Authentication unsuccessful, basic authentication is disabled'
+ *   senderRefusal = { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' }
  */
 async function startSmtpPeer(options) {
 	const users = options.users ?? {};
 	const received = [];
+	const behaviour = { authRefusal: null, senderRefusal: null };
 	const stats = { connections: 0, authentications: 0, authFailures: 0, messages: 0 };
 	const server = new SMTPServer({
 		secure: Boolean(options.implicitTls),
@@ -34,8 +38,22 @@ async function startSmtpPeer(options) {
 			stats.connections++;
 			callback();
 		},
+		onMailFrom(address, session, callback) {
+			if (behaviour.senderRefusal) {
+				const error = new Error(behaviour.senderRefusal.message);
+				error.responseCode = behaviour.senderRefusal.code;
+				return callback(error);
+			}
+			callback();
+		},
 		onAuth(auth, session, callback) {
 			stats.authentications++;
+			if (behaviour.authRefusal) {
+				stats.authFailures++;
+				const error = new Error(behaviour.authRefusal);
+				error.responseCode = 535;
+				return callback(error);
+			}
 			if (auth.method === 'XOAUTH2') {
 				const validate = options.validateBearer;
 				if (!validate) return fail();
@@ -97,7 +115,15 @@ async function startSmtpPeer(options) {
 		port,
 		received,
 		stats,
+		set authRefusal(value) {
+			behaviour.authRefusal = value;
+		},
+		set senderRefusal(value) {
+			behaviour.senderRefusal = value;
+		},
 		reset() {
+			behaviour.authRefusal = null;
+			behaviour.senderRefusal = null;
 			received.length = 0;
 			for (const key of Object.keys(stats)) stats[key] = 0;
 		},
