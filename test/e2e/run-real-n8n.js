@@ -147,12 +147,67 @@ async function main() {
 			assert.match(output[0].json.error.message, /^Subject: contains a line break/);
 			assert.equal(peer.received.length, 0, 'nothing was sent');
 		});
+		await check('the credential Test button works in the running n8n server (REST /rest/credentials/test)', async () => {
+			const port = 5800 + Math.floor(Math.random() * 150);
+			const server = await startServer(bin, { ...env, N8N_PORT: String(port) }, port);
+			try {
+				const base = `http://127.0.0.1:${port}`;
+				const setup = await fetch(`${base}/rest/owner/setup`, {
+					method: 'POST',
+					headers: { 'content-type': 'application/json' },
+					body: JSON.stringify({ email: 'owner@example.com', firstName: 'E2e', lastName: 'Owner', password: 'E2e-Owner-Passw0rd' }),
+				});
+				assert.equal(setup.status, 200, await setup.text());
+				const cookie = setup.headers.get('set-cookie').split(';')[0];
+				const test = async (data) => {
+					const response = await fetch(`${base}/rest/credentials/test`, {
+						method: 'POST',
+						headers: { 'content-type': 'application/json', cookie },
+						body: JSON.stringify({ credentials: { id: credentialId, name: CREDENTIAL_NAME, type: 'modernAuthSmtpApi', data } }),
+					});
+					assert.equal(response.status, 200);
+					return (await response.json()).data;
+				};
+				const good = { host: peer.host, port: peer.port, security: 'starttls', user: 'robot@example.com', password: PASSWORD };
+				const ok = await test(good);
+				assert.equal(ok.status, 'OK', JSON.stringify(ok));
+				assert.match(ok.message, /^Connected to 127\.0\.0\.1:\d+ with STARTTLS, authenticated as \*\*\*\*\.com\.$/);
+				const bad = await test({ ...good, password: 'not-the-password' });
+				assert.equal(bad.status, 'Error');
+				assert.match(bad.message, /authentication failed.*Fix: Check the user name and password/);
+				assert.ok(!bad.message.includes('not-the-password'));
+			} finally {
+				server.kill('SIGKILL');
+			}
+		});
 	} finally {
 		await peer.close();
 		if (!process.env.MAM_KEEP_E2E) fs.rmSync(work, { recursive: true, force: true });
 	}
 	console.log(`\n${passed} passed, ${failed} failed`);
 	process.exit(failed === 0 ? 0 : 1);
+}
+
+/** Starts `n8n start` and resolves once its REST API answers. */
+async function startServer(bin, env, port) {
+	const { spawn } = require('node:child_process');
+	const child = spawn(process.execPath, [bin, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+	let log = '';
+	child.stdout.on('data', (d) => (log += d));
+	child.stderr.on('data', (d) => (log += d));
+	const deadline = Date.now() + 90_000;
+	while (Date.now() < deadline) {
+		if (child.exitCode !== null) throw new Error(`n8n start exited ${child.exitCode}:\n${log.slice(-3000)}`);
+		try {
+			const response = await fetch(`http://127.0.0.1:${port}/rest/settings`);
+			if (response.status === 200) return child;
+		} catch {
+			// not listening yet
+		}
+		await new Promise((resolve) => setTimeout(resolve, 500));
+	}
+	child.kill('SIGKILL');
+	throw new Error(`n8n start did not answer within 90 s:\n${log.slice(-3000)}`);
 }
 
 /** Reads the stored credential row with n8n's own sqlite3 driver. */
