@@ -1,3 +1,4 @@
+import { ActionableError } from '../model/actionable-error';
 import type { OutgoingMessage, SendResult } from '../model/outgoing-message';
 
 /**
@@ -12,15 +13,15 @@ export interface MailSender {
 	close(): Promise<void>;
 }
 
-/** A failure a user can act on: one-line message, a stable code and a hint naming the fix. */
-export class MailTransportError extends Error {
+/** A protocol failure with the server's response code, when there was one. */
+export class MailTransportError extends ActionableError {
 	constructor(
 		message: string,
-		readonly code: string,
-		readonly hint: string,
+		code: string,
+		hint: string,
 		readonly responseCode?: number,
 	) {
-		super(message);
+		super(message, code, hint);
 		this.name = 'MailTransportError';
 	}
 }

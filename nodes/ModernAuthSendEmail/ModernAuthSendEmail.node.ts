@@ -10,15 +10,13 @@ import {
 } from 'n8n-workflow';
 
 import type { OutgoingMessage } from '../../model/outgoing-message';
-import { splitList } from '../../model/validate';
+import type { MailSender } from '../../transports/contracts';
 import { forEachWithLimit } from '../shared/concurrency';
+import { APP_ONLY_CREDENTIAL } from '../shared/microsoft-connection';
+import { testAppOnlyCredential } from '../shared/microsoft-credential-test';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
-import {
-	createSmtpSender,
-	readSmtpCredential,
-	SMTP_CREDENTIAL,
-	type SmtpCredentialData,
-} from '../shared/smtp-connection';
+import { prepareSender, type SendAuthentication, type SenderSetup } from '../shared/open-sender';
+import { SMTP_CREDENTIAL } from '../shared/smtp-connection';
 import { testSmtpCredential } from '../shared/smtp-credential-test';
 import { buildMessage } from './actions/build-message';
 import { sendEmailProperties } from './description';
@@ -43,6 +41,12 @@ export class ModernAuthSendEmail implements INodeType {
 				testedBy: 'modernAuthSmtpConnectionTest',
 				displayOptions: { show: { authentication: ['smtp'] } },
 			},
+			{
+				name: APP_ONLY_CREDENTIAL,
+				required: true,
+				testedBy: 'modernAuthMicrosoftAppOnlyTest',
+				displayOptions: { show: { authentication: ['microsoftAppOnly'] } },
+			},
 		],
 		properties: sendEmailProperties,
 	};
@@ -55,18 +59,21 @@ export class ModernAuthSendEmail implements INodeType {
 			): Promise<INodeCredentialTestResult> {
 				return await testSmtpCredential(credential.data ?? {});
 			},
+			async modernAuthMicrosoftAppOnlyTest(
+				this: ICredentialTestFunctions,
+				credential: ICredentialsDecrypted,
+			): Promise<INodeCredentialTestResult> {
+				return await testAppOnlyCredential(credential.data ?? {});
+			},
 		},
 	};
 
 	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
 		const items = this.getInputData();
 		const node = this.getNode();
-		const credential: SmtpCredentialData = readSmtpCredential(
-			await this.getCredentials(SMTP_CREDENTIAL),
-		);
-		const secrets = [credential.password];
 		const continueOnFail = this.continueOnFail();
 		const results: INodeExecutionData[] = new Array(items.length);
+		let secrets: string[] = [];
 		const fail = (itemIndex: number, error: unknown) => {
 			results[itemIndex] = {
 				json: { error: describeItemError(error, secrets) },
@@ -74,19 +81,25 @@ export class ModernAuthSendEmail implements INodeType {
 			};
 		};
 
-		if (credential.ignoreCertificateErrors) {
-			this.logger.warn(
-				`Send Email (Modern Auth): TLS certificate checks are OFF for ${credential.host} (credential option "Ignore Certificate Errors")`,
-			);
+		let setup: SenderSetup;
+		try {
+			const authentication = this.getNodeParameter('authentication', 0) as SendAuthentication;
+			setup = await prepareSender(this, authentication);
+			secrets = setup.secrets;
+		} catch (error) {
+			// A credential that cannot work fails every item the same way.
+			if (!continueOnFail) throw toNodeOperationError(node, error, 0, secrets);
+			items.forEach((_, i) => fail(i, error));
+			return [results];
 		}
+		if (setup.warning) this.logger.warn(`Send Email (Modern Auth): ${setup.warning}`);
 
 		// Phase 1: build and validate every item before the first byte goes out, so bad
 		// input never leaves a batch half-sent.
 		const messages: Array<OutgoingMessage | undefined> = new Array(items.length);
-		const defaults = { fromAddress: credential.fromAddress, allowedFrom: splitList(credential.allowedFrom) };
 		for (let i = 0; i < items.length; i++) {
 			try {
-				messages[i] = await buildMessage(this, i, defaults);
+				messages[i] = await buildMessage(this, i, setup);
 			} catch (error) {
 				if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets);
 				fail(i, error);
@@ -94,46 +107,41 @@ export class ModernAuthSendEmail implements INodeType {
 		}
 
 		const toSend = messages.flatMap((message, i) => (message ? [i] : []));
-		if (toSend.length > 0) {
-			// Phase 2: one pooled connection set for the whole execution.
-			const maxConnections = Number(this.getNodeParameter('options.maxConnections', 0, 3)) || 3;
-			let firstFailure: { index: number; error: unknown } | undefined;
-			let sender;
-			try {
-				sender = createSmtpSender(credential, { maxConnections });
-			} catch (error) {
-				if (!continueOnFail) throw toNodeOperationError(node, error, toSend[0], secrets);
-				for (const i of toSend) fail(i, error);
-			}
-			if (sender) {
-				const activeSender = sender;
-				try {
-					await forEachWithLimit(
-						toSend,
-						maxConnections,
-						async (i) => {
-							try {
-								const sent = await activeSender.send(messages[i]!);
-								results[i] = { json: { ...sent }, pairedItem: { item: i } };
-							} catch (error) {
-								if (!continueOnFail) {
-									firstFailure ??= { index: i, error };
-									return;
-								}
-								fail(i, error);
-							}
-						},
-						() => firstFailure !== undefined,
-					);
-				} finally {
-					await activeSender.close();
-				}
-				if (firstFailure) {
-					throw toNodeOperationError(node, firstFailure.error, firstFailure.index, secrets);
-				}
-			}
-		}
+		if (toSend.length === 0) return [results];
 
+		// Phase 2: one pooled connection set for the whole execution.
+		const maxConnections = Number(this.getNodeParameter('options.maxConnections', 0, 3)) || 3;
+		let sender: MailSender;
+		try {
+			sender = setup.create({ maxConnections });
+		} catch (error) {
+			if (!continueOnFail) throw toNodeOperationError(node, error, toSend[0], secrets);
+			toSend.forEach((i) => fail(i, error));
+			return [results];
+		}
+		let firstFailure: { index: number; error: unknown } | undefined;
+		try {
+			await forEachWithLimit(
+				toSend,
+				maxConnections,
+				async (i) => {
+					try {
+						const sent = await sender.send(messages[i]!);
+						results[i] = { json: { ...sent }, pairedItem: { item: i } };
+					} catch (error) {
+						if (!continueOnFail) {
+							firstFailure ??= { index: i, error };
+							return;
+						}
+						fail(i, error);
+					}
+				},
+				() => firstFailure !== undefined,
+			);
+		} finally {
+			await sender.close();
+		}
+		if (firstFailure) throw toNodeOperationError(node, firstFailure.error, firstFailure.index, secrets);
 		return [results];
 	}
 }

@@ -12,6 +12,11 @@ export const authenticationProperty: INodeProperties = {
 			value: 'smtp',
 			description: 'Any SMTP server, signing in with user and password or not at all',
 		},
+		{
+			name: 'Microsoft 365 App-Only (SMTP OAuth)',
+			value: 'microsoftAppOnly',
+			description: 'App registration with SMTP.SendAsApp; signs in to SMTP with XOAUTH2, no user password',
+		},
 	],
 	description: 'Which kind of credential sends the mail',
 };
@@ -127,6 +132,16 @@ export const sendEmailProperties: INodeProperties[] = [
 				placeholder: 'logo, chart',
 				description:
 					'Comma-separated binary properties embedded in the HTML; each is referenced as cid:PROPERTY',
+			},
+			{
+				displayName: 'Mailbox',
+				name: 'mailbox',
+				type: 'string',
+				default: '',
+				placeholder: 'robot@contoso.com',
+				description:
+					"Microsoft 365 mailbox to sign in as (XOAUTH2 user). Empty uses the credential's Default Mailbox. Also the default From.",
+				displayOptions: { show: { '/authentication': ['microsoftAppOnly'] } },
 			},
 			{
 				displayName: 'Max Attachment Size (MB)',

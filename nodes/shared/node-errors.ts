@@ -1,7 +1,7 @@
 import { NodeOperationError, type INode } from 'n8n-workflow';
 
 import { MessageInputError } from '../../model/validate';
-import { MailTransportError } from '../../transports/contracts';
+import { ActionableError } from '../../model/actionable-error';
 import { redactSecrets } from './redact';
 
 // n8n replaces a whole error message that merely contains one of these codes with a generic
@@ -42,7 +42,7 @@ export function describeItemError(error: unknown, secrets: Array<string | undefi
 		message = error.message;
 		code = 'INVALID_INPUT';
 		hint = error.hint ?? `Correct the field "${error.field}"`;
-	} else if (error instanceof MailTransportError) {
+	} else if (error instanceof ActionableError) {
 		message = error.message;
 		code = error.code;
 		hint = error.hint;

@@ -31,6 +31,7 @@ import {
 } from 'n8n-workflow';
 import { randomUUID } from 'node:crypto';
 
+import { ModernAuthMicrosoftAppOnlyApi } from '../../credentials/ModernAuthMicrosoftAppOnlyApi.credentials';
 import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentials';
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 
@@ -79,6 +80,7 @@ const NODE_TYPES: Record<string, INodeType> = {
 
 const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
 	modernAuthSmtpApi: new ModernAuthSmtpApi(),
+	modernAuthMicrosoftAppOnlyApi: new ModernAuthMicrosoftAppOnlyApi(),
 };
 
 class TestNodeTypes implements INodeTypes {

@@ -1,3 +1,4 @@
+import { ActionableError } from '../../model/actionable-error';
 import { MailTransportError } from '../contracts';
 
 interface NodemailerLikeError {
@@ -16,9 +17,9 @@ const WRONG_TLS_MODE = /wrong version number|packet length too long|unknown prot
 /** Turns a nodemailer / socket failure into one line plus a hint that names the fix. */
 export function describeSmtpError(
 	error: unknown,
-	target: { host: string; port: number },
-): MailTransportError {
-	if (error instanceof MailTransportError) return error;
+	target: { host: string; port: number; auth?: 'password' | 'app-only' | 'delegated' },
+): ActionableError {
+	if (error instanceof ActionableError) return error;
 	const e = (error ?? {}) as NodemailerLikeError;
 	const raw = oneLine(e.response || e.message || String(error));
 	const where = `${target.host}:${target.port}`;
@@ -39,6 +40,22 @@ export function describeSmtpError(
 			`SMTP server refused the From address (550 5.7.60): ${raw}`,
 			'SMTP_SEND_AS_DENIED',
 			'The signed-in account may not send as this From address. Grant Send As (Add-RecipientPermission) or use the account’s own address',
+			responseCode,
+		);
+	}
+	if ((code === 'EAUTH' || responseCode === 535) && target.auth === 'app-only') {
+		return new MailTransportError(
+			`SMTP server refused the app-only OAuth token at ${where}: ${raw}`,
+			'SMTP_XOAUTH2_REJECTED',
+			'Grant the app SMTP.SendAsApp with admin consent, register it in Exchange (New-ServicePrincipal with the ENTERPRISE APPLICATION object id), give it the mailbox (Add-MailboxPermission), and enable SMTP AUTH for the mailbox',
+			responseCode,
+		);
+	}
+	if ((code === 'EAUTH' || responseCode === 535) && target.auth === 'delegated') {
+		return new MailTransportError(
+			`SMTP server refused the delegated OAuth token at ${where}: ${raw}`,
+			'SMTP_XOAUTH2_REJECTED',
+			'Check the credential has the SMTP.Send scope (reconnect it after changing scopes), the signed-in user may send as the mailbox, and SMTP AUTH is enabled for the mailbox',
 			responseCode,
 		);
 	}

@@ -16,7 +16,17 @@ export interface SmtpPasswordAuth {
 	pass: string;
 }
 
-export type SmtpAuth = SmtpPasswordAuth;
+/** SASL XOAUTH2: `user` is the mailbox to act as; tokens come from an auth provider. */
+export interface SmtpOAuth2Auth {
+	type: 'oauth2';
+	user: string;
+	/** renew=true after the server refused the previous token. */
+	getAccessToken(renew: boolean): Promise<{ token: string; expiresAt: Date }>;
+	/** For hints: whose token it is (app-only needs Exchange service principal steps). */
+	flavour: 'app-only' | 'delegated';
+}
+
+export type SmtpAuth = SmtpPasswordAuth | SmtpOAuth2Auth;
 
 export interface SmtpSenderOptions {
 	host: string;
@@ -42,6 +52,8 @@ export interface SmtpSenderOptions {
  */
 export class SmtpSender implements MailSender {
 	private readonly transporter: Transporter<SMTPPool.SentMessageInfo>;
+	/** The auth provider's own error, which nodemailer would flatten into a plain EAUTH. */
+	private tokenFailure: unknown;
 
 	constructor(private readonly options: SmtpSenderOptions) {
 		const poolOptions: SMTPPool.Options = {
@@ -68,6 +80,23 @@ export class SmtpSender implements MailSender {
 		};
 		if (options.auth?.type === 'password') {
 			poolOptions.auth = { type: 'login', user: options.auth.user, pass: options.auth.pass };
+		} else if (options.auth?.type === 'oauth2') {
+			const auth = options.auth;
+			poolOptions.auth = {
+				type: 'OAuth2',
+				user: auth.user,
+				// Called by every pooled connection when it signs in, and with renew=true once
+				// after the server refused a token; the provider serves it from its cache.
+				provisionCallback: (_user, renew, callback) => {
+					auth.getAccessToken(renew).then(
+						({ token, expiresAt }) => callback(null, token, expiresAt.getTime() - 60_000),
+						(error: unknown) => {
+							this.tokenFailure = error;
+							callback(error instanceof Error ? error : new Error(String(error)));
+						},
+					);
+				},
+			};
 		}
 		this.transporter = nodemailer.createTransport(poolOptions);
 	}
@@ -76,7 +105,7 @@ export class SmtpSender implements MailSender {
 		try {
 			await this.transporter.verify();
 		} catch (error) {
-			throw describeSmtpError(error, this.options);
+			throw this.describe(error);
 		}
 	}
 
@@ -123,8 +152,18 @@ export class SmtpSender implements MailSender {
 			for (const content of opened) {
 				if (!Buffer.isBuffer(content)) content.destroy();
 			}
-			throw describeSmtpError(error, this.options);
+			throw this.describe(error);
 		}
+	}
+
+	private describe(error: unknown) {
+		const tokenFailure = this.tokenFailure;
+		this.tokenFailure = undefined;
+		return describeSmtpError(tokenFailure ?? error, {
+			host: this.options.host,
+			port: this.options.port,
+			auth: this.options.auth?.type === 'oauth2' ? this.options.auth.flavour : 'password',
+		});
 	}
 
 	async close(): Promise<void> {

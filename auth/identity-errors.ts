@@ -1,0 +1,140 @@
+import { ActionableError } from '../model/actionable-error';
+
+/** A sign-in failure at the Microsoft identity platform, with the AADSTS code when known. */
+export class IdentityError extends ActionableError {
+	constructor(
+		message: string,
+		code: string,
+		hint: string,
+		readonly aadsts?: number,
+	) {
+		super(message, code, hint);
+		this.name = 'IdentityError';
+	}
+}
+
+interface AadstsRule {
+	summary: string;
+	hint: string;
+}
+
+// The codes users of app registrations actually hit, with the fix an admin can act on.
+const AADSTS: Record<number, AadstsRule> = {
+	700016: {
+		summary: 'the application (client ID) was not found in the tenant',
+		hint: 'Check Client ID and Tenant ID (Entra admin center → App registrations → Overview), and that the app is consented in this tenant',
+	},
+	7000215: {
+		summary: 'the client secret is invalid',
+		hint: 'Paste the secret VALUE, not the secret ID (Certificates & secrets → Client secrets → Value, shown only once when created)',
+	},
+	7000222: {
+		summary: 'the client secret has expired',
+		hint: 'Create a new client secret (Certificates & secrets) and update the credential, or switch to a certificate',
+	},
+	50126: {
+		summary: 'wrong user name or password',
+		hint: 'Check the account name and password',
+	},
+	50076: {
+		summary: 'multi-factor authentication is required',
+		hint: 'Password sign-in cannot do MFA: use the delegated credential (Connect my account) or app-only access',
+	},
+	50079: {
+		summary: 'multi-factor authentication registration is required',
+		hint: 'Password sign-in cannot do MFA: use the delegated credential (Connect my account) or app-only access',
+	},
+	65001: {
+		summary: 'the application has not been granted consent',
+		hint: 'Grant admin consent for the API permissions (App registrations → API permissions → Grant admin consent)',
+	},
+	90002: {
+		summary: 'the tenant was not found',
+		hint: 'Check Tenant ID (a GUID or a verified domain) and that the Cloud setting matches the tenant (Global, US Government, China)',
+	},
+	700027: {
+		summary: 'the certificate assertion was rejected',
+		hint: 'Upload this certificate (public .cer/.pem) to the app registration (Certificates & secrets), and check the private key matches it',
+	},
+	70008: {
+		summary: 'the refresh token has expired or was revoked',
+		hint: 'Reconnect this credential (open it and click Connect my account)',
+	},
+	700082: {
+		summary: 'the refresh token has expired due to inactivity',
+		hint: 'Reconnect this credential (open it and click Connect my account)',
+	},
+	50173: {
+		summary: 'the grant has expired because the password changed or the session was revoked',
+		hint: 'Reconnect this credential (open it and click Connect my account)',
+	},
+	53003: {
+		summary: 'blocked by Conditional Access',
+		hint: 'Ask the Entra administrator to allow this app or sign-in location in Conditional Access',
+	},
+	1002012: {
+		summary: 'the scope is not valid for client credentials',
+		hint: 'App-only access needs a scope ending in /.default',
+	},
+};
+
+interface MsalLikeError {
+	errorCode?: string;
+	errorMessage?: string;
+	subError?: string;
+	message?: string;
+	name?: string;
+}
+
+/** Turns an MSAL / network error into one line plus a hint. Never includes secrets. */
+export function describeIdentityError(error: unknown, context: { authorityHost: string }): IdentityError {
+	if (error instanceof IdentityError) return error;
+	const e = (error ?? {}) as MsalLikeError;
+	const text = `${e.errorMessage ?? ''} ${e.message ?? ''}`;
+	const match = /AADSTS(\d{5,7})/.exec(text);
+	if (match) {
+		const code = Number(match[1]);
+		const rule = AADSTS[code];
+		const firstLine = oneLine(text.slice(text.indexOf(match[0])).split(/\r?\n|Trace ID:/)[0]);
+		if (rule) {
+			return new IdentityError(`Microsoft sign-in failed: ${rule.summary} (${firstLine})`, `AADSTS${code}`, rule.hint, code);
+		}
+		return new IdentityError(
+			`Microsoft sign-in failed: ${firstLine}`,
+			`AADSTS${code}`,
+			'Look up the AADSTS code in Microsoft’s error reference; check tenant, client ID and secret or certificate',
+			code,
+		);
+	}
+	if (e.errorCode === 'invalid_grant') {
+		const rule = AADSTS[70008];
+		return new IdentityError(`Microsoft sign-in failed: ${rule.summary}`, 'INVALID_GRANT', rule.hint);
+	}
+	if (
+		e.errorCode === 'endpoints_resolution_error' ||
+		e.errorCode === 'openid_config_error' ||
+		/ENOTFOUND|ECONNREFUSED|ETIMEDOUT|fetch failed|network/i.test(text)
+	) {
+		return new IdentityError(
+			`Cannot reach the Microsoft identity platform at ${context.authorityHost}: ${oneLine(text) || e.errorCode}`,
+			'IDENTITY_UNREACHABLE',
+			'Check the Cloud setting (Global, US Government, China) or the custom authority host, and that n8n can reach it (proxy, firewall, trusted CA)',
+		);
+	}
+	if (e.errorCode === 'missing_tenant_id_error') {
+		return new IdentityError(
+			'App-only sign-in needs a specific tenant',
+			'TENANT_REQUIRED',
+			'Set Tenant ID to your tenant GUID or domain, not "common" or "organizations"',
+		);
+	}
+	return new IdentityError(
+		`Microsoft sign-in failed: ${oneLine(text) || e.errorCode || 'unknown error'}`,
+		e.errorCode || 'IDENTITY_ERROR',
+		'Check tenant, client ID, secret or certificate, and the Cloud setting',
+	);
+}
+
+function oneLine(text: string): string {
+	return text.replace(/\s+/g, ' ').trim().slice(0, 300);
+}

@@ -1,0 +1,108 @@
+import type { ICredentialDataDecryptedObject } from 'n8n-workflow';
+
+import {
+	appOnlyTokenProvider,
+	type AppOnlyConfig,
+	type TokenProvider,
+} from '../../auth/app-only-token-provider';
+import { resolveCloud } from '../../auth/clouds';
+import { IdentityError } from '../../auth/identity-errors';
+import { SmtpSender } from '../../transports/smtp/smtp-sender';
+import { maskIdentifier } from './redact';
+
+export const APP_ONLY_CREDENTIAL = 'modernAuthMicrosoftAppOnlyApi';
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
+
+export interface AppOnlyCredential {
+	config: AppOnlyConfig;
+	smtpHost: string;
+	smtpPort: number;
+	mailbox: string;
+	caCertificate: string;
+	/** Values that must never show up in messages. */
+	secrets: string[];
+}
+
+export function readAppOnlyCredential(data: ICredentialDataDecryptedObject): AppOnlyCredential {
+	const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string).trim() : '');
+	const tenantId = text('tenantId');
+	const clientId = text('clientId');
+	if (!GUID.test(tenantId) && !DOMAIN.test(tenantId)) {
+		throw new IdentityError(
+			`Tenant ID "${tenantId || '(empty)'}" is neither a GUID nor a domain`,
+			'TENANT_ID_INVALID',
+			'Copy Directory (tenant) ID from the app registration overview in the Entra admin center',
+		);
+	}
+	if (['common', 'organizations', 'consumers'].includes(tenantId.toLowerCase())) {
+		throw new IdentityError('App-only sign-in needs a specific tenant', 'TENANT_REQUIRED', 'Use your tenant GUID or domain');
+	}
+	if (!GUID.test(clientId)) {
+		throw new IdentityError(
+			`Client ID ${maskIdentifier(clientId) || '(empty)'} is not a GUID`,
+			'CLIENT_ID_INVALID',
+			'Copy Application (client) ID from the app registration overview',
+		);
+	}
+	const cloud = resolveCloud(text('cloud') || 'global', {
+		authorityHost: text('authorityHost'),
+		exchangeHost: text('exchangeHost'),
+		graphHost: text('graphHost'),
+	});
+	const useCertificate = text('authType') === 'certificate';
+	const clientSecret = typeof data.clientSecret === 'string' ? data.clientSecret : '';
+	const certificatePem = text('certificatePem');
+	const privateKeyPem = text('privateKeyPem');
+	const passphrase = typeof data.passphrase === 'string' ? data.passphrase : '';
+	const [smtpHost, smtpPort] = hostAndPort(text('smtpServer'), cloud.smtpHost, 587);
+	return {
+		config: {
+			tenantId,
+			clientId,
+			cloud,
+			...(useCertificate
+				? { certificate: { certificatePem, privateKeyPem, passphrase: passphrase || undefined } }
+				: { clientSecret }),
+		},
+		smtpHost,
+		smtpPort,
+		mailbox: text('mailbox'),
+		caCertificate: text('caCertificate'),
+		secrets: [clientSecret, privateKeyPem, passphrase].filter(Boolean),
+	};
+}
+
+function hostAndPort(value: string, defaultHost: string, defaultPort: number): [string, number] {
+	if (!value) return [defaultHost, defaultPort];
+	const match = /^(.+?)(?::(\d{1,5}))?$/.exec(value.replace(/^smtps?:\/\//i, ''));
+	return [match?.[1] ?? defaultHost, match?.[2] ? Number(match[2]) : defaultPort];
+}
+
+export function appOnlyTokens(credential: AppOnlyCredential): TokenProvider {
+	return appOnlyTokenProvider(credential.config);
+}
+
+/** SMTP submission with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
+export function createAppOnlySmtpSender(
+	credential: AppOnlyCredential,
+	mailbox: string,
+	options: { maxConnections?: number } = {},
+): SmtpSender {
+	const tokens = appOnlyTokens(credential);
+	return new SmtpSender({
+		host: credential.smtpHost,
+		port: credential.smtpPort,
+		security: 'starttls',
+		auth: {
+			type: 'oauth2',
+			flavour: 'app-only',
+			user: mailbox,
+			getAccessToken: (renew) => tokens.getToken('exchange', { forceRefresh: renew }),
+		},
+		rejectUnauthorized: true,
+		ca: credential.caCertificate || undefined,
+		maxConnections: options.maxConnections,
+	});
+}
