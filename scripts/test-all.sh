@@ -29,7 +29,7 @@ npm run --silent build
 mkdir -p .cache
 echo "== jest (real SMTP peer, n8n-core execution engine)"
 jest_status=0
-npx jest --ci --json --outputFile=.cache/jest-results.json || jest_status=$?
+node scripts/jest.js --ci --json --outputFile=.cache/jest-results.json || jest_status=$?
 
 echo "== real n8n end to end"
 node -e "require('./scripts/n8n-runtime').ensureN8n()"

@@ -21,6 +21,8 @@ import { testSmtpCredential } from '../shared/smtp-credential-test';
 import { buildMessage } from './actions/build-message';
 import { sendEmailProperties } from './description';
 
+const QUEUE_PER_CONNECTION = 4;
+
 export class ModernAuthSendEmail implements INodeType {
 	description: INodeTypeDescription = {
 		displayName: 'Send Email (Modern Auth)',
@@ -123,7 +125,9 @@ export class ModernAuthSendEmail implements INodeType {
 		try {
 			await forEachWithLimit(
 				toSend,
-				maxConnections,
+				// Keep a few messages queued per connection so a connection never idles while
+				// the next message's attachments are being opened.
+				maxConnections * QUEUE_PER_CONNECTION,
 				async (i) => {
 					try {
 						const sent = await sender.send(messages[i]!);

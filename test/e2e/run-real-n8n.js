@@ -98,7 +98,7 @@ async function main() {
 			assert.match(row.data, /^U2FsdGVkX1/, 'stored data is OpenSSL-salted AES ciphertext');
 		});
 
-		const attachment = randomBytes(150_000);
+		const attachment = randomBytes(400_000);
 		fs.writeFileSync(path.join(filesDir, 'report.bin'), attachment);
 		const workflowId = 'MamSendE2e000001';
 		let run;

@@ -66,7 +66,7 @@ async function parsedMessages(peer: Peer): Promise<ParsedMail[]> {
 
 describe('Send Email (Modern Auth) over SMTP, run by n8n-core', () => {
 	it('delivers headers, both bodies, attachments and an inline image byte for byte', async () => {
-		const pdf = randomBytes(70_000);
+		const pdf = randomBytes(600_000); // over 256 KiB: streamed from the binary store
 		const csv = Buffer.from('id;name\n1;Zoë\n2;Łukasz\n', 'utf8');
 		const png = randomBytes(3000);
 		const { output, error } = await runNode({

@@ -34,4 +34,24 @@ function createTestPki(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-pki-')))
 	};
 }
 
-module.exports = { createTestPki };
+/**
+ * The PKI whose CA this process trusts through NODE_EXTRA_CA_CERTS (set up by
+ * scripts/jest.js); a fresh, untrusted one when tests run without that wrapper.
+ */
+function sharedTestPki() {
+	const dir = process.env.MAM_TEST_PKI_DIR;
+	if (!dir) return createTestPki();
+	const read = (name) => fs.readFileSync(path.join(dir, name), 'utf8');
+	return {
+		dir,
+		caPath: path.join(dir, 'ca.pem'),
+		certPath: path.join(dir, 'server.pem'),
+		keyPath: path.join(dir, 'server.key'),
+		ca: read('ca.pem'),
+		cert: read('server.pem'),
+		key: read('server.key'),
+		trustedByProcess: process.env.NODE_EXTRA_CA_CERTS === path.join(dir, 'ca.pem'),
+	};
+}
+
+module.exports = { createTestPki, sharedTestPki };

@@ -21,6 +21,7 @@ export interface SenderDefaults {
 }
 
 const MB = 1024 * 1024;
+const SMALL_ATTACHMENT_BYTES = 256 * 1024;
 
 /**
  * Reads one item's parameters into a complete, validated message. Nothing touches the
@@ -135,8 +136,12 @@ async function binaryAttachment(
 		filename,
 		contentType: binary.mimeType || 'application/octet-stream',
 		size,
-		// Filesystem / S3 binary data is streamed, never loaded whole.
-		open: async () =>
-			binaryId ? await ctx.helpers.getBinaryStream(binaryId) : Buffer.from(inlineData, BINARY_ENCODING),
+		// Large files in n8n's filesystem / S3 store are streamed, never loaded whole; small
+		// ones are read in one go, which costs less than setting up a stream.
+		open: async () => {
+			if (!binaryId) return Buffer.from(inlineData, BINARY_ENCODING);
+			if (size <= SMALL_ATTACHMENT_BYTES) return await ctx.helpers.getBinaryDataBuffer(itemIndex, property);
+			return await ctx.helpers.getBinaryStream(binaryId);
+		},
 	};
 }
