@@ -11,9 +11,20 @@ export interface AccessToken {
 	expiresAt: Date;
 }
 
+
+export interface TokenRequestOptions {
+	/** Skip every cache (credential Test button). */
+	forceRefresh?: boolean;
+	/**
+	 * The token a server just refused. A new one is fetched only if the cached token is that
+	 * one, so many pooled connections refusing the same token cost one request.
+	 */
+	rejectedToken?: string;
+}
+
 /** What transports ask for: a bearer token for one audience, renewed when told it failed. */
 export interface TokenProvider {
-	getToken(audience: TokenAudience, options?: { forceRefresh?: boolean }): Promise<AccessToken>;
+	getToken(audience: TokenAudience, options?: TokenRequestOptions): Promise<AccessToken>;
 }
 
 export interface AppOnlyCertificate {
@@ -32,6 +43,7 @@ export interface AppOnlyConfig {
 
 /** Renew this long before expiry, so a token never expires in the middle of a send. */
 const EXPIRY_MARGIN_MS = 5 * 60 * 1000;
+
 
 export interface CertificateInfo {
 	thumbprintSha1: string;
@@ -119,14 +131,13 @@ class AppOnlyClient implements TokenProvider {
 		this.msal = new ConfidentialClientApplication(msalConfig);
 	}
 
-	async getToken(audience: TokenAudience, options: { forceRefresh?: boolean } = {}): Promise<AccessToken> {
+	async getToken(audience: TokenAudience, options: TokenRequestOptions = {}): Promise<AccessToken> {
 		const cached = this.tokens.get(audience);
-		if (!options.forceRefresh && cached && cached.expiresAt.getTime() - Date.now() > EXPIRY_MARGIN_MS) {
-			return cached;
-		}
+		const renew = Boolean(options.forceRefresh) || (options.rejectedToken !== undefined && cached?.token === options.rejectedToken);
+		if (!renew && cached && cached.expiresAt.getTime() - Date.now() > EXPIRY_MARGIN_MS) return cached;
 		const inFlight = this.pending.get(audience);
 		if (inFlight) return await inFlight;
-		const request = this.acquire(audience, Boolean(options.forceRefresh)).finally(() => {
+		const request = this.acquire(audience, renew).finally(() => {
 			this.pending.delete(audience);
 		});
 		this.pending.set(audience, request);
@@ -140,7 +151,7 @@ class AppOnlyClient implements TokenProvider {
 				skipCache: skipCache || undefined,
 			});
 			if (!result?.accessToken) throw new Error('the identity platform returned no access token');
-			const token = {
+			const token: AccessToken = {
 				token: result.accessToken,
 				expiresAt: result.expiresOn ?? new Date(Date.now() + 55 * 60 * 1000),
 			};

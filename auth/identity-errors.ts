@@ -110,11 +110,16 @@ export function describeIdentityError(error: unknown, context: { authorityHost: 
 		const rule = AADSTS[70008];
 		return new IdentityError(`Microsoft sign-in failed: ${rule.summary}`, 'INVALID_GRANT', rule.hint);
 	}
-	if (
-		e.errorCode === 'endpoints_resolution_error' ||
-		e.errorCode === 'openid_config_error' ||
-		/ENOTFOUND|ECONNREFUSED|ETIMEDOUT|fetch failed|network/i.test(text)
-	) {
+	if (e.errorCode === 'endpoints_resolution_error' || e.errorCode === 'openid_config_error') {
+		// Entra answers an unknown tenant (AADSTS90002) at discovery, which MSAL reports only
+		// as "endpoints could not be resolved"; an unreachable or wrong-cloud host looks the same.
+		return new IdentityError(
+			`Microsoft sign-in failed: the tenant was not found at ${context.authorityHost}, or that host cannot be reached`,
+			'TENANT_OR_CLOUD',
+			'Check Tenant ID (GUID or verified domain) and that Cloud matches the tenant (Global, US Government, China); check n8n can reach the sign-in host (proxy, firewall, trusted CA)',
+		);
+	}
+	if (/ENOTFOUND|ECONNREFUSED|ETIMEDOUT|fetch failed|network/i.test(text)) {
 		return new IdentityError(
 			`Cannot reach the Microsoft identity platform at ${context.authorityHost}: ${oneLine(text) || e.errorCode}`,
 			'IDENTITY_UNREACHABLE',

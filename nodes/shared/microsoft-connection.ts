@@ -99,7 +99,7 @@ export function createAppOnlySmtpSender(
 			type: 'oauth2',
 			flavour: 'app-only',
 			user: mailbox,
-			getAccessToken: (renew) => tokens.getToken('exchange', { forceRefresh: renew }),
+			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
 		},
 		rejectUnauthorized: true,
 		ca: credential.caCertificate || undefined,

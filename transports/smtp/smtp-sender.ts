@@ -20,8 +20,8 @@ export interface SmtpPasswordAuth {
 export interface SmtpOAuth2Auth {
 	type: 'oauth2';
 	user: string;
-	/** renew=true after the server refused the previous token. */
-	getAccessToken(renew: boolean): Promise<{ token: string; expiresAt: Date }>;
+	/** `rejectedToken` is set after the server refused that token. */
+	getAccessToken(rejectedToken?: string): Promise<{ token: string; expiresAt: Date }>;
 	/** For hints: whose token it is (app-only needs Exchange service principal steps). */
 	flavour: 'app-only' | 'delegated';
 }
@@ -82,16 +82,20 @@ export class SmtpSender implements MailSender {
 			poolOptions.auth = { type: 'login', user: options.auth.user, pass: options.auth.pass };
 		} else if (options.auth?.type === 'oauth2') {
 			const auth = options.auth;
+			// eslint-disable-next-line @typescript-eslint/no-this-alias -- the callback's own `this` is nodemailer's
+			const sender = this;
 			poolOptions.auth = {
 				type: 'OAuth2',
 				user: auth.user,
 				// Called by every pooled connection when it signs in, and with renew=true once
 				// after the server refused a token; the provider serves it from its cache.
-				provisionCallback: (_user, renew, callback) => {
-					auth.getAccessToken(renew).then(
+				// nodemailer calls it on the connection's XOAuth2 object, whose accessToken is the
+				// token that connection last used (the refused one when renewing).
+				provisionCallback: function (this: { accessToken?: string } | undefined, _user, renew, callback) {
+					auth.getAccessToken(renew ? (this?.accessToken ?? '') : undefined).then(
 						({ token, expiresAt }) => callback(null, token, expiresAt.getTime() - 60_000),
 						(error: unknown) => {
-							this.tokenFailure = error;
+							sender.tokenFailure = error;
 							callback(error instanceof Error ? error : new Error(String(error)));
 						},
 					);
