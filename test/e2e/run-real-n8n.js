@@ -14,6 +14,7 @@ const runtime = require('../../scripts/n8n-runtime');
 const { sendWorkflow: exampleWorkflow, SEND_NODE } = require('../../scripts/example-workflow');
 const { createTestPki } = require('../peers/certs');
 const { startSmtpPeer } = require('../peers/smtp-peer');
+const { startFakeIdentity } = require('../peers/fake-identity');
 
 const CREDENTIAL_NAME = 'Local SMTP (e2e)';
 const sendWorkflow = (id, credentialId, filePath) =>
@@ -42,7 +43,21 @@ async function main() {
 	fs.mkdirSync(filesDir, { recursive: true });
 	const { bin } = runtime.ensureN8n();
 	const pki = createTestPki(fs.mkdtempSync(path.join(work, 'pki-')));
-	const peer = await startSmtpPeer({ pki, users: { 'robot@example.com': PASSWORD } });
+	// Microsoft side: a fake identity platform over HTTPS (trusted by n8n through
+	// NODE_EXTRA_CA_CERTS) and an SMTP server that validates XOAUTH2 tokens with it.
+	const idp = await startFakeIdentity({ pki });
+	const TENANT = '0b7c5a9e-1f2d-4e3c-8a6b-5d4c3b2a1f0e';
+	const APP = '3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a098';
+	const APP_SECRET = `app-secret-${randomBytes(8).toString('hex')}`;
+	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
+	idp.addApp({ tenant: TENANT, clientId: APP, secrets: [{ value: APP_SECRET }], appRoles: ['SMTP.SendAsApp'] });
+	idp.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: 'robot@contoso.example' });
+	const peer = await startSmtpPeer({
+		pki,
+		users: { 'robot@example.com': PASSWORD },
+		validateBearer: (token, user) =>
+			idp.introspect(token, { audience: 'https://outlook.office365.com', mailbox: user, role: 'SMTP.SendAsApp' }).active,
+	});
 	const env = runtime.n8nEnv(userFolder, {
 		// How an administrator makes n8n trust a company CA.
 		NODE_EXTRA_CA_CERTS: pki.caPath,
@@ -152,11 +167,17 @@ async function main() {
 			const server = await startServer(bin, { ...env, N8N_PORT: String(port) }, port);
 			try {
 				const base = `http://127.0.0.1:${port}`;
-				const setup = await fetch(`${base}/rest/owner/setup`, {
-					method: 'POST',
-					headers: { 'content-type': 'application/json' },
-					body: JSON.stringify({ email: 'owner@example.com', firstName: 'E2e', lastName: 'Owner', password: 'E2e-Owner-Passw0rd' }),
-				});
+				// n8n answers /rest/settings a moment before every controller is mounted.
+				let setup;
+				for (let attempt = 0; attempt < 40; attempt++) {
+					setup = await fetch(`${base}/rest/owner/setup`, {
+						method: 'POST',
+						headers: { 'content-type': 'application/json' },
+						body: JSON.stringify({ email: 'owner@example.com', firstName: 'E2e', lastName: 'Owner', password: 'E2e-Owner-Passw0rd' }),
+					});
+					if (setup.status !== 404) break;
+					await new Promise((resolve) => setTimeout(resolve, 500));
+				}
 				assert.equal(setup.status, 200, await setup.text());
 				const cookie = setup.headers.get('set-cookie').split(';')[0];
 				const test = async (data) => {
@@ -180,7 +201,51 @@ async function main() {
 				server.kill('SIGKILL');
 			}
 		});
+		await check('Microsoft app-only credential sends over SMTP XOAUTH2 inside real n8n', async () => {
+			peer.reset();
+			const file = path.join(work, 'app-credential.json');
+			fs.writeFileSync(
+				file,
+				JSON.stringify([
+					{
+						id: 'MamAppOnlyE2e001',
+						name: 'Contoso app-only (e2e)',
+						type: 'modernAuthMicrosoftAppOnlyApi',
+						data: {
+							tenantId: TENANT,
+							clientId: APP,
+							authType: 'secret',
+							clientSecret: APP_SECRET,
+							cloud: 'custom',
+							authorityHost: idp.authorityHost,
+							exchangeHost: 'https://outlook.office365.com',
+							smtpServer: `${peer.host}:${peer.port}`,
+							mailbox: 'robot@contoso.example',
+						},
+					},
+				]),
+			);
+			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
+			fs.rmSync(file);
+			const workflow = sendWorkflow('MamSendE2e000003', 'MamAppOnlyE2e001', path.join(filesDir, 'report.bin'));
+			const send = workflow.nodes.find((n) => n.name === SEND_NODE);
+			send.parameters.authentication = 'microsoftAppOnly';
+			send.credentials = { modernAuthMicrosoftAppOnlyApi: { id: 'MamAppOnlyE2e001', name: 'Contoso app-only (e2e)' } };
+			const wfFile = path.join(work, 'workflow-app.json');
+			fs.writeFileSync(wfFile, JSON.stringify(workflow));
+			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000003', '--rawOutput'], env);
+			assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-3000));
+			assert.ok(!executed.stdout.includes(APP_SECRET) && !executed.stderr.includes(APP_SECRET));
+			assert.equal(peer.received.length, 1);
+			assert.equal(peer.received[0].user, 'robot@contoso.example', 'XOAUTH2 user is the mailbox');
+			assert.equal(peer.received[0].envelope.from, 'robot@contoso.example');
+			const mail = await simpleParser(peer.received[0].raw);
+			assert.equal(sha256(mail.attachments[0].content), sha256(attachment));
+			assert.equal(idp.counts({ grantType: 'client_credentials', clientId: APP }), 1, 'one token request');
+		});
 	} finally {
+		await idp.close();
 		await peer.close();
 		if (!process.env.MAM_KEEP_E2E) fs.rmSync(work, { recursive: true, force: true });
 	}
