@@ -1,5 +1,6 @@
 // Entry point for programmatic use; n8n itself loads the files listed in package.json "n8n".
 export { ModernAuthSmtpApi } from './credentials/ModernAuthSmtpApi.credentials';
+export { ModernAuthMicrosoftDelegatedOAuth2Api } from './credentials/ModernAuthMicrosoftDelegatedOAuth2Api.credentials';
 export { ModernAuthMicrosoftAppOnlyApi } from './credentials/ModernAuthMicrosoftAppOnlyApi.credentials';
 export { ModernAuthSendEmail } from './nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 export { SmtpSender } from './transports/smtp/smtp-sender';

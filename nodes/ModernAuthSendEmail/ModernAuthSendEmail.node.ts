@@ -12,7 +12,7 @@ import {
 import type { OutgoingMessage } from '../../model/outgoing-message';
 import type { MailSender } from '../../transports/contracts';
 import { forEachWithLimit } from '../shared/concurrency';
-import { APP_ONLY_CREDENTIAL } from '../shared/microsoft-connection';
+import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { testAppOnlyCredential } from '../shared/microsoft-credential-test';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
 import { prepareSender, type SendAuthentication, type SenderSetup } from '../shared/open-sender';
@@ -48,6 +48,11 @@ export class ModernAuthSendEmail implements INodeType {
 				required: true,
 				testedBy: 'modernAuthMicrosoftAppOnlyTest',
 				displayOptions: { show: { authentication: ['microsoftAppOnly'] } },
+			},
+			{
+				name: DELEGATED_CREDENTIAL,
+				required: true,
+				displayOptions: { show: { authentication: ['microsoftDelegated'] } },
 			},
 		],
 		properties: sendEmailProperties,

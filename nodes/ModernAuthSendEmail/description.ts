@@ -17,6 +17,11 @@ export const authenticationProperty: INodeProperties = {
 			value: 'microsoftAppOnly',
 			description: 'App registration with SMTP.SendAsApp; signs in to SMTP with XOAUTH2, no user password',
 		},
+		{
+			name: 'Microsoft 365 Delegated (SMTP OAuth)',
+			value: 'microsoftDelegated',
+			description: 'A connected Microsoft 365 account (Connect my account) with SMTP.Send',
+		},
 	],
 	description: 'Which kind of credential sends the mail',
 };
@@ -141,7 +146,7 @@ export const sendEmailProperties: INodeProperties[] = [
 				placeholder: 'robot@contoso.com',
 				description:
 					"Microsoft 365 mailbox to sign in as (XOAUTH2 user). Empty uses the credential's Default Mailbox. Also the default From.",
-				displayOptions: { show: { '/authentication': ['microsoftAppOnly'] } },
+				displayOptions: { show: { '/authentication': ['microsoftAppOnly', 'microsoftDelegated'] } },
 			},
 			{
 				displayName: 'Max Attachment Size (MB)',

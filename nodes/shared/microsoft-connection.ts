@@ -7,10 +7,12 @@ import {
 } from '../../auth/app-only-token-provider';
 import { resolveCloud } from '../../auth/clouds';
 import { IdentityError } from '../../auth/identity-errors';
+import { DelegatedTokenProvider } from '../../auth/delegated-token-provider';
 import { SmtpSender } from '../../transports/smtp/smtp-sender';
 import { maskIdentifier } from './redact';
 
 export const APP_ONLY_CREDENTIAL = 'modernAuthMicrosoftAppOnlyApi';
+export const DELEGATED_CREDENTIAL = 'modernAuthMicrosoftDelegatedOAuth2Api';
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DOMAIN = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
@@ -84,25 +86,75 @@ export function appOnlyTokens(credential: AppOnlyCredential): TokenProvider {
 	return appOnlyTokenProvider(credential.config);
 }
 
+export interface DelegatedCredential {
+	audience: 'exchange' | 'graph';
+	mailbox: string;
+	accessToken?: string;
+	authorityHost: string;
+	smtpHost: string;
+	smtpPort: number;
+	secrets: string[];
+}
+
+export function readDelegatedCredential(data: ICredentialDataDecryptedObject): DelegatedCredential {
+	const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string).trim() : '');
+	const cloud = resolveCloud(text('cloud') || 'global', { authorityHost: text('authorityHost') });
+	const tokenData = (data.oauthTokenData ?? {}) as { access_token?: string; refresh_token?: string };
+	const [smtpHost, smtpPort] = hostAndPort(text('smtpServer'), cloud.smtpHost, 587);
+	return {
+		audience: text('useFor') === 'graph' ? 'graph' : 'exchange',
+		mailbox: text('mailbox'),
+		accessToken: tokenData.access_token,
+		authorityHost: cloud.authorityHost,
+		smtpHost,
+		smtpPort,
+		secrets: [
+			typeof data.clientSecret === 'string' ? data.clientSecret : '',
+			tokenData.access_token ?? '',
+			tokenData.refresh_token ?? '',
+		].filter(Boolean),
+	};
+}
+
+/** The signed-in account's address from a delegated token, for the XOAUTH2 user. */
+export function tokenUser(token: string): string {
+	try {
+		const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+		return String(claims.upn ?? claims.preferred_username ?? claims.unique_name ?? '');
+	} catch {
+		return '';
+	}
+}
+
+export function delegatedTokens(credential: DelegatedCredential, refresh: () => Promise<string>): DelegatedTokenProvider {
+	return new DelegatedTokenProvider({
+		audience: credential.audience,
+		accessToken: credential.accessToken,
+		authorityHost: credential.authorityHost,
+		refresh,
+	});
+}
+
 /** SMTP submission with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
-export function createAppOnlySmtpSender(
-	credential: AppOnlyCredential,
+export function createMicrosoftSmtpSender(
+	target: { smtpHost: string; smtpPort: number; caCertificate?: string },
+	tokens: TokenProvider,
+	flavour: 'app-only' | 'delegated',
 	mailbox: string,
 	options: { maxConnections?: number } = {},
 ): SmtpSender {
-	const tokens = appOnlyTokens(credential);
 	return new SmtpSender({
-		host: credential.smtpHost,
-		port: credential.smtpPort,
+		host: target.smtpHost,
+		port: target.smtpPort,
 		security: 'starttls',
 		auth: {
 			type: 'oauth2',
-			flavour: 'app-only',
+			flavour,
 			user: mailbox,
 			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
 		},
 		rejectUnauthorized: true,
-		ca: credential.caCertificate || undefined,
+		ca: target.caCertificate || undefined,
 		maxConnections: options.maxConnections,
 	});
 }

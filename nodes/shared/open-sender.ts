@@ -2,14 +2,20 @@ import type { IExecuteFunctions } from 'n8n-workflow';
 
 import { splitList } from '../../model/validate';
 import type { MailSender } from '../../transports/contracts';
+import { IdentityError } from '../../auth/identity-errors';
 import {
 	APP_ONLY_CREDENTIAL,
-	createAppOnlySmtpSender,
+	appOnlyTokens,
+	createMicrosoftSmtpSender,
+	DELEGATED_CREDENTIAL,
+	delegatedTokens,
 	readAppOnlyCredential,
+	readDelegatedCredential,
+	tokenUser,
 } from './microsoft-connection';
 import { createSmtpSender, readSmtpCredential, SMTP_CREDENTIAL } from './smtp-connection';
 
-export type SendAuthentication = 'smtp' | 'microsoftAppOnly';
+export type SendAuthentication = 'smtp' | 'microsoftAppOnly' | 'microsoftDelegated';
 
 export interface SenderSetup {
 	fromAddress: string;
@@ -21,6 +27,14 @@ export interface SenderSetup {
 	create(options: { maxConnections: number }): MailSender;
 }
 
+function noMailbox(): IdentityError {
+	return new IdentityError(
+		'No mailbox to sign in as',
+		'MAILBOX_REQUIRED',
+		'Set Default Mailbox in the credential, or the node option Mailbox',
+	);
+}
+
 /**
  * Reads the credential chosen by "Authentication" and says how to send with it. Connections
  * open only when `create` is called, after every item has been validated.
@@ -29,11 +43,34 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 	if (authentication === 'microsoftAppOnly') {
 		const credential = readAppOnlyCredential(await ctx.getCredentials(APP_ONLY_CREDENTIAL));
 		const mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
+		if (!mailbox) throw noMailbox();
+		const tokens = appOnlyTokens(credential);
 		return {
 			fromAddress: mailbox,
 			allowedFrom: [],
 			secrets: credential.secrets,
-			create: ({ maxConnections }) => createAppOnlySmtpSender(credential, mailbox, { maxConnections }),
+			create: ({ maxConnections }) =>
+				createMicrosoftSmtpSender(credential, tokens, 'app-only', mailbox, { maxConnections }),
+		};
+	}
+	if (authentication === 'microsoftDelegated') {
+		const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
+		// n8n refreshes the token and stores the rotated refresh token in its encrypted store
+		// (with a lock, so queue-mode workers do not race each other).
+		const tokens = delegatedTokens(credential, async () => {
+			const fresh = (await ctx.helpers.refreshOAuth2Token.call(ctx, DELEGATED_CREDENTIAL)) as { access_token?: string };
+			if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
+			return fresh.access_token;
+		});
+		let mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
+		if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
+		if (!mailbox) throw noMailbox();
+		return {
+			fromAddress: mailbox,
+			allowedFrom: [],
+			secrets: credential.secrets,
+			create: ({ maxConnections }) =>
+				createMicrosoftSmtpSender(credential, tokens, 'delegated', mailbox, { maxConnections }),
 		};
 	}
 	const credential = readSmtpCredential(await ctx.getCredentials(SMTP_CREDENTIAL));

@@ -32,6 +32,7 @@ import {
 import { randomUUID } from 'node:crypto';
 
 import { ModernAuthMicrosoftAppOnlyApi } from '../../credentials/ModernAuthMicrosoftAppOnlyApi.credentials';
+import { ModernAuthMicrosoftDelegatedOAuth2Api } from '../../credentials/ModernAuthMicrosoftDelegatedOAuth2Api.credentials';
 import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentials';
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 
@@ -81,6 +82,7 @@ const NODE_TYPES: Record<string, INodeType> = {
 const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
 	modernAuthSmtpApi: new ModernAuthSmtpApi(),
 	modernAuthMicrosoftAppOnlyApi: new ModernAuthMicrosoftAppOnlyApi(),
+	modernAuthMicrosoftDelegatedOAuth2Api: new ModernAuthMicrosoftDelegatedOAuth2Api(),
 };
 
 class TestNodeTypes implements INodeTypes {
@@ -104,8 +106,8 @@ export class TestCredentialsHelper extends ICredentialsHelper {
 	readonly store = new Map<string, ICredentialDataDecryptedObject>();
 	readonly updates: Array<{ id: string; type: string; data: ICredentialDataDecryptedObject }> = [];
 
-	getParentTypes(): string[] {
-		return [];
+	getParentTypes(type: string): string[] {
+		return type.endsWith('OAuth2Api') ? ['oAuth2Api'] : [];
 	}
 
 	async authenticate(_c: ICredentialDataDecryptedObject, _t: string, requestOptions: IHttpRequestOptions) {
