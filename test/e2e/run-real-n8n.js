@@ -37,12 +37,13 @@ async function check(name, fn) {
 }
 
 async function main() {
-	const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-e2e-'));
+	const work = process.env.MAM_E2E_WORK;
 	const userFolder = path.join(work, 'user');
 	const filesDir = path.join(work, 'files');
 	fs.mkdirSync(filesDir, { recursive: true });
 	const { bin } = runtime.ensureN8n();
-	const pki = createTestPki(fs.mkdtempSync(path.join(work, 'pki-')));
+	const readPki = (name) => fs.readFileSync(path.join(work, 'pki', name), 'utf8');
+	const pki = { dir: path.join(work, 'pki'), caPath: path.join(work, 'pki', 'ca.pem'), ca: readPki('ca.pem'), cert: readPki('server.pem'), key: readPki('server.key') };
 	// Microsoft side: a fake identity platform over HTTPS (trusted by n8n through
 	// NODE_EXTRA_CA_CERTS) and an SMTP server that validates XOAUTH2 tokens with it.
 	const idp = await startFakeIdentity({ pki });
@@ -55,8 +56,13 @@ async function main() {
 	const peer = await startSmtpPeer({
 		pki,
 		users: { 'robot@example.com': PASSWORD },
-		validateBearer: (token, user) =>
-			idp.introspect(token, { audience: 'https://outlook.office365.com', mailbox: user, role: 'SMTP.SendAsApp' }).active,
+		// Exchange's check: a token for the Exchange audience, for this mailbox, with the
+		// SMTP.SendAsApp role (app-only) or the SMTP.Send scope (delegated).
+		validateBearer: (token, user) => {
+			const claims = idp.introspect(token, { audience: 'https://outlook.office365.com', mailbox: user });
+			const roles = [].concat(claims.roles ?? []);
+			return Boolean(claims.active && (roles.includes('SMTP.SendAsApp') || /\bSMTP\.Send\b/.test(String(claims.scope ?? claims.scp ?? ''))));
+		},
 	});
 	const env = runtime.n8nEnv(userFolder, {
 		// How an administrator makes n8n trust a company CA.
@@ -255,10 +261,92 @@ async function main() {
 			assert.equal(sha256(mail.attachments[0].content), sha256(attachment));
 			assert.equal(idp.counts({ grantType: 'client_credentials', clientId: APP }), 1, 'one token request');
 		});
+		await check('delegated credential: n8n refreshes it, stores the rotated refresh token encrypted, and the next run uses it', async () => {
+			peer.reset();
+			const DELEGATED_APP = '7d6c5b4a-3f2e-4d1c-8b0a-9f8e7d6c5b4a';
+			const DELEGATED_SECRET = `delegated-${randomBytes(8).toString('hex')}`;
+			const USER = 'ann@contoso.example';
+			idp.addApp({ tenant: TENANT, clientId: DELEGATED_APP, secrets: [{ value: DELEGATED_SECRET }] });
+			idp.addUser({ tenant: TENANT, username: USER, password: 'Ann-e2e-Passw0rd' });
+			idp.setTokenLifetime(120); // short-lived: each execution must refresh first
+			const connected = await (
+				await fetch(idp.tokenEndpoint(TENANT), {
+					method: 'POST',
+					headers: { 'content-type': 'application/x-www-form-urlencoded' },
+					body: new URLSearchParams({
+						grant_type: 'password',
+						client_id: DELEGATED_APP,
+						client_secret: DELEGATED_SECRET,
+						username: USER,
+						password: 'Ann-e2e-Passw0rd',
+						scope: 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access',
+					}),
+				})
+			).json();
+			assert.ok(connected.refresh_token, JSON.stringify(connected));
+			const credentialFile = path.join(work, 'delegated-credential.json');
+			// Only what the credential form holds; n8n fills the hidden URL and scope fields.
+			fs.writeFileSync(
+				credentialFile,
+				JSON.stringify([
+					{
+						id: 'MamDelegatedE2e1',
+						name: 'Ann (delegated e2e)',
+						type: 'modernAuthMicrosoftDelegatedOAuth2Api',
+						data: {
+							clientId: DELEGATED_APP,
+							clientSecret: DELEGATED_SECRET,
+							cloud: 'custom',
+							authorityHost: idp.authorityHost,
+							tenant: TENANT,
+							useFor: 'imapSmtp',
+							smtpServer: `${peer.host}:${peer.port}`,
+							oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
+						},
+					},
+				]),
+			);
+			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${credentialFile}`], env)).code, 0);
+			fs.rmSync(credentialFile);
+			const dbPath = path.join(userFolder, '.n8n', 'database.sqlite');
+			const storedBefore = (await readCredentialRow(dbPath, 'MamDelegatedE2e1')).data;
+
+			const workflow = sendWorkflow('MamSendE2e000004', 'MamDelegatedE2e1', path.join(filesDir, 'report.bin'));
+			const send = workflow.nodes.find((n) => n.name === SEND_NODE);
+			send.parameters.authentication = 'microsoftDelegated';
+			send.credentials = { modernAuthMicrosoftDelegatedOAuth2Api: { id: 'MamDelegatedE2e1', name: 'Ann (delegated e2e)' } };
+			const wfFile = path.join(work, 'workflow-delegated.json');
+			fs.writeFileSync(wfFile, JSON.stringify(workflow));
+			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			const refreshes = () => idp.counts({ grantType: 'refresh_token', clientId: DELEGATED_APP });
+
+			for (const round of [1, 2]) {
+				const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000004', '--rawOutput'], env);
+				assert.equal(executed.code, 0, `run ${round}: ` + executed.stdout.slice(-3000) + executed.stderr.slice(-2000));
+				assert.equal(refreshes(), round, `run ${round} refreshed once`);
+				assert.equal(peer.received.length, round);
+				assert.equal(peer.received[round - 1].user, USER);
+				const stored = (await readCredentialRow(dbPath, 'MamDelegatedE2e1')).data;
+				assert.match(stored, /^U2FsdGVkX1/);
+				assert.notEqual(stored, storedBefore, 'the stored credential changed');
+				for (const dbFile of fs.readdirSync(path.join(userFolder, '.n8n')).filter((f) => f.startsWith('database.sqlite'))) {
+					const bytes = fs.readFileSync(path.join(userFolder, '.n8n', dbFile));
+					assert.equal(bytes.indexOf(connected.refresh_token), -1, 'no refresh token in clear');
+					assert.equal(bytes.indexOf(DELEGATED_SECRET), -1, 'no client secret in clear');
+				}
+			}
+			// The first refresh rotated the token: the second run only worked because n8n had
+			// stored the rotated one (the fake platform refuses a reused refresh token).
+			const reused = await fetch(idp.tokenEndpoint(TENANT), {
+				method: 'POST',
+				headers: { 'content-type': 'application/x-www-form-urlencoded' },
+				body: new URLSearchParams({ grant_type: 'refresh_token', client_id: DELEGATED_APP, client_secret: DELEGATED_SECRET, refresh_token: connected.refresh_token }),
+			});
+			assert.equal(reused.status, 400, 'the original refresh token is spent');
+		});
 	} finally {
 		await idp.close();
 		await peer.close();
-		if (!process.env.MAM_KEEP_E2E) fs.rmSync(work, { recursive: true, force: true });
 	}
 	console.log(`\n${passed} passed, ${failed} failed`);
 	process.exit(failed === 0 ? 0 : 1);
@@ -301,7 +389,22 @@ function readCredentialRow(dbPath, id) {
 	});
 }
 
-main().catch((error) => {
-	console.error(error);
-	process.exit(1);
-});
+// The test itself fetches tokens from the fake platform over HTTPS, and Node's fetch trusts
+// extra CAs only from process start: make the PKI, then run again with it trusted.
+if (!process.env.MAM_E2E_WORK) {
+	const { spawnSync } = require('node:child_process');
+	const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-e2e-'));
+	fs.mkdirSync(path.join(work, 'pki'));
+	createTestPki(path.join(work, 'pki'));
+	const child = spawnSync(process.execPath, [__filename], {
+		stdio: 'inherit',
+		env: { ...process.env, MAM_E2E_WORK: work, NODE_EXTRA_CA_CERTS: path.join(work, 'pki', 'ca.pem') },
+	});
+	if (!process.env.MAM_KEEP_E2E) fs.rmSync(work, { recursive: true, force: true });
+	process.exit(child.status ?? 1);
+} else {
+	main().catch((error) => {
+		console.error(error);
+		process.exit(1);
+	});
+}
