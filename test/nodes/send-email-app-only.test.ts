@@ -199,6 +199,22 @@ describe('Send Email (Modern Auth) with the Microsoft app-only credential (SMTP 
 			hint: /Upload this certificate/,
 		},
 		{
+			name: 'app not registered in the tenant → AADSTS700016',
+			setup: () => ({ clientId: randomUUID(), data: { clientSecret: 'some-secret' } }),
+			message: /application \(client ID\) was not found in the tenant \(AADSTS700016/,
+			hint: /Check Client ID and Tenant ID/,
+		},
+		{
+			name: 'admin consent missing → AADSTS65001',
+			setup: () => {
+				const clientId = randomUUID();
+				idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: 'consent-secret' }], appRoles: ['SMTP.SendAsApp'], consented: false });
+				return { clientId, data: { clientSecret: 'consent-secret' } };
+			},
+			message: /has not been granted consent \(AADSTS65001/,
+			hint: /Grant admin consent/,
+		},
+		{
 			name: 'no mailbox permission → XOAUTH2 refused with Exchange steps',
 			setup: () => ({ clientId: registerApp({ secret: 's-2', grant: false }), data: { clientSecret: 's-2' } }),
 			message: /SMTP server refused the app-only OAuth token/,

@@ -17,6 +17,7 @@ const SCOPE = 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.
 
 let idp: Awaited<ReturnType<typeof startFakeIdentity>>;
 let peer: Awaited<ReturnType<typeof startSmtpPeer>>;
+const refusedTokens = new Set<string>();
 
 beforeAll(async () => {
 	const pki = sharedTestPki();
@@ -30,6 +31,7 @@ beforeAll(async () => {
 	peer = await startSmtpPeer({
 		pki,
 		validateBearer: (token: string, user: string) =>
+			!refusedTokens.has(token) &&
 			idp.introspect(token, { audience: 'https://outlook.office.com', mailbox: user, scope: 'SMTP.Send' }).active,
 	});
 });
@@ -107,6 +109,30 @@ describe('Send Email (Modern Auth) with the Microsoft delegated credential', () 
 		expect(refreshes()).toBe(before + 2);
 		const rotatedAgain = (store.store.get(credential.id)!.oauthTokenData as { refresh_token: string }).refresh_token;
 		expect(rotatedAgain).not.toBe(rotated);
+	});
+
+	it('a token the server refuses is refreshed once through n8n, and no item fails', async () => {
+		const connected = await connectAccount();
+		// A stored access token that is still "valid" by its exp, but the server refuses it.
+		refusedTokens.add(connected.access_token);
+		idp.setTokenLifetime(3600);
+		try {
+			const fresh = await connectAccount();
+			refusedTokens.add(fresh.access_token);
+			const before = refreshes();
+			const { error, output } = await runNode({
+				type: 'modernAuthSendEmail',
+				parameters: { ...parameters, options: { maxConnections: 2, mailbox: USER } },
+				items: items(6),
+				credentials: { modernAuthMicrosoftDelegatedOAuth2Api: delegatedCredential(fresh) },
+			});
+			expect(error).toBeUndefined();
+			expect(output.filter((o) => o.json.error)).toEqual([]);
+			expect(peer.received).toHaveLength(6);
+			expect(refreshes()).toBe(before + 1);
+		} finally {
+			idp.setTokenLifetime(120);
+		}
 	});
 
 	it('a revoked sign-in says to reconnect the credential', async () => {
