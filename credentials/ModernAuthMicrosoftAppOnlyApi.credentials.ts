@@ -1,5 +1,7 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField } from './common/shared-fields';
+
 /**
  * Microsoft Entra ID app registration used without a signed-in user (client credentials).
  * One registration serves SMTP (SMTP.SendAsApp), IMAP (IMAP.AccessAsApp), EWS
@@ -12,10 +14,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 
 	documentationUrl = 'https://www.npmjs.com/package/n8n-nodes-modern-auth-mail#microsoft-app-only-credential';
 
-	icon: Icon = {
-		light: 'file:../icons/mail.svg',
-		dark: 'file:../icons/mail.dark.svg',
-	};
+	icon: Icon = MAIL_ICON;
 
 	properties: INodeProperties[] = [
 		{
@@ -83,27 +82,8 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			description: 'Only for an encrypted private key',
 			displayOptions: { show: { authType: ['certificate'] } },
 		},
-		{
-			displayName: 'Cloud',
-			name: 'cloud',
-			type: 'options',
-			default: 'global',
-			options: [
-				{ name: 'Global (Microsoft 365)', value: 'global' },
-				{ name: 'US Government (GCC High)', value: 'usGovGccHigh' },
-				{ name: 'US Government (DoD)', value: 'usGovDod' },
-				{ name: 'China (21Vianet)', value: 'china' },
-				{ name: 'Custom', value: 'custom', description: 'Enter every host yourself' },
-			],
-		},
-		{
-			displayName: 'Authority Host',
-			name: 'authorityHost',
-			type: 'string',
-			default: '',
-			placeholder: 'https://login.microsoftonline.com',
-			displayOptions: { show: { cloud: ['custom'] } },
-		},
+		cloudField,
+		authorityHostField,
 		{
 			displayName: 'Exchange Host',
 			name: 'exchangeHost',
@@ -121,14 +101,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			placeholder: 'https://graph.microsoft.com',
 			displayOptions: { show: { cloud: ['custom'] } },
 		},
-		{
-			displayName: 'SMTP Server',
-			name: 'smtpServer',
-			type: 'string',
-			default: '',
-			placeholder: 'smtp.office365.com:587',
-			description: 'Host and port for sending (STARTTLS). Empty uses the cloud default.',
-		},
+		smtpServerField,
 		{
 			displayName: 'Default Mailbox',
 			name: 'mailbox',

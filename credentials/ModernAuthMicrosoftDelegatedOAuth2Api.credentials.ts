@@ -1,5 +1,7 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField } from './common/shared-fields';
+
 // Sign-in hosts per cloud, resolved by n8n when it builds the authorize and token URLs.
 const AUTHORITY =
 	'{{ ({ global: "https://login.microsoftonline.com", usGovGccHigh: "https://login.microsoftonline.us", usGovDod: "https://login.microsoftonline.us", china: "https://login.chinacloudapi.cn" })[$self["cloud"]] || String($self["authorityHost"] || "").replace(/\\/+$/, "") }}/{{ $self["tenant"] || "organizations" }}';
@@ -22,34 +24,12 @@ export class ModernAuthMicrosoftDelegatedOAuth2Api implements ICredentialType {
 
 	documentationUrl = 'https://www.npmjs.com/package/n8n-nodes-modern-auth-mail#microsoft-delegated-credential';
 
-	icon: Icon = {
-		light: 'file:../icons/mail.svg',
-		dark: 'file:../icons/mail.dark.svg',
-	};
+	icon: Icon = MAIL_ICON;
 
 	properties: INodeProperties[] = [
 		{ displayName: 'Grant Type', name: 'grantType', type: 'hidden', default: 'authorizationCode' },
-		{
-			displayName: 'Cloud',
-			name: 'cloud',
-			type: 'options',
-			default: 'global',
-			options: [
-				{ name: 'Global (Microsoft 365)', value: 'global' },
-				{ name: 'US Government (GCC High)', value: 'usGovGccHigh' },
-				{ name: 'US Government (DoD)', value: 'usGovDod' },
-				{ name: 'China (21Vianet)', value: 'china' },
-				{ name: 'Custom', value: 'custom' },
-			],
-		},
-		{
-			displayName: 'Authority Host',
-			name: 'authorityHost',
-			type: 'string',
-			default: '',
-			placeholder: 'https://login.microsoftonline.com',
-			displayOptions: { show: { cloud: ['custom'] } },
-		},
+		cloudField,
+		authorityHostField,
 		{
 			displayName: 'Exchange Resource',
 			name: 'exchangeResource',
@@ -95,14 +75,7 @@ export class ModernAuthMicrosoftDelegatedOAuth2Api implements ICredentialType {
 			description:
 				'Mailbox to open (XOAUTH2 user). Empty uses the signed-in account; a shared mailbox needs Full Access for that account.',
 		},
-		{
-			displayName: 'SMTP Server',
-			name: 'smtpServer',
-			type: 'string',
-			default: '',
-			placeholder: 'smtp.office365.com:587',
-			description: 'Host and port for sending (STARTTLS). Empty uses the cloud default.',
-		},
+		smtpServerField,
 		{
 			displayName: 'Authorization URL',
 			name: 'authUrl',

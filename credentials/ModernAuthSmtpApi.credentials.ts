@@ -1,5 +1,7 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
+import { MAIL_ICON } from './common/shared-fields';
+
 /**
  * SMTP server with password (or no) authentication. Tested through the node's
  * `modernAuthSmtpConnectionTest` method: connect, TLS, authenticate, clear verdict.
@@ -11,10 +13,7 @@ export class ModernAuthSmtpApi implements ICredentialType {
 
 	documentationUrl = 'https://www.npmjs.com/package/n8n-nodes-modern-auth-mail#smtp-credential';
 
-	icon: Icon = {
-		light: 'file:../icons/mail.svg',
-		dark: 'file:../icons/mail.dark.svg',
-	};
+	icon: Icon = MAIL_ICON;
 
 	properties: INodeProperties[] = [
 		{

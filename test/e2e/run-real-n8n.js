@@ -12,7 +12,7 @@ const { simpleParser } = require('mailparser');
 
 const runtime = require('../../scripts/n8n-runtime');
 const { sendWorkflow: exampleWorkflow, SEND_NODE } = require('../../scripts/example-workflow');
-const { createTestPki } = require('../peers/certs');
+const { createTestPki, loadTestPki } = require('../peers/certs');
 const { startSmtpPeer } = require('../peers/smtp-peer');
 const { startFakeIdentity } = require('../peers/fake-identity');
 
@@ -42,8 +42,7 @@ async function main() {
 	const filesDir = path.join(work, 'files');
 	fs.mkdirSync(filesDir, { recursive: true });
 	const { bin } = runtime.ensureN8n();
-	const readPki = (name) => fs.readFileSync(path.join(work, 'pki', name), 'utf8');
-	const pki = { dir: path.join(work, 'pki'), caPath: path.join(work, 'pki', 'ca.pem'), ca: readPki('ca.pem'), cert: readPki('server.pem'), key: readPki('server.key') };
+	const pki = loadTestPki(path.join(work, 'pki'));
 	// Microsoft side: a fake identity platform over HTTPS (trusted by n8n through
 	// NODE_EXTRA_CA_CERTS) and an SMTP server that validates XOAUTH2 tokens with it.
 	const idp = await startFakeIdentity({ pki });

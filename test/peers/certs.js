@@ -22,6 +22,11 @@ function createTestPki(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-pki-')))
 	openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=modern-auth-mail test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
 	openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'], dir);
 	openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext'], dir);
+	return loadTestPki(dir);
+}
+
+/** Reads a PKI that createTestPki wrote earlier (possibly in another process). */
+function loadTestPki(dir) {
 	const read = (name) => fs.readFileSync(path.join(dir, name), 'utf8');
 	return {
 		dir,
@@ -41,17 +46,7 @@ function createTestPki(dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mam-pki-')))
 function sharedTestPki() {
 	const dir = process.env.MAM_TEST_PKI_DIR;
 	if (!dir) return createTestPki();
-	const read = (name) => fs.readFileSync(path.join(dir, name), 'utf8');
-	return {
-		dir,
-		caPath: path.join(dir, 'ca.pem'),
-		certPath: path.join(dir, 'server.pem'),
-		keyPath: path.join(dir, 'server.key'),
-		ca: read('ca.pem'),
-		cert: read('server.pem'),
-		key: read('server.key'),
-		trustedByProcess: process.env.NODE_EXTRA_CA_CERTS === path.join(dir, 'ca.pem'),
-	};
+	return { ...loadTestPki(dir), trustedByProcess: process.env.NODE_EXTRA_CA_CERTS === path.join(dir, 'ca.pem') };
 }
 
-module.exports = { createTestPki, sharedTestPki };
+module.exports = { createTestPki, loadTestPki, sharedTestPki };
