@@ -21,6 +21,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 	npm ci --no-audit --no-fund --loglevel=error
 fi
 
+echo "== Dovecot (Debian packages, for the IMAP tests)"
+node -e "require('./test/peers/dovecot').ensureDovecotInstalled()"
+
 echo "== lint"
 npm run --silent lint
 echo "== build"

@@ -1,0 +1,61 @@
+import type { MailAddress } from './outgoing-message';
+
+/**
+ * One received message in the shape every reader (IMAP now; Graph and EWS later) returns,
+ * so workflows do not change when the protocol does.
+ */
+export interface IncomingAttachment {
+	filename: string;
+	contentType: string;
+	size: number;
+	/** Set for inline parts referenced as cid: from the HTML body. */
+	contentId?: string;
+	inline: boolean;
+	content: Buffer;
+}
+
+export interface IncomingMessage {
+	/** Stable within the protocol: for IMAP `<uidValidity>:<uid>`. */
+	id: string;
+	uid?: number;
+	messageId?: string;
+	folder: string;
+	from?: MailAddress;
+	to: MailAddress[];
+	cc: MailAddress[];
+	replyTo: MailAddress[];
+	subject: string;
+	/** ISO 8601 */
+	date?: string;
+	flags: string[];
+	seen: boolean;
+	flagged: boolean;
+	size: number;
+	text?: string;
+	html?: string;
+	headers?: Record<string, string>;
+	attachments: IncomingAttachment[];
+	/** The whole message as received (RFC 822), when asked for. */
+	raw?: Buffer;
+}
+
+/** What to look for; every field narrows the result (AND). */
+export interface ReadCriteria {
+	unreadOnly?: boolean;
+	since?: Date;
+	before?: Date;
+	from?: string;
+	to?: string;
+	subjectContains?: string;
+	/** Raw IMAP SEARCH keys for power users, e.g. `OR FROM a@x FROM b@y`. */
+	rawImapSearch?: string;
+	/** Only messages with a UID greater than this (triggers resume from the last one seen). */
+	uidAfter?: number;
+}
+
+export type PostAction =
+	| { type: 'none' }
+	| { type: 'markRead' }
+	| { type: 'flag' }
+	| { type: 'move'; folder: string }
+	| { type: 'delete' };
