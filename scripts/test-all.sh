@@ -34,6 +34,11 @@ echo "== jest (real SMTP peer, n8n-core execution engine)"
 jest_status=0
 node scripts/jest.js --ci --json --outputFile=.cache/jest-results.json || jest_status=$?
 
+echo "== self-checks of the test peers (fake identity platform with MSAL, Dovecot)"
+check_status=0
+node test/peers/fake-identity.check.js | tee .cache/check-identity-results.txt || check_status=$?
+node test/peers/dovecot.check.js | tee .cache/check-dovecot-results.txt || check_status=$?
+
 echo "== real n8n end to end"
 node -e "require('./scripts/n8n-runtime').ensureN8n()"
 e2e_status=0
@@ -43,8 +48,11 @@ node -e '
 const fs = require("fs");
 let passed = 0, failed = 0;
 try { const j = JSON.parse(fs.readFileSync(".cache/jest-results.json", "utf8")); passed += j.numPassedTests; failed += j.numFailedTests + j.numRuntimeErrorTestSuites; } catch { failed++; }
-const m = /^(\d+) passed, (\d+) failed$/m.exec(fs.existsSync(".cache/e2e-results.txt") ? fs.readFileSync(".cache/e2e-results.txt", "utf8") : "");
-if (m) { passed += +m[1]; failed += +m[2]; } else { failed++; }
+for (const file of [".cache/check-identity-results.txt", ".cache/check-dovecot-results.txt", ".cache/e2e-results.txt"]) {
+	const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+	const m = /^(\d+) passed, (\d+) failed$/m.exec(text);
+	if (m) { passed += +m[1]; failed += +m[2]; } else { failed++; }
+}
 console.log(`\ntotal: ${passed} passed, ${failed} failed`);
 '
-if [ "$jest_status" != 0 ] || [ "$e2e_status" != 0 ]; then exit 1; fi
+if [ "$jest_status" != 0 ] || [ "$check_status" != 0 ] || [ "$e2e_status" != 0 ]; then exit 1; fi

@@ -15,26 +15,14 @@ const { sendWorkflow: exampleWorkflow, SEND_NODE } = require('../../scripts/exam
 const { createTestPki, loadTestPki } = require('../peers/certs');
 const { startSmtpPeer } = require('../peers/smtp-peer');
 const { startFakeIdentity } = require('../peers/fake-identity');
+const { createChecks } = require('../peers/check-runner');
 
 const CREDENTIAL_NAME = 'Local SMTP (e2e)';
 const sendWorkflow = (id, credentialId, filePath) =>
 	exampleWorkflow({ id, credentialId, credentialName: CREDENTIAL_NAME, filePath });
 const sha256 = (buffer) => createHash('sha256').update(buffer).digest('hex');
 const PASSWORD = `e2e-${randomBytes(12).toString('hex')}`;
-let passed = 0;
-let failed = 0;
-
-async function check(name, fn) {
-	const started = Date.now();
-	try {
-		await fn();
-		passed++;
-		console.log(`ok - ${name} (${Date.now() - started} ms)`);
-	} catch (error) {
-		failed++;
-		console.log(`not ok - ${name}\n${String(error && error.stack ? error.stack : error).replace(/^/gm, '    ')}`);
-	}
-}
+const { check, counts } = createChecks({ stackLines: 40, timed: true });
 
 async function main() {
 	const work = process.env.MAM_E2E_WORK;
@@ -347,8 +335,8 @@ async function main() {
 		await idp.close();
 		await peer.close();
 	}
-	console.log(`\n${passed} passed, ${failed} failed`);
-	process.exit(failed === 0 ? 0 : 1);
+	console.log(`\n${counts.passed} passed, ${counts.failed} failed`);
+	process.exit(counts.failed === 0 ? 0 : 1);
 }
 
 /** Starts `n8n start` and resolves once its REST API answers. */

@@ -9,23 +9,13 @@ const tls = require('node:tls');
 const { createTestPki } = require('./certs');
 const { startDovecot, ensureDovecotInstalled } = require('./dovecot');
 const { startFakeIdentity } = require('./fake-identity');
+const { createChecks } = require('./check-runner');
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
 const TENANT = '6f1c2b7e-3d4a-4c5b-9e8f-0a1b2c3d4e5f';
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-	try {
-		await fn();
-		passed++;
-		console.log(`ok - ${name}`);
-	} catch (error) {
-		failed++;
-		console.log(`not ok - ${name}\n  ${String(error && error.stack ? error.stack : error).split('\n').slice(0, 12).join('\n  ')}`);
-	}
-}
+const { check, counts } = createChecks({ stackLines: 12 });
 
 const timings = {};
 async function timed(label, fn) {
@@ -428,25 +418,25 @@ async function main() {
 			});
 		}
 	} catch (error) {
-		failed++;
+		counts.failed++;
 		console.log(`not ok - setup\n  ${error.stack}`);
 		if (dovecot) console.log(dovecot.logs.slice(-30).join('\n'));
 	} finally {
 		if (tokenOnly) await tokenOnly.stop().catch(() => {});
 		if (dovecot) {
-			if (failed) console.log(`# last Dovecot log lines:\n${dovecot.logs.slice(-15).map((l) => `#   ${l}`).join('\n')}`);
+			if (counts.failed) console.log(`# last Dovecot log lines:\n${dovecot.logs.slice(-15).map((l) => `#   ${l}`).join('\n')}`);
 			await timed('stop', () => dovecot.stop());
 		}
 		await idp.close();
 		fs.rmSync(pki.dir, { recursive: true, force: true });
 	}
 	console.log(`# timings (ms): ${Object.entries(timings).map(([k, v]) => `${k} ${Math.round(v)}`).join(', ')}`);
-	console.log(`${passed} passed, ${failed} failed`);
-	process.exitCode = failed ? 1 : 0;
+	console.log(`${counts.passed} passed, ${counts.failed} failed`);
+	process.exitCode = counts.failed ? 1 : 0;
 }
 
 main().catch((error) => {
 	console.log(`not ok - ${error.stack}`);
-	console.log(`${passed} passed, ${failed + 1} failed`);
+	console.log(`${counts.passed} passed, ${counts.failed + 1} failed`);
 	process.exitCode = 1;
 });

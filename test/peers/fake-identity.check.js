@@ -12,6 +12,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const { createTestPki } = require('./certs');
+const { createChecks } = require('./check-runner');
 
 const pkiDir = process.env.MAM_PKI_DIR;
 if (!pkiDir || process.env.NODE_EXTRA_CA_CERTS !== path.join(pkiDir, 'ca.pem')) {
@@ -33,18 +34,7 @@ const OUTLOOK_APP_ONLY = 'https://outlook.office365.com/.default';
 const DELEGATED = ['https://outlook.office.com/IMAP.AccessAsUser.All', 'https://outlook.office.com/SMTP.Send'];
 const REDIRECT = 'http://localhost:5678/rest/oauth2-credential/callback';
 
-let passed = 0;
-let failed = 0;
-async function check(name, fn) {
-	try {
-		await fn();
-		passed++;
-		console.log(`ok - ${name}`);
-	} catch (error) {
-		failed++;
-		console.log(`not ok - ${name}\n  ${String(error && error.stack ? error.stack : error).split('\n').slice(0, 4).join('\n  ')}`);
-	}
-}
+const { check, counts } = createChecks({ stackLines: 4 });
 
 /** Runs fn, which must throw; returns the error. */
 async function rejects(fn) {
@@ -321,10 +311,10 @@ async function main() {
 
 main()
 	.catch((error) => {
-		failed++;
+		counts.failed++;
 		console.log(`not ok - harness: ${error.stack ?? error}`);
 	})
 	.finally(() => {
-		console.log(`${passed} passed, ${failed} failed`);
-		process.exitCode = failed ? 1 : 0;
+		console.log(`${counts.passed} passed, ${counts.failed} failed`);
+		process.exitCode = counts.failed ? 1 : 0;
 	});
