@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON, cloudField, authorityHostField, smtpServerField } from './common/shared-fields';
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField } from './common/shared-fields';
 
 /**
  * Microsoft Entra ID app registration used without a signed-in user (client credentials).
@@ -102,6 +102,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			displayOptions: { show: { cloud: ['custom'] } },
 		},
 		smtpServerField,
+		imapServerField,
 		{
 			displayName: 'Default Mailbox',
 			name: 'mailbox',

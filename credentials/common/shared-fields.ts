@@ -37,3 +37,12 @@ export const smtpServerField: INodeProperties = {
 	placeholder: 'smtp.office365.com:587',
 	description: 'Host and port for sending (STARTTLS). Empty uses the cloud default.',
 };
+
+export const imapServerField: INodeProperties = {
+	displayName: 'IMAP Server',
+	name: 'imapServer',
+	type: 'string',
+	default: '',
+	placeholder: 'outlook.office365.com:993',
+	description: 'Host and port for reading (implicit TLS). Empty uses the cloud default.',
+};

@@ -21,6 +21,8 @@ export interface AppOnlyCredential {
 	config: AppOnlyConfig;
 	smtpHost: string;
 	smtpPort: number;
+	imapHost: string;
+	imapPort: number;
 	mailbox: string;
 	caCertificate: string;
 	/** Values that must never show up in messages. */
@@ -59,7 +61,10 @@ export function readAppOnlyCredential(data: ICredentialDataDecryptedObject): App
 	const privateKeyPem = text('privateKeyPem');
 	const passphrase = typeof data.passphrase === 'string' ? data.passphrase : '';
 	const [smtpHost, smtpPort] = hostAndPort(text('smtpServer'), cloud.smtpHost, 587);
+	const [imapHost, imapPort] = hostAndPort(text('imapServer'), cloud.imapHost, 993);
 	return {
+		imapHost,
+		imapPort,
 		config: {
 			tenantId,
 			clientId,
@@ -78,7 +83,7 @@ export function readAppOnlyCredential(data: ICredentialDataDecryptedObject): App
 
 function hostAndPort(value: string, defaultHost: string, defaultPort: number): [string, number] {
 	if (!value) return [defaultHost, defaultPort];
-	const match = /^(.+?)(?::(\d{1,5}))?$/.exec(value.replace(/^smtps?:\/\//i, ''));
+	const match = /^(.+?)(?::(\d{1,5}))?$/.exec(value.replace(/^(smtps?|imaps?):\/\//i, ''));
 	return [match?.[1] ?? defaultHost, match?.[2] ? Number(match[2]) : defaultPort];
 }
 
@@ -93,6 +98,8 @@ export interface DelegatedCredential {
 	authorityHost: string;
 	smtpHost: string;
 	smtpPort: number;
+	imapHost: string;
+	imapPort: number;
 	secrets: string[];
 }
 
@@ -101,7 +108,10 @@ export function readDelegatedCredential(data: ICredentialDataDecryptedObject): D
 	const cloud = resolveCloud(text('cloud') || 'global', { authorityHost: text('authorityHost') });
 	const tokenData = (data.oauthTokenData ?? {}) as { access_token?: string; refresh_token?: string };
 	const [smtpHost, smtpPort] = hostAndPort(text('smtpServer'), cloud.smtpHost, 587);
+	const [imapHost, imapPort] = hostAndPort(text('imapServer'), cloud.imapHost, 993);
 	return {
+		imapHost,
+		imapPort,
 		audience: text('useFor') === 'graph' ? 'graph' : 'exchange',
 		mailbox: text('mailbox'),
 		accessToken: tokenData.access_token,

@@ -16,6 +16,7 @@ const { createTestPki, loadTestPki } = require('../peers/certs');
 const { startSmtpPeer } = require('../peers/smtp-peer');
 const { startFakeIdentity } = require('../peers/fake-identity');
 const { createChecks } = require('../peers/check-runner');
+const { startDovecot } = require('../peers/dovecot');
 
 const CREDENTIAL_NAME = 'Local SMTP (e2e)';
 const sendWorkflow = (id, credentialId, filePath) =>
@@ -37,9 +38,17 @@ async function main() {
 	const TENANT = '0b7c5a9e-1f2d-4e3c-8a6b-5d4c3b2a1f0e';
 	const APP = '3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a098';
 	const APP_SECRET = `app-secret-${randomBytes(8).toString('hex')}`;
+	const IMAP_APP = '5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d';
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
 	idp.addApp({ tenant: TENANT, clientId: APP, secrets: [{ value: APP_SECRET }], appRoles: ['SMTP.SendAsApp'] });
 	idp.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: 'robot@contoso.example' });
+	idp.addApp({ tenant: TENANT, clientId: IMAP_APP, secrets: [{ value: APP_SECRET }], appRoles: ['IMAP.AccessAsApp'] });
+	idp.grantMailbox({ tenant: TENANT, clientId: IMAP_APP, mailbox: 'robot@contoso.example' });
+	const dovecot = await startDovecot({
+		pki,
+		users: { 'reader@example.com': PASSWORD },
+		oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: ['robot@contoso.example'] },
+	});
 	const peer = await startSmtpPeer({
 		pki,
 		users: { 'robot@example.com': PASSWORD },
@@ -331,7 +340,78 @@ async function main() {
 			});
 			assert.equal(reused.status, 400, 'the original refresh token is spent');
 		});
+		await check('Read Mailbox reads over IMAP with a password and over IMAP XOAUTH2 (app-only) inside real n8n', async () => {
+			const attachmentBytes = randomBytes(50_000);
+			const nodemailer = require('nodemailer');
+			const build = async (to, subject) =>
+				(await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({
+					from: 'sender@example.org',
+					to,
+					subject,
+					text: 'body',
+					attachments: [{ filename: 'data.bin', content: attachmentBytes }],
+				})).message;
+			await dovecot.deliver('reader@example.com', await build('reader@example.com', 'For the password reader'));
+			await dovecot.deliver('robot@contoso.example', await build('robot@contoso.example', 'For the app-only reader'));
+			const file = path.join(work, 'imap-credentials.json');
+			fs.writeFileSync(
+				file,
+				JSON.stringify([
+					{ id: 'MamImapE2e000001', name: 'Dovecot (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: 'reader@example.com', password: PASSWORD } },
+					{
+						id: 'MamImapAppE2e001',
+						name: 'Contoso IMAP app-only (e2e)',
+						type: 'modernAuthMicrosoftAppOnlyApi',
+						data: { tenantId: TENANT, clientId: IMAP_APP, authType: 'secret', clientSecret: APP_SECRET, cloud: 'custom', authorityHost: idp.authorityHost, exchangeHost: 'https://outlook.office365.com', imapServer: `${dovecot.host}:${dovecot.tlsPort}`, mailbox: 'robot@contoso.example' },
+					},
+				]),
+			);
+			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
+			fs.rmSync(file);
+			const cases = [
+				{ id: 'MamReadE2e000001', authentication: 'imap', credentials: { modernAuthImapApi: { id: 'MamImapE2e000001', name: 'Dovecot (e2e)' } }, subject: 'For the password reader' },
+				{ id: 'MamReadE2e000002', authentication: 'microsoftAppOnly', credentials: { modernAuthMicrosoftAppOnlyApi: { id: 'MamImapAppE2e001', name: 'Contoso IMAP app-only (e2e)' } }, subject: 'For the app-only reader' },
+			];
+			for (const c of cases) {
+				const workflow = {
+					id: c.id,
+					name: `Read Mailbox e2e ${c.id}`,
+					active: false,
+					settings: { executionOrder: 'v1' },
+					connections: { Start: { main: [[{ node: 'Read Mailbox', type: 'main', index: 0 }]] } },
+					nodes: [
+						{ id: 'r1', name: 'Start', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
+						{
+							id: 'r2',
+							name: 'Read Mailbox',
+							type: `${runtime.PACKAGE_NAME}.modernAuthReadMailbox`,
+							typeVersion: 1,
+							position: [220, 0],
+							parameters: { authentication: c.authentication, folder: 'INBOX', limit: 5, filters: { unreadOnly: true }, postAction: 'markRead' },
+							credentials: c.credentials,
+						},
+					],
+				};
+				const wfFile = path.join(work, `${c.id}.json`);
+				fs.writeFileSync(wfFile, JSON.stringify(workflow));
+				assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+				const executed = await runtime.runN8n(bin, ['execute', `--id=${c.id}`, '--rawOutput'], env);
+				assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-2000));
+				assert.ok(!executed.stdout.includes(PASSWORD) && !executed.stdout.includes(APP_SECRET));
+				const output = runtime.parseExecuteOutput(executed.stdout).data.resultData.runData['Read Mailbox'][0].data.main[0];
+				assert.equal(output.length, 1, `${c.authentication}: one unread message`);
+				assert.equal(output[0].json.subject, c.subject);
+				assert.equal(output[0].json.attachments[0].size, attachmentBytes.length);
+				assert.equal(output[0].binary.attachment_0.fileName, 'data.bin');
+			}
+			for (const user of ['reader@example.com', 'robot@contoso.example']) {
+				const listed = await dovecot.list(user, 'INBOX');
+				assert.ok(listed.every((m) => m.flags.includes('\\Seen')), `${user}: marked read on the server`);
+			}
+			assert.equal(idp.counts({ grantType: 'client_credentials', clientId: IMAP_APP }), 1, 'one IMAP token request');
+		});
 	} finally {
+		await dovecot.stop();
 		await idp.close();
 		await peer.close();
 	}

@@ -35,6 +35,8 @@ import { ModernAuthMicrosoftAppOnlyApi } from '../../credentials/ModernAuthMicro
 import { ModernAuthMicrosoftDelegatedOAuth2Api } from '../../credentials/ModernAuthMicrosoftDelegatedOAuth2Api.credentials';
 import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentials';
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
+import { ModernAuthReadMailbox } from '../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
+import { ModernAuthImapApi } from '../../credentials/ModernAuthImapApi.credentials';
 
 export const PACKAGE = 'n8n-nodes-modern-auth-mail';
 
@@ -77,10 +79,12 @@ class ItemSourceNode implements INodeType {
 const NODE_TYPES: Record<string, INodeType> = {
 	'test.itemSource': new ItemSourceNode(),
 	[`${PACKAGE}.modernAuthSendEmail`]: new ModernAuthSendEmail(),
+	[`${PACKAGE}.modernAuthReadMailbox`]: new ModernAuthReadMailbox(),
 };
 
 const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
 	modernAuthSmtpApi: new ModernAuthSmtpApi(),
+	modernAuthImapApi: new ModernAuthImapApi(),
 	modernAuthMicrosoftAppOnlyApi: new ModernAuthMicrosoftAppOnlyApi(),
 	modernAuthMicrosoftDelegatedOAuth2Api: new ModernAuthMicrosoftDelegatedOAuth2Api(),
 };

@@ -1,0 +1,127 @@
+import {
+	NodeConnectionTypes,
+	type ICredentialsDecrypted,
+	type ICredentialTestFunctions,
+	type IExecuteFunctions,
+	type ILoadOptionsFunctions,
+	type INodeCredentialTestResult,
+	type INodeExecutionData,
+	type INodePropertyOptions,
+	type INodeType,
+	type INodeTypeDescription,
+} from 'n8n-workflow';
+
+import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
+import { describeItemError, toNodeOperationError } from '../shared/node-errors';
+import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
+import { readRequest, toItem } from './actions/read-request';
+import { readMailboxProperties } from './description';
+
+export class ModernAuthReadMailbox implements INodeType {
+	description: INodeTypeDescription = {
+		displayName: 'Read Mailbox (Modern Auth)',
+		name: 'modernAuthReadMailbox',
+		icon: { light: 'file:../../icons/mail.svg', dark: 'file:../../icons/mail.dark.svg' },
+		group: ['input'],
+		version: 1,
+		subtitle: '={{$parameter["folder"]}}',
+		description: 'Read mail over IMAP, with passwords or Microsoft 365 modern authentication',
+		defaults: { name: 'Read Mailbox (Modern Auth)' },
+		inputs: [NodeConnectionTypes.Main],
+		outputs: [NodeConnectionTypes.Main],
+		usableAsTool: true,
+		credentials: [
+			{
+				name: IMAP_CREDENTIAL,
+				required: true,
+				testedBy: 'modernAuthImapConnectionTest',
+				displayOptions: { show: { authentication: ['imap'] } },
+			},
+			{ name: APP_ONLY_CREDENTIAL, required: true, displayOptions: { show: { authentication: ['microsoftAppOnly'] } } },
+			{ name: DELEGATED_CREDENTIAL, required: true, displayOptions: { show: { authentication: ['microsoftDelegated'] } } },
+		],
+		properties: readMailboxProperties,
+	};
+
+	methods = {
+		loadOptions: {
+			async getFolders(this: ILoadOptionsFunctions): Promise<INodePropertyOptions[]> {
+				const authentication = this.getNodeParameter('authentication', 'imap') as ReadAuthentication;
+				const { reader } = await prepareReader(this, authentication);
+				try {
+					await reader.connect();
+					return (await reader.listFolders()).map((f) => ({ name: f.path, value: f.path }));
+				} finally {
+					await reader.close();
+				}
+			},
+		},
+		credentialTest: {
+			async modernAuthImapConnectionTest(
+				this: ICredentialTestFunctions,
+				credential: ICredentialsDecrypted,
+			): Promise<INodeCredentialTestResult> {
+				const data = credential.data ?? {};
+				let setup: ReaderSetup | undefined;
+				try {
+					setup = await prepareReader(
+						{ getCredentials: async () => data } as unknown as IExecuteFunctions,
+						'imap',
+					);
+					await setup.reader.connect();
+					const folders = await setup.reader.listFolders();
+					return { status: 'OK', message: `Signed in to ${String(data.host)}:${String(data.port)}; ${folders.length} folders.` };
+				} catch (error) {
+					const { message, hint } = describeItemError(error, setup?.secrets ?? [String(data.password ?? '')]);
+					return { status: 'Error', message: hint ? `${message}. Fix: ${hint}` : message };
+				} finally {
+					await setup?.reader.close();
+				}
+			},
+		},
+	};
+
+	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
+		const items = this.getInputData();
+		const node = this.getNode();
+		const continueOnFail = this.continueOnFail();
+		const out: INodeExecutionData[] = [];
+		let setup: ReaderSetup | undefined;
+		let connected = false;
+		try {
+			for (let i = 0; i < items.length; i++) {
+				try {
+					const request = readRequest(this, i);
+					if (!setup) {
+						setup = await prepareReader(this, request.authentication, request.mailbox);
+						if (setup.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${setup.warning}`);
+					}
+					if (!connected) {
+						await setup.reader.connect();
+						connected = true;
+					}
+					const reader = setup.reader;
+					const { uidValidity } = await reader.openFolder(request.folder);
+					let uids = await reader.search(request.criteria);
+					if (request.newestFirst) uids.reverse();
+					uids = uids.slice(0, request.limit);
+					const byUid = new Map<number, INodeExecutionData>();
+					for await (const message of reader.fetch(request.folder, uidValidity, uids, request.fetch)) {
+						byUid.set(message.uid!, await toItem(this, message, i, request));
+					}
+					const emitted = uids.filter((uid) => byUid.has(uid));
+					for (const uid of emitted) out.push(byUid.get(uid)!);
+					// Only what became output is touched on the server.
+					await reader.apply(request.folder, emitted, request.postAction);
+				} catch (error) {
+					if (!continueOnFail) throw toNodeOperationError(node, error, i, setup?.secrets ?? []);
+					out.push({ json: { error: describeItemError(error, setup?.secrets ?? []) }, pairedItem: { item: i } });
+				}
+			}
+		} finally {
+			await setup?.reader.close();
+		}
+		return [out];
+	}
+}
+
