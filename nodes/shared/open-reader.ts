@@ -1,5 +1,6 @@
 import type { ICredentialDataDecryptedObject, IExecuteFunctions, ILoadOptionsFunctions } from 'n8n-workflow';
 
+import type { TokenProvider } from '../../auth/app-only-token-provider';
 import { IdentityError } from '../../auth/identity-errors';
 import { ActionableError } from '../../model/actionable-error';
 import { ImapReader, type ImapSecurity } from '../../transports/imap/imap-reader';
@@ -75,22 +76,9 @@ export async function prepareReader(
 		const credential = readAppOnlyCredential(await ctx.getCredentials(APP_ONLY_CREDENTIAL));
 		const mailbox = (mailboxOverride || credential.mailbox).trim();
 		if (!mailbox) throw noMailbox();
-		const tokens = appOnlyTokens(credential);
 		return {
 			secrets: credential.secrets,
-			reader: new ImapReader({
-				host: credential.imapHost,
-				port: credential.imapPort,
-				security: 'tls',
-				auth: {
-					type: 'oauth2',
-					flavour: 'app-only',
-					user: mailbox,
-					getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
-				},
-				rejectUnauthorized: true,
-				ca: credential.caCertificate || undefined,
-			}),
+			reader: microsoftImapReader(credential, appOnlyTokens(credential), 'app-only', mailbox, credential.caCertificate),
 		};
 	}
 	const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
@@ -104,21 +92,30 @@ export async function prepareReader(
 	let mailbox = (mailboxOverride || credential.mailbox).trim();
 	if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
 	if (!mailbox) throw noMailbox();
-	return {
-		secrets: credential.secrets,
-		reader: new ImapReader({
-			host: credential.imapHost,
-			port: credential.imapPort,
-			security: 'tls',
-			auth: {
-				type: 'oauth2',
-				flavour: 'delegated',
-				user: mailbox,
-				getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
-			},
-			rejectUnauthorized: true,
-		}),
-	};
+	return { secrets: credential.secrets, reader: microsoftImapReader(credential, tokens, 'delegated', mailbox) };
+}
+
+/** IMAP over implicit TLS with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
+function microsoftImapReader(
+	target: { imapHost: string; imapPort: number },
+	tokens: TokenProvider,
+	flavour: 'app-only' | 'delegated',
+	mailbox: string,
+	ca?: string,
+): ImapReader {
+	return new ImapReader({
+		host: target.imapHost,
+		port: target.imapPort,
+		security: 'tls',
+		auth: {
+			type: 'oauth2',
+			flavour,
+			user: mailbox,
+			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
+		},
+		rejectUnauthorized: true,
+		ca: ca || undefined,
+	});
 }
 
 function noMailbox(): IdentityError {
