@@ -4,6 +4,7 @@ export { ModernAuthMicrosoftDelegatedOAuth2Api } from './credentials/ModernAuthM
 export { ModernAuthMicrosoftAppOnlyApi } from './credentials/ModernAuthMicrosoftAppOnlyApi.credentials';
 export { ModernAuthSendEmail } from './nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 export { ModernAuthReadMailbox } from './nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
+export { ModernAuthReadMailboxTrigger } from './nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
 export { ModernAuthImapApi } from './credentials/ModernAuthImapApi.credentials';
 export { ImapReader } from './transports/imap/imap-reader';
 export { SmtpSender } from './transports/smtp/smtp-sender';

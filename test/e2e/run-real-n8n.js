@@ -164,7 +164,7 @@ async function main() {
 			assert.match(output[0].json.error.message, /^Subject: contains a line break/);
 			assert.equal(peer.received.length, 0, 'nothing was sent');
 		});
-		await check('the credential Test button works in the running n8n server (REST /rest/credentials/test)', async () => {
+		await check('the running n8n server lists all package nodes, and the credential Test button works (REST /rest/credentials/test)', async () => {
 			const port = 5800 + Math.floor(Math.random() * 150);
 			const server = await startServer(bin, { ...env, N8N_PORT: String(port) }, port);
 			try {
@@ -202,6 +202,12 @@ async function main() {
 					assert.equal(response.status, 200);
 					return (await response.json()).data;
 				};
+				// Every node of the package is loaded by n8n (the editor's node list).
+				const types = await (await fetch(`${base}/types/nodes.json`, { headers: { cookie } })).json();
+				const names = new Set(types.map((t) => t.name));
+				for (const name of ['modernAuthSendEmail', 'modernAuthReadMailbox', 'modernAuthReadMailboxTrigger']) {
+					assert.ok(names.has(`${runtime.PACKAGE_NAME}.${name}`), `n8n loaded ${name}`);
+				}
 				const good = { host: peer.host, port: peer.port, security: 'starttls', user: 'robot@example.com', password: PASSWORD };
 				const ok = await test(good);
 				assert.equal(ok.status, 'OK', JSON.stringify(ok));

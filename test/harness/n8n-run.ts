@@ -7,7 +7,7 @@
  * what n8n asks it to persist.
  */
 import { Container } from '@n8n/di';
-import { BinaryDataService, ExecutionLifecycleHooks, WorkflowExecute } from 'n8n-core';
+import { BinaryDataService, ExecutionLifecycleHooks, PollContext, WorkflowExecute } from 'n8n-core';
 import {
 	createDeferredPromise,
 	ICredentialsHelper,
@@ -36,6 +36,7 @@ import { ModernAuthMicrosoftDelegatedOAuth2Api } from '../../credentials/ModernA
 import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentials';
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 import { ModernAuthReadMailbox } from '../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
+import { ModernAuthReadMailboxTrigger } from '../../nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
 import { ModernAuthImapApi } from '../../credentials/ModernAuthImapApi.credentials';
 
 export const PACKAGE = 'n8n-nodes-modern-auth-mail';
@@ -80,6 +81,7 @@ const NODE_TYPES: Record<string, INodeType> = {
 	'test.itemSource': new ItemSourceNode(),
 	[`${PACKAGE}.modernAuthSendEmail`]: new ModernAuthSendEmail(),
 	[`${PACKAGE}.modernAuthReadMailbox`]: new ModernAuthReadMailbox(),
+	[`${PACKAGE}.modernAuthReadMailboxTrigger`]: new ModernAuthReadMailboxTrigger(),
 };
 
 const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
@@ -278,4 +280,70 @@ export async function runNode(options: RunNodeOptions): Promise<RunNodeResult> {
 	} finally {
 		ItemSourceNode.pending.delete(runId);
 	}
+}
+
+export interface PollerOptions {
+	parameters: IDataObject;
+	credentials: RunNodeOptions['credentials'];
+	/** Static data as n8n would have persisted it (JSON), e.g. from a previous poller. */
+	staticData?: IDataObject;
+	mode?: WorkflowExecuteMode;
+}
+
+/**
+ * A polling trigger as n8n's poll manager drives it: one PollContext per poll over the same
+ * workflow, whose static data n8n persists between polls (here: kept, and exportable as JSON
+ * to simulate a restart of n8n).
+ */
+export async function createPoller(options: PollerOptions) {
+	await ensureBinaryDataService();
+	const helper = new TestCredentialsHelper();
+	const nodeCredentials: INode['credentials'] = {};
+	for (const [type, credential] of Object.entries(options.credentials)) {
+		helper.store.set(credential.id, credential.data);
+		nodeCredentials[type] = { id: credential.id, name: credential.name };
+	}
+	const node: INode = {
+		id: 'trigger',
+		name: 'Trigger',
+		type: `${PACKAGE}.modernAuthReadMailboxTrigger`,
+		typeVersion: 1,
+		position: [0, 0],
+		parameters: options.parameters as INode['parameters'],
+		credentials: nodeCredentials,
+	};
+	const workflow = new Workflow({
+		id: `wf-poll-${randomUUID().slice(0, 8)}`,
+		nodes: [node],
+		connections: {},
+		nodeTypes: new TestNodeTypes(),
+		active: true,
+		settings: {},
+		staticData: structuredClone(options.staticData ?? {}),
+	});
+	const additionalData = {
+		credentialsHelper: helper,
+		currentNodeExecutionIndex: 0,
+		restApiUrl: 'http://127.0.0.1/rest',
+		instanceBaseUrl: 'http://127.0.0.1/',
+		formWaitingBaseUrl: 'http://127.0.0.1/form-waiting',
+		webhookBaseUrl: 'http://127.0.0.1/webhook',
+		webhookWaitingBaseUrl: 'http://127.0.0.1/webhook-waiting',
+		webhookTestBaseUrl: 'http://127.0.0.1/webhook-test',
+		variables: {},
+		logAiEvent: () => {},
+	} as unknown as IWorkflowExecuteAdditionalData;
+	const trigger = NODE_TYPES[node.type];
+	return {
+		/** One poll; resolves to the emitted items (empty when the trigger returned null). */
+		async poll(): Promise<INodeExecutionData[]> {
+			const context = new PollContext(workflow, node, additionalData, options.mode ?? 'trigger', 'activate');
+			const result = await trigger.poll!.call(context);
+			return result?.[0] ?? [];
+		},
+		/** Static data as n8n would store it in its database. */
+		staticData(): IDataObject {
+			return JSON.parse(JSON.stringify(workflow.staticData));
+		},
+	};
 }

@@ -1,0 +1,115 @@
+import nodemailer from 'nodemailer';
+
+import { createPoller } from '../harness/n8n-run';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { sharedTestPki } = require('../peers/certs');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startDovecot } = require('../peers/dovecot');
+
+const USER = 'watcher@example.com';
+const PASSWORD = 'Watcher-imap-Passw0rd';
+
+let pki: ReturnType<typeof sharedTestPki>;
+let dovecot: Awaited<ReturnType<typeof startDovecot>>;
+
+const transport = nodemailer.createTransport({ streamTransport: true, buffer: true });
+const mime = async (subject: string) =>
+	(await transport.sendMail({ from: 'sender@example.org', to: USER, subject, text: subject })).message as Buffer;
+
+beforeAll(async () => {
+	pki = sharedTestPki();
+	dovecot = await startDovecot({ pki, users: { [USER]: PASSWORD } });
+}, 120_000);
+
+afterAll(async () => dovecot?.stop());
+
+const credentials = () => ({
+	modernAuthImapApi: {
+		id: 'imapTrigger00001',
+		name: 'Watcher IMAP',
+		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca },
+	},
+});
+
+const subjects = (items: Array<{ json: Record<string, unknown> }>) => items.map((i) => String(i.json.subject));
+
+describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', () => {
+	it('starts from now, then emits each new message once across bursts, a Dovecot restart and a trigger restart', async () => {
+		const folder = 'Watched';
+		await dovecot.deliver(USER, await mime('old 1'), { folder });
+		await dovecot.deliver(USER, await mime('old 2'), { folder });
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		let poller = await createPoller({ parameters, credentials: credentials() });
+		expect(await poller.poll()).toEqual([]); // first activation: baseline, no flood
+
+		const emitted: string[] = [];
+		const delivered: string[] = [];
+		let next = 0;
+		const burst = async (count: number) => {
+			for (let k = 0; k < count; k++) {
+				const subject = `new ${++next}`;
+				await dovecot.deliver(USER, await mime(subject), { folder });
+				delivered.push(subject);
+			}
+		};
+
+		await burst(40);
+		emitted.push(...subjects(await poller.poll()));
+		// Mail arriving while a poll runs.
+		const during = burst(60);
+		emitted.push(...subjects(await poller.poll()));
+		await during;
+		emitted.push(...subjects(await poller.poll()));
+
+		await dovecot.restart();
+		await burst(30);
+		emitted.push(...subjects(await poller.poll()));
+
+		// n8n restarts: a new poller with the static data n8n had persisted.
+		poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData() });
+		await burst(20);
+		emitted.push(...subjects(await poller.poll()));
+		emitted.push(...subjects(await poller.poll()));
+
+		expect(emitted).toHaveLength(delivered.length);
+		expect(new Set(emitted).size).toBe(emitted.length);
+		expect([...emitted].sort()).toEqual([...delivered].sort());
+		expect(emitted).not.toContain('old 1');
+	}, 120_000);
+
+	it('more new messages than one poll takes are emitted over the next polls without loss', async () => {
+		const folder = 'Flood';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const buffers = await Promise.all(Array.from({ length: 1200 }, (_, k) => mime(`flood ${k}`)));
+		await dovecot.seed(USER, buffers, { folder });
+		const sizes: number[] = [];
+		const seen = new Set<string>();
+		for (let round = 0; round < 4; round++) {
+			const items = await poller.poll();
+			sizes.push(items.length);
+			for (const s of subjects(items)) seen.add(s);
+		}
+		expect(sizes).toEqual([500, 500, 200, 0]);
+		expect(seen.size).toBe(1200);
+	}, 120_000);
+
+	it('UIDVALIDITY change re-baselines instead of replaying the folder; existing unread can be included on first activation', async () => {
+		const folder = 'Renumbered';
+		await dovecot.deliver(USER, await mime('before'), { folder });
+		const parameters = { authentication: 'imap', folder, includeExistingUnread: true, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		expect(subjects(await poller.poll())).toEqual(['before']);
+		expect(await poller.poll()).toEqual([]);
+
+		// Recreate the folder: the server hands out a new UIDVALIDITY and renumbers from 1.
+		await dovecot.doveadm(['mailbox', 'delete', '-u', USER, folder]);
+		await dovecot.deliver(USER, await mime('after recreate 1'), { folder });
+		expect(await poller.poll()).toEqual([]);
+		await dovecot.deliver(USER, await mime('after recreate 2'), { folder });
+		expect(subjects(await poller.poll())).toEqual(['after recreate 2']);
+	});
+});
