@@ -54,24 +54,25 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 			}
 		};
 
-		await burst(40);
+		await burst(150);
 		emitted.push(...subjects(await poller.poll()));
-		// Mail arriving while a poll runs.
-		const during = burst(60);
-		emitted.push(...subjects(await poller.poll()));
+		// Mail arriving while polls run.
+		const during = burst(150);
+		while (delivered.length < 300) emitted.push(...subjects(await poller.poll()));
 		await during;
 		emitted.push(...subjects(await poller.poll()));
 
 		await dovecot.restart();
-		await burst(30);
+		await burst(100);
 		emitted.push(...subjects(await poller.poll()));
 
 		// n8n restarts: a new poller with the static data n8n had persisted.
 		poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData() });
-		await burst(20);
+		await burst(100);
 		emitted.push(...subjects(await poller.poll()));
 		emitted.push(...subjects(await poller.poll()));
 
+		expect(delivered).toHaveLength(500);
 		expect(emitted).toHaveLength(delivered.length);
 		expect(new Set(emitted).size).toBe(emitted.length);
 		expect([...emitted].sort()).toEqual([...delivered].sort());
@@ -95,6 +96,30 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		}
 		expect(sizes).toEqual([500, 500, 200, 0]);
 		expect(seen.size).toBe(1200);
+	}, 120_000);
+
+	it('the server restarting in the middle of a poll loses and repeats nothing', async () => {
+		const folder = 'Reset';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const buffers = await Promise.all(Array.from({ length: 1000 }, (_, k) => mime(`reset ${k}`)));
+		await dovecot.seed(USER, buffers, { folder });
+		const emitted: string[] = [];
+		let failedPolls = 0;
+		const interrupted = poller.poll();
+		await new Promise((resolve) => setTimeout(resolve, 30));
+		await dovecot.restart();
+		try {
+			emitted.push(...subjects(await interrupted));
+		} catch {
+			failedPolls++; // the next poll picks up where the last emitted one ended
+		}
+		for (let round = 0; round < 5; round++) emitted.push(...subjects(await poller.poll()));
+		expect(new Set(emitted).size).toBe(emitted.length);
+		expect(emitted).toHaveLength(1000);
+		expect(failedPolls).toBeLessThanOrEqual(1);
 	}, 120_000);
 
 	it('UIDVALIDITY change re-baselines instead of replaying the folder; existing unread can be included on first activation', async () => {
