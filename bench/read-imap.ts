@@ -31,6 +31,7 @@ import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import tls from 'node:tls';
 
+import { N8N_MODULES, ROOT } from './paths';
 import { runNode } from '../test/harness/n8n-run';
 import { ImapReader } from '../transports/imap/imap-reader';
 
@@ -50,27 +51,6 @@ const TARGETS = { rawRatio: 0.8, builtinRatio: 2, peakRssMb: 300 };
 const CHILD_FLAG = 'BENCH_IMAP_MEMORY_CHILD';
 const REPEATS = intEnv('BENCH_REPEATS', 3);
 
-// --------------------------------------------------------------------- repository root
-function findRepoRoot(start: string): string {
-	for (let dir = start; ; dir = path.dirname(dir)) {
-		const manifest = path.join(dir, 'package.json');
-		if (fs.existsSync(manifest)) {
-			try {
-				if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'n8n-nodes-modern-auth-mail') return dir;
-			} catch {
-				// not ours, keep walking
-			}
-		}
-		if (path.dirname(dir) === dir) throw new Error(`no n8n-nodes-modern-auth-mail package.json above ${start}`);
-	}
-}
-const ROOT = findRepoRoot(__dirname);
-const N8N_MODULES = path.join(
-	process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'),
-	'n8n-nodes-modern-auth-mail',
-	'n8n-1.123.50',
-	'node_modules',
-);
 
 interface Server {
 	host: string;

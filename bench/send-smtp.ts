@@ -31,6 +31,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import nodemailer from 'nodemailer';
 
+import { N8N_MODULES, ROOT } from './paths';
 import { runNode, type InputItem } from '../test/harness/n8n-run';
 import { startLatencyProxy } from './latency-proxy';
 
@@ -52,22 +53,6 @@ const PASSWORD = 'Bench-Passw0rd!';
 const FROM = 'Robot <robot@example.com>';
 const TARGETS = { builtinRatioAtRtt: 5, rawRatio: 0.8, peakRssMb: 250 };
 
-// --------------------------------------------------------------------- repository root
-/** The compiled bench runs from .cache/build/bench; the JS test peers stay in the repo. */
-function findRepoRoot(start: string): string {
-	for (let dir = start; ; dir = path.dirname(dir)) {
-		const manifest = path.join(dir, 'package.json');
-		if (fs.existsSync(manifest)) {
-			try {
-				if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'n8n-nodes-modern-auth-mail') return dir;
-			} catch {
-				// not ours, keep walking
-			}
-		}
-		if (path.dirname(dir) === dir) throw new Error(`no n8n-nodes-modern-auth-mail package.json above ${start}`);
-	}
-}
-const ROOT = findRepoRoot(__dirname);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createTestPki } = require(path.join(ROOT, 'test/peers/certs.js'));
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -91,12 +76,10 @@ type Nodemailer = typeof nodemailer;
  * e2e tests is cached, otherwise our own nodemailer.
  */
 function loadBuiltinNodemailer(): { mailer: Nodemailer; label: string; mirrorsSource: boolean } {
-	const cacheHome = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-	const n8nModules = path.join(cacheHome, 'n8n-nodes-modern-auth-mail', 'n8n-1.123.50', 'node_modules');
-	const sendOperation = path.join(n8nModules, 'n8n-nodes-base/dist/nodes/EmailSend/v2/send.operation.js');
+	const sendOperation = path.join(N8N_MODULES, 'n8n-nodes-base/dist/nodes/EmailSend/v2/send.operation.js');
 	const mirrorsSource = fs.existsSync(sendOperation);
 	try {
-		const dir = path.join(n8nModules, 'nodemailer');
+		const dir = path.join(N8N_MODULES, 'nodemailer');
 		const version = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
 		// eslint-disable-next-line @typescript-eslint/no-require-imports
 		const mailer = require(dir) as Nodemailer;

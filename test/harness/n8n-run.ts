@@ -182,16 +182,46 @@ export interface RunNodeResult {
 	run: IRun;
 }
 
+/** Puts the test credentials into the store and returns the node's credential references. */
+function registerCredentials(helper: TestCredentialsHelper, credentials: RunNodeOptions['credentials']): INode['credentials'] {
+	const nodeCredentials: INode['credentials'] = {};
+	for (const [type, credential] of Object.entries(credentials)) {
+		helper.store.set(credential.id, credential.data);
+		nodeCredentials[type] = { id: credential.id, name: credential.name };
+	}
+	return nodeCredentials;
+}
+
+/** What an n8n process hands every node context; sub-workflows and task runners are not used here. */
+function testAdditionalData(helper: TestCredentialsHelper, extra: IDataObject = {}): IWorkflowExecuteAdditionalData {
+	return {
+		credentialsHelper: helper,
+		currentNodeExecutionIndex: 0,
+		restApiUrl: 'http://127.0.0.1/rest',
+		instanceBaseUrl: 'http://127.0.0.1/',
+		formWaitingBaseUrl: 'http://127.0.0.1/form-waiting',
+		webhookBaseUrl: 'http://127.0.0.1/webhook',
+		webhookWaitingBaseUrl: 'http://127.0.0.1/webhook-waiting',
+		webhookTestBaseUrl: 'http://127.0.0.1/webhook-test',
+		variables: {},
+		logAiEvent: () => {},
+		executeWorkflow: async () => {
+			throw new Error('not supported in tests');
+		},
+		getRunExecutionData: async () => undefined,
+		startRunnerTask: async () => {
+			throw new Error('not supported in tests');
+		},
+		...extra,
+	} as unknown as IWorkflowExecuteAdditionalData;
+}
+
 export async function runNode(options: RunNodeOptions): Promise<RunNodeResult> {
 	await ensureBinaryDataService();
 	const runId = randomUUID();
 	ItemSourceNode.pending.set(runId, options.items);
 	const helper = options.credentialsHelper ?? new TestCredentialsHelper();
-	const nodeCredentials: INode['credentials'] = {};
-	for (const [type, credential] of Object.entries(options.credentials)) {
-		helper.store.set(credential.id, credential.data);
-		nodeCredentials[type] = { id: credential.id, name: credential.name };
-	}
+	const nodeCredentials = registerCredentials(helper, options.credentials);
 
 	const nodes: INode[] = [
 		{
@@ -238,27 +268,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunNodeResult> {
 	const finished = createDeferredPromise<IRun>();
 	hooks.addHandler('workflowExecuteAfter', (fullRunData) => finished.resolve(fullRunData));
 
-	const additionalData = {
-		credentialsHelper: helper,
-		hooks,
-		executionId,
-		currentNodeExecutionIndex: 0,
-		restApiUrl: 'http://127.0.0.1/rest',
-		instanceBaseUrl: 'http://127.0.0.1/',
-		formWaitingBaseUrl: 'http://127.0.0.1/form-waiting',
-		webhookBaseUrl: 'http://127.0.0.1/webhook',
-		webhookWaitingBaseUrl: 'http://127.0.0.1/webhook-waiting',
-		webhookTestBaseUrl: 'http://127.0.0.1/webhook-test',
-		variables: {},
-		logAiEvent: () => {},
-		executeWorkflow: async () => {
-			throw new Error('not supported in tests');
-		},
-		getRunExecutionData: async () => undefined,
-		startRunnerTask: async () => {
-			throw new Error('not supported in tests');
-		},
-	} as unknown as IWorkflowExecuteAdditionalData;
+	const additionalData = testAdditionalData(helper, { hooks, executionId });
 
 	const runExecutionData = {
 		version: 1,
@@ -298,11 +308,7 @@ export interface PollerOptions {
 export async function createPoller(options: PollerOptions) {
 	await ensureBinaryDataService();
 	const helper = new TestCredentialsHelper();
-	const nodeCredentials: INode['credentials'] = {};
-	for (const [type, credential] of Object.entries(options.credentials)) {
-		helper.store.set(credential.id, credential.data);
-		nodeCredentials[type] = { id: credential.id, name: credential.name };
-	}
+	const nodeCredentials = registerCredentials(helper, options.credentials);
 	const node: INode = {
 		id: 'trigger',
 		name: 'Trigger',
@@ -321,18 +327,7 @@ export async function createPoller(options: PollerOptions) {
 		settings: {},
 		staticData: structuredClone(options.staticData ?? {}),
 	});
-	const additionalData = {
-		credentialsHelper: helper,
-		currentNodeExecutionIndex: 0,
-		restApiUrl: 'http://127.0.0.1/rest',
-		instanceBaseUrl: 'http://127.0.0.1/',
-		formWaitingBaseUrl: 'http://127.0.0.1/form-waiting',
-		webhookBaseUrl: 'http://127.0.0.1/webhook',
-		webhookWaitingBaseUrl: 'http://127.0.0.1/webhook-waiting',
-		webhookTestBaseUrl: 'http://127.0.0.1/webhook-test',
-		variables: {},
-		logAiEvent: () => {},
-	} as unknown as IWorkflowExecuteAdditionalData;
+	const additionalData = testAdditionalData(helper);
 	const trigger = NODE_TYPES[node.type];
 	return {
 		/** One poll; resolves to the emitted items (empty when the trigger returned null). */
