@@ -11,7 +11,8 @@ export interface IncomingAttachment {
 	/** Set for inline parts referenced as cid: from the HTML body. */
 	contentId?: string;
 	inline: boolean;
-	content: Buffer;
+	/** The decoded bytes, when the reader was not given a sink to stream them into. */
+	content?: Buffer;
 }
 
 export interface IncomingMessage {
@@ -35,7 +36,7 @@ export interface IncomingMessage {
 	html?: string;
 	headers?: Record<string, string>;
 	attachments: IncomingAttachment[];
-	/** The whole message as received (RFC 822), when asked for. */
+	/** The whole message as received (RFC 822), when asked for and not streamed into a sink. */
 	raw?: Buffer;
 }
 
@@ -47,6 +48,8 @@ export interface ReadCriteria {
 	from?: string;
 	to?: string;
 	subjectContains?: string;
+	/** Only messages with at least one attachment (inline images of the HTML body do not count). */
+	hasAttachments?: boolean;
 	/** Raw IMAP SEARCH keys for power users, e.g. `OR FROM a@x FROM b@y`. */
 	rawImapSearch?: string;
 	/** Only messages with a UID greater than this (triggers resume from the last one seen). */

@@ -14,7 +14,8 @@ import {
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
 import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
-import { readRequest, toItem } from './actions/read-request';
+import { parseRawSearch } from '../../transports/imap/search';
+import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
 export class ModernAuthReadMailbox implements INodeType {
@@ -92,6 +93,8 @@ export class ModernAuthReadMailbox implements INodeType {
 			for (let i = 0; i < items.length; i++) {
 				try {
 					const request = readRequest(this, i);
+					// A malformed raw search fails this item before anything is read.
+					if (request.criteria.rawImapSearch) await parseRawSearch(request.criteria.rawImapSearch);
 					if (!setup) {
 						setup = await prepareReader(this, request.authentication, request.mailbox);
 						if (setup.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${setup.warning}`);
@@ -102,12 +105,11 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const reader = setup.reader;
 					const { uidValidity } = await reader.openFolder(request.folder);
-					let uids = await reader.search(request.criteria);
-					if (request.newestFirst) uids.reverse();
-					uids = uids.slice(0, request.limit);
+					const uids = await reader.select(request.criteria, { newestFirst: request.newestFirst, limit: request.limit });
+					const sink = new BinaryDataSink(this, request);
 					const byUid = new Map<number, INodeExecutionData>();
-					for await (const message of reader.fetch(request.folder, uidValidity, uids, request.fetch)) {
-						byUid.set(message.uid!, await toItem(this, message, i, request));
+					for await (const message of reader.fetch(request.folder, uidValidity, uids, { ...request.fetch, sink })) {
+						byUid.set(message.uid!, toItem(message, sink, i, request));
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);

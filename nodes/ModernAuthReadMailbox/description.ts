@@ -55,6 +55,22 @@ export const readMailboxProperties: INodeProperties[] = [
 		default: {},
 		options: [
 			{ displayName: 'From Contains', name: 'from', type: 'string', default: '' },
+			{
+				displayName: 'Has Attachments',
+				name: 'hasAttachments',
+				type: 'boolean',
+				default: false,
+				description: 'Whether to return only messages with attachments (inline images of the body do not count)',
+			},
+			{
+				displayName: 'Raw IMAP Search',
+				name: 'rawSearch',
+				type: 'string',
+				default: '',
+				placeholder: 'OR FROM alice@example.com FROM bob@example.com',
+				description:
+					'IMAP SEARCH keys (RFC 3501) for what the other filters cannot say; combined with them (AND). Microsoft 365 supports the standard keys.',
+			},
 			{ displayName: 'Received Before', name: 'before', type: 'dateTime', default: '' },
 			{ displayName: 'Received Since', name: 'since', type: 'dateTime', default: '' },
 			{ displayName: 'Subject Contains', name: 'subject', type: 'string', default: '' },

@@ -8,16 +8,17 @@ import {
 	type IPollFunctions,
 } from 'n8n-workflow';
 
-import type { IncomingMessage } from '../../model/incoming-message';
 import type { ImapReader } from '../../transports/imap/imap-reader';
-import { toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
+import { BinaryDataSink, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
 import { readMailboxProperties } from '../ModernAuthReadMailbox/description';
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError } from '../shared/node-errors';
 import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication } from '../shared/open-reader';
 
-/** Most messages one poll emits; the rest follow in the next polls, so memory stays bounded. */
-export const MAX_PER_POLL = 500;
+/** Messages per execution: a larger backlog is emitted as several executions of this size. */
+export const BATCH_SIZE = 500;
+/** Most messages one poll emits (in batches); the rest follow in the next polls. */
+export const MAX_PER_POLL = 20 * BATCH_SIZE;
 
 /** What the trigger remembers per folder, in the workflow's static data. */
 interface FolderState {
@@ -91,7 +92,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			if (manual) {
 				// "Fetch test event": show the newest message, leave the trigger's state alone.
 				const uids = (await setup.reader.search({})).slice(-1);
-				const items = await emit(this, setup.reader, folder, uidValidity, uids, request);
+				const items = await emit(this, setup.reader, new BinaryDataSink(this, request), folder, uidValidity, uids, request);
 				return items.length ? [items] : null;
 			}
 
@@ -108,13 +109,20 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 				uids = await setup.reader.search({ uidAfter: saved.lastUid });
 			}
 			uids = uids.slice(0, MAX_PER_POLL);
-			if (uids.length === 0) return null;
-			const items = await emit(this, setup.reader, folder, uidValidity, uids, request);
-			// Advance only past what was emitted; a message that failed to fetch is retried next poll.
-			const emittedUids = items.map((item) => Number((item.json as IDataObject).uid));
-			const current = state.folders[folder];
-			current.lastUid = Math.max(current.lastUid, ...emittedUids, saved ? saved.lastUid : 0);
-			return items.length ? [items] : null;
+			const sink = new BinaryDataSink(this, request);
+			// Only one batch is in memory at a time: each but the last starts its own execution
+			// (n8n saves the advanced static data with it), the last is this poll's result.
+			let last: INodeExecutionData[] = [];
+			for (let start = 0; start < uids.length; start += BATCH_SIZE) {
+				const items = await emit(this, setup.reader, sink, folder, uidValidity, uids.slice(start, start + BATCH_SIZE), request);
+				// Advance only past what was emitted; a message that failed to fetch is retried next poll.
+				const current = state.folders[folder];
+				current.lastUid = Math.max(current.lastUid, ...items.map((item) => Number((item.json as IDataObject).uid)));
+				if (start + BATCH_SIZE < uids.length) {
+					if (items.length) this.__emit([items]);
+				} else last = items;
+			}
+			return last.length ? [last] : null;
 		} catch (error) {
 			const { message, hint } = describeItemError(error, setup?.secrets ?? []);
 			throw new NodeOperationError(this.getNode(), message, { description: hint });
@@ -131,6 +139,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 async function emit(
 	ctx: IPollFunctions,
 	reader: ImapReader,
+	sink: BinaryDataSink,
 	folder: string,
 	uidValidity: number,
 	uids: number[],
@@ -140,8 +149,8 @@ async function emit(
 	let remaining = uids;
 	for (let attempt = 0; attempt < 2 && remaining.length; attempt++) {
 		try {
-			for await (const message of reader.fetch(folder, uidValidity, remaining, request.fetch)) {
-				items.push(await toItem(ctx as never, message as IncomingMessage, 0, request));
+			for await (const message of reader.fetch(folder, uidValidity, remaining, { ...request.fetch, sink })) {
+				items.push(toItem(message, sink, 0, request));
 			}
 			remaining = [];
 		} catch (error) {

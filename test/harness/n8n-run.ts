@@ -329,12 +329,26 @@ export async function createPoller(options: PollerOptions) {
 	});
 	const additionalData = testAdditionalData(helper);
 	const trigger = NODE_TYPES[node.type];
+	// Every execution the trigger started, in order: batches handed to __emit during a poll
+	// (n8n starts an execution for each), then what the poll returned.
+	const executions: INodeExecutionData[][] = [];
 	return {
-		/** One poll; resolves to the emitted items (empty when the trigger returned null). */
+		/** One poll; resolves to every item it emitted, over all its executions. */
 		async poll(): Promise<INodeExecutionData[]> {
-			const context = new PollContext(workflow, node, additionalData, options.mode ?? 'trigger', 'activate');
+			const started = executions.length;
+			const emit = (data: INodeExecutionData[][]) => void executions.push(data[0] ?? []);
+			const context = new PollContext(workflow, node, additionalData, options.mode ?? 'trigger', 'activate', emit);
 			const result = await trigger.poll!.call(context);
-			return result?.[0] ?? [];
+			if (result) executions.push(result[0] ?? []);
+			return executions.slice(started).flat();
+		},
+		/** The item count of each execution started so far (also those of a poll that failed later). */
+		executionSizes(): number[] {
+			return executions.map((items) => items.length);
+		},
+		/** Every item emitted so far, including batches of a poll that failed afterwards. */
+		emitted(): INodeExecutionData[] {
+			return executions.flat();
 		},
 		/** Static data as n8n would store it in its database. */
 		staticData(): IDataObject {

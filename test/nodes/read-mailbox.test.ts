@@ -134,6 +134,68 @@ describe('Read Mailbox (Modern Auth) over IMAP, run by n8n-core against Dovecot'
 		expect(JSON.stringify(denied.run)).not.toContain('Wrong-Reader-Password');
 	});
 
+	it('has-attachments and raw IMAP search filters; a malformed raw search fails its item only, before anything is read', async () => {
+		const folder = 'Filters';
+		await dovecot.deliver(USER, await mime({ subject: 'Report A', text: 'a', attachments: [{ filename: 'a.txt', content: 'a' }] }), { folder });
+		await dovecot.deliver(USER, await mime({ subject: 'Report B', text: 'b' }), { folder });
+		await dovecot.deliver(USER, await mime({ subject: 'Invoice C', text: 'c', attachments: [{ filename: 'c.pdf', content: randomBytes(100) }] }), { folder });
+		const run = (filters: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+			runNode({
+				type: 'modernAuthReadMailbox',
+				parameters: { authentication: 'imap', folder, limit: 10, order: 'oldest', filters, postAction: 'markRead', options: { downloadAttachments: false } },
+				items: [{ json: {} }],
+				credentials: credentials(),
+				...extra,
+			});
+		expect((await run({ hasAttachments: true })).output.map((o) => o.json.subject)).toEqual(['Report A', 'Invoice C']);
+		expect((await run({ rawSearch: 'OR SUBJECT "Report B" SUBJECT Invoice' })).output.map((o) => o.json.subject)).toEqual(['Report B', 'Invoice C']);
+		expect((await run({ rawSearch: 'SUBJECT Report', hasAttachments: true, unreadOnly: true })).output).toEqual([]); // A was marked read above
+
+		await dovecot.deliver(USER, await mime({ subject: 'Report D', text: 'd' }), { folder });
+		const bad = await run({ rawSearch: 'OR SUBJECT "Report' });
+		expect(bad.error?.message).toBe('Item 0: Raw IMAP Search: "OR SUBJECT "Report" is not valid IMAP search syntax (Unexpected end of input at character 18)');
+		expect(bad.error?.description).toMatch(/RFC 3501/);
+		const refused = await run({ rawSearch: 'SINCE yesterday' });
+		expect(refused.error?.message).toMatch(/^Item 0: Raw IMAP Search: the server refused "SINCE yesterday": /);
+
+		const mixed = await runNode({
+			type: 'modernAuthReadMailbox',
+			parameters: { authentication: 'imap', folder, limit: 10, filters: { rawSearch: '={{ $json.search }}', unreadOnly: true }, postAction: 'markRead' },
+			items: [{ json: { search: '(SUBJECT Report' } }, { json: { search: 'SUBJECT "Report D"' } }],
+			credentials: credentials(),
+			onError: 'continueRegularOutput',
+		});
+		expect(mixed.output[0].json.error).toMatchObject({ code: 'IMAP_BAD_SEARCH' });
+		expect(mixed.output[0].pairedItem).toEqual({ item: 0 });
+		expect(mixed.output[1].json.subject).toBe('Report D');
+		expect(mixed.output[1].pairedItem).toEqual({ item: 1 });
+		const onServer = await dovecot.list(USER, folder);
+		expect(onServer.filter((m: { flags: string[] }) => !m.flags.includes('\\Seen'))).toEqual([]);
+	});
+
+	it('a 6 MB attachment and the raw .eml stream into n8n binary data (filesystem mode) byte for byte', async () => {
+		const folder = 'Large';
+		const big = randomBytes(6 * 1024 * 1024);
+		await dovecot.deliver(USER, await mime({ subject: 'Scan', text: 'scan attached', attachments: [{ filename: 'scan.tiff', content: big, contentType: 'image/tiff' }] }), { folder });
+		const { output, error } = await runNode({
+			type: 'modernAuthReadMailbox',
+			parameters: { authentication: 'imap', folder, limit: 1, options: { includeRaw: true } },
+			items: [{ json: {} }],
+			credentials: credentials(),
+		});
+		expect(error).toBeUndefined();
+		const binary = output[0].binary!;
+		expect(binary.attachment_0).toMatchObject({ fileName: 'scan.tiff', mimeType: 'image/tiff' });
+		expect(binary.attachment_0.id).toMatch(/^filesystem/);
+		expect(sha256(await bytesOf(binary.attachment_0))).toBe(sha256(big));
+		expect(output[0].json.attachments).toEqual([{ filename: 'scan.tiff', contentType: 'image/tiff', size: big.length, inline: false, binaryProperty: 'attachment_0' }]);
+		expect(binary.raw).toMatchObject({ fileName: `${output[0].json.uid}.eml`, mimeType: 'message/rfc822' });
+		const [held] = await dovecot.list(USER, folder);
+		const raw = await bytesOf(binary.raw);
+		expect(raw.length).toBe(held.size);
+		expect(raw.toString('latin1')).toContain('Subject: Scan');
+	});
+
 	it('the IMAP credential Test button signs in and counts folders', async () => {
 		// eslint-disable-next-line @typescript-eslint/no-require-imports
 		const { ModernAuthReadMailbox } = require('../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node');

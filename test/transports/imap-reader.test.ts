@@ -100,7 +100,7 @@ describe('IMAP reader against a real Dovecot', () => {
 			expect(first.headers?.subject).toBeTruthy();
 			expect(first.attachments).toHaveLength(1);
 			expect(first.attachments[0]).toMatchObject({ filename: 'invoice.pdf', contentType: 'application/pdf', size: pdf.length, inline: false });
-			expect(sha256(first.attachments[0].content)).toBe(sha256(pdf));
+			expect(sha256(first.attachments[0].content!)).toBe(sha256(pdf));
 			expect(second.subject).toBe('Second');
 
 			expect(await imap.search({ subjectContains: 'Invoice' })).toEqual([uids[0]]);
@@ -151,6 +151,115 @@ describe('IMAP reader against a real Dovecot', () => {
 		await imap.openFolder('INBOX');
 		await imap.close();
 		expect(calls).toEqual([undefined, 'not-a-valid-token']);
+	});
+
+	it('raw IMAP search runs on the server, ANDed with the filters; a malformed one is refused with the fix', async () => {
+		const user = 'rawsearch@example.com';
+		await dovecot.addUser(user, PASSWORD);
+		for (const subject of ['Alpha report', 'Beta report', 'Gamma report']) {
+			await dovecot.deliver(user, await mime({ from: 'ops@example.org', to: user, subject, text: subject }));
+		}
+		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
+		await imap.connect();
+		try {
+			await imap.openFolder('INBOX');
+			const all = await imap.search({});
+			expect(all).toHaveLength(3);
+			expect(await imap.search({ rawImapSearch: 'OR SUBJECT "Alpha" SUBJECT "Gamma report"' })).toEqual([all[0], all[2]]);
+			expect(await imap.search({ rawImapSearch: 'OR SUBJECT Alpha SUBJECT Gamma', subjectContains: 'Gamma' })).toEqual([all[2]]);
+			expect(await imap.search({ rawImapSearch: 'NOT SUBJECT Beta', uidAfter: all[0] })).toEqual([all[2]]);
+			// Syntax errors never reach the server; what only the server knows comes back with its text.
+			await expect(imap.search({ rawImapSearch: '(SUBJECT Alpha' })).rejects.toMatchObject({
+				code: 'IMAP_BAD_SEARCH',
+				message: expect.stringMatching(/^Raw IMAP Search: "\(SUBJECT Alpha" is not valid IMAP search syntax/),
+				hint: expect.stringMatching(/RFC 3501/),
+			});
+			await expect(imap.search({ rawImapSearch: 'FROBNICATE 7' })).rejects.toMatchObject({
+				code: 'IMAP_BAD_SEARCH',
+				message: expect.stringMatching(/^Raw IMAP Search: the server refused "FROBNICATE 7": .+/),
+			});
+			await expect(imap.search({ rawImapSearch: 'ALL\r\nA9 DELETE INBOX' })).rejects.toMatchObject({ code: 'IMAP_BAD_SEARCH' });
+			// The connection is still usable after a refused search.
+			expect(await imap.search({ subjectContains: 'Beta' })).toEqual([all[1]]);
+		} finally {
+			await imap.close();
+		}
+		expect(await dovecot.list(user, 'INBOX')).toHaveLength(3);
+	});
+
+	it('has-attachments keeps real attachments and skips inline images, in the asked order and limit', async () => {
+		const user = 'clips@example.com';
+		await dovecot.addUser(user, PASSWORD);
+		const png = randomBytes(3000);
+		const sent = [
+			{ subject: 'plain', text: 'no attachment' },
+			{ subject: 'with pdf', text: 'see pdf', attachments: [{ filename: 'a.pdf', content: randomBytes(500) }] },
+			{ subject: 'inline logo', html: '<img src="cid:logo@x">', attachments: [{ filename: 'logo.png', content: png, cid: 'logo@x' }] },
+			{ subject: 'with csv', text: 'see csv', attachments: [{ filename: 'b.csv', content: 'x,y\n1,2\n', contentType: 'text/csv' }] },
+			{ subject: 'forwarded', text: 'see eml', attachments: [{ filename: 'fw.eml', content: 'Subject: inner\r\n\r\nbody', contentType: 'message/rfc822' }] },
+		];
+		for (const m of sent) await dovecot.deliver(user, await mime({ from: 'ops@example.org', to: user, ...m }));
+		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
+		await imap.connect();
+		try {
+			await imap.openFolder('INBOX');
+			const all = await imap.search({});
+			const subjects = async (uids: number[]) => (await collect(imap.fetch('INBOX', 1, uids))).map((m) => m.subject).sort();
+			const oldest = await imap.select({ hasAttachments: true }, { newestFirst: false, limit: 10 });
+			expect(await subjects(oldest)).toEqual(['forwarded', 'with csv', 'with pdf']);
+			expect(oldest).toEqual([all[1], all[3], all[4]]);
+			expect(await imap.select({ hasAttachments: true }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
+			expect(await imap.select({ hasAttachments: false }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
+		} finally {
+			await imap.close();
+		}
+	});
+
+	it('a message over the stream threshold is downloaded in chunks and parsed as it arrives; bytes match the server', async () => {
+		const user = 'large@example.com';
+		await dovecot.addUser(user, PASSWORD);
+		const big = randomBytes(3 * 1024 * 1024 + 17);
+		const small = randomBytes(10_000);
+		await dovecot.deliver(user, await mime({ from: 'ops@example.org', to: user, subject: 'big one', text: 'large', attachments: [{ filename: 'big.bin', content: big }] }));
+		await dovecot.deliver(user, await mime({ from: 'ops@example.org', to: user, subject: 'small one', text: 'small', attachments: [{ filename: 'small.bin', content: small }] }));
+		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
+		await imap.connect();
+		try {
+			const { uidValidity } = await imap.openFolder('INBOX');
+			const uids = await imap.search({});
+			const received = new Map<string, { chunks: number; bytes: Buffer }>();
+			const rawByUid = new Map<number, Buffer>();
+			const drain = async (content: NodeJS.ReadableStream) => {
+				const chunks: Buffer[] = [];
+				for await (const chunk of content) chunks.push(chunk as Buffer);
+				return { chunks: chunks.length, bytes: Buffer.concat(chunks) };
+			};
+			const messages = await collect(
+				imap.fetch('INBOX', uidValidity, uids, {
+					includeRaw: true,
+					sink: {
+						attachment: async (_uid, _index, info, content) => void received.set(info.filename, await drain(content)),
+						raw: async (uid, content) => void rawByUid.set(uid, (await drain(content)).bytes),
+					},
+				}),
+			);
+			expect(messages.map((m) => m.subject)).toEqual(['big one', 'small one']);
+			expect(messages[0].attachments).toEqual([{ filename: 'big.bin', contentType: 'application/octet-stream', size: big.length, inline: false }]);
+			expect(sha256(received.get('big.bin')!.bytes)).toBe(sha256(big));
+			expect(sha256(received.get('small.bin')!.bytes)).toBe(sha256(small));
+			// Arrived as a stream of many pieces, not one buffer.
+			expect(received.get('big.bin')!.chunks).toBeGreaterThan(2);
+			expect(messages[0].raw).toBeUndefined();
+			// The raw .eml is exactly what the server holds (read back with imapflow directly).
+			const flow = (imap as unknown as { client: { fetchOne(u: string, q: object, o: object): Promise<{ source: Buffer }> } }).client;
+			for (const uid of uids) {
+				const { source } = await flow.fetchOne(String(uid), { source: true }, { uid: true });
+				expect(sha256(rawByUid.get(uid)!)).toBe(sha256(source));
+			}
+			expect(rawByUid.get(uids[0])!.length).toBeGreaterThan(4 * 1024 * 1024);
+		} finally {
+			await imap.close();
+		}
 	});
 
 	it('wrong password: AUTHENTICATE failed with a hint', async () => {

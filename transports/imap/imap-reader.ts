@@ -1,11 +1,20 @@
-import { ImapFlow, type ImapFlowOptions, type SearchObject } from 'imapflow';
-import { simpleParser, type AddressObject } from 'mailparser';
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+import { Readable } from 'node:stream';
 import tls from 'node:tls';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
-import type { MailAddress } from '../../model/outgoing-message';
 import { MailTransportError } from '../contracts';
+import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
+import { hasAttachments, searchAttributes, sequenceSet, uidSearch } from './search';
+
+/** Messages above this are downloaded in chunks and parsed as they arrive. */
+export const STREAM_ABOVE_BYTES = 1024 * 1024;
+const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
+/** One FETCH of small messages holds at most this much in imapflow's queue. */
+const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_MESSAGES = 500;
+const STRUCTURE_CHUNK = 500;
 
 export type ImapSecurity = 'tls' | 'starttls' | 'none';
 
@@ -30,10 +39,20 @@ export interface ImapReaderOptions {
 	socketTimeoutMs?: number;
 }
 
+/**
+ * Where attachment and raw-message bytes go as they are parsed. Each stream must be read to its
+ * end before the promise settles. Without a sink they are collected into Buffers on the message.
+ */
+export interface MessageSink {
+	attachment(uid: number, index: number, info: AttachmentInfo, content: Readable): Promise<void>;
+	raw(uid: number, content: Readable): Promise<void>;
+}
+
 export interface FetchOptions {
 	includeHtml?: boolean;
 	includeHeaders?: boolean;
 	includeRaw?: boolean;
+	sink?: MessageSink;
 }
 
 /**
@@ -113,62 +132,122 @@ export class ImapReader {
 		}
 	}
 
-	/** UIDs matching the criteria, oldest first (callers reverse and cut for "newest first"). */
+	/** UIDs matching the criteria, oldest first. */
 	async search(criteria: ReadCriteria): Promise<number[]> {
-		const query: SearchObject = {};
-		if (criteria.unreadOnly) query.seen = false;
-		if (criteria.since) query.since = criteria.since;
-		if (criteria.before) query.before = criteria.before;
-		if (criteria.from) query.from = criteria.from;
-		if (criteria.to) query.to = criteria.to;
-		if (criteria.subjectContains) query.subject = criteria.subjectContains;
-		if (criteria.uidAfter !== undefined) query.uid = `${criteria.uidAfter + 1}:*`;
-		if (Object.keys(query).length === 0) query.all = true;
-		const uids = (await this.imap.search(query, { uid: true })) || [];
-		// `N:*` always matches the highest UID even when it is <= N (RFC 3501); drop those.
-		return uids.filter((uid) => criteria.uidAfter === undefined || uid > criteria.uidAfter).sort((a, b) => a - b);
+		try {
+			const uids = await uidSearch(this.imap, await searchAttributes(this.imap, criteria), criteria.rawImapSearch?.trim());
+			// `N:*` always matches the highest UID even when it is <= N (RFC 3501); drop those.
+			return uids.filter((uid) => criteria.uidAfter === undefined || uid > criteria.uidAfter);
+		} catch (error) {
+			throw this.describe(error);
+		}
 	}
 
-	/** Fetches and parses the given UIDs of the open folder, one message at a time. */
+	/**
+	 * The UIDs to read, in reading order, at most `limit`: search, order, then (if asked) keep
+	 * only messages with attachments, judged from BODYSTRUCTURE a chunk at a time.
+	 */
+	async select(criteria: ReadCriteria, order: { newestFirst: boolean; limit: number }): Promise<number[]> {
+		const uids = await this.search(criteria);
+		if (order.newestFirst) uids.reverse();
+		if (!criteria.hasAttachments) return uids.slice(0, order.limit);
+		const chosen: number[] = [];
+		for (let i = 0; i < uids.length && chosen.length < order.limit; i += STRUCTURE_CHUNK) {
+			const chunk = uids.slice(i, i + STRUCTURE_CHUNK);
+			const matching = new Set<number>();
+			for await (const message of this.imap.fetch(sequenceSet(chunk), { uid: true, bodyStructure: true }, { uid: true })) {
+				if (hasAttachments(message.bodyStructure)) matching.add(message.uid);
+			}
+			for (const uid of chunk) if (matching.has(uid) && chosen.length < order.limit) chosen.push(uid);
+		}
+		return chosen;
+	}
+
+	/**
+	 * Fetches and parses the given UIDs of the open folder, one message at a time. Small messages
+	 * come in batched FETCHes of bounded size; a message over STREAM_ABOVE_BYTES is downloaded in
+	 * chunks and parsed as it arrives, so its attachments stream into the sink without the whole
+	 * message ever being in memory.
+	 */
 	async *fetch(folder: string, uidValidity: number, uids: number[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage> {
 		if (uids.length === 0) return;
-		for await (const message of this.imap.fetch(uids.join(','), { uid: true, flags: true, size: true, source: true }, { uid: true })) {
-			const source = message.source as Buffer;
-			const parsed = await simpleParser(source, { skipImageLinks: true, keepCidLinks: true });
-			const flags = [...(message.flags ?? new Set<string>())];
-			const headers: Record<string, string> = {};
-			if (options.includeHeaders) {
-				for (const line of parsed.headerLines) headers[line.key] = line.line.slice(line.line.indexOf(':') + 1).trim();
-			}
-			yield {
-				id: `${uidValidity}:${message.uid}`,
-				uid: message.uid,
-				messageId: parsed.messageId,
-				folder,
-				from: addresses(parsed.from)[0],
-				to: addresses(parsed.to),
-				cc: addresses(parsed.cc),
-				replyTo: addresses(parsed.replyTo),
-				subject: parsed.subject ?? '',
-				date: parsed.date?.toISOString(),
-				flags,
-				seen: flags.includes('\\Seen'),
-				flagged: flags.includes('\\Flagged'),
-				size: message.size ?? source.length,
-				text: parsed.text,
-				...(options.includeHtml && parsed.html ? { html: parsed.html } : {}),
-				...(options.includeHeaders ? { headers } : {}),
-				attachments: parsed.attachments.map((a) => ({
-					filename: a.filename ?? 'attachment',
-					contentType: a.contentType,
-					size: a.size,
-					...(a.contentId ? { contentId: a.contentId.replace(/^<|>$/g, '') } : {}),
-					inline: a.contentDisposition === 'inline',
-					content: a.content,
-				})),
-				...(options.includeRaw ? { raw: source } : {}),
-			};
+		const sizes = new Map<number, number>();
+		for await (const message of this.imap.fetch(sequenceSet(uids), { uid: true, size: true }, { uid: true })) {
+			sizes.set(message.uid, message.size ?? 0);
 		}
+		for (const batch of batches(uids.filter((uid) => sizes.has(uid)), sizes)) {
+			if (batch.stream) {
+				const uid = batch.uids[0];
+				const meta = await this.imap.fetchOne(String(uid), { uid: true, flags: true, size: true }, { uid: true });
+				if (!meta) continue; // deleted meanwhile
+				const download = await this.imap.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK_BYTES });
+				if (!download.content) continue;
+				yield await this.toMessage(folder, uidValidity, uid, meta.flags, meta.size ?? sizes.get(uid)!, download.content, options);
+				continue;
+			}
+			const range = sequenceSet(batch.uids);
+			for await (const message of this.imap.fetch(range, { uid: true, flags: true, size: true, source: true }, { uid: true })) {
+				const source = message.source as Buffer;
+				yield await this.toMessage(folder, uidValidity, message.uid, message.flags, message.size ?? source.length, source, options);
+			}
+		}
+	}
+
+	private async toMessage(
+		folder: string,
+		uidValidity: number,
+		uid: number,
+		flagSet: Set<string> | undefined,
+		size: number,
+		source: Buffer | Readable,
+		options: FetchOptions,
+	): Promise<IncomingMessage> {
+		const sink = options.sink;
+		const collected = new Map<number, Buffer>();
+		const consume: AttachmentConsumer = sink
+			? (info, index, content) => sink.attachment(uid, index, info, content)
+			: async (_info, index, content) => void collected.set(index, await collect(content));
+		let raw: Buffer | undefined;
+		let parsed: ParsedMessage;
+		if (!options.includeRaw) parsed = await parseMessage(source, consume);
+		else if (Buffer.isBuffer(source)) {
+			if (sink) await sink.raw(uid, Readable.from([source]));
+			else raw = source;
+			parsed = await parseMessage(source, consume);
+		} else {
+			const [toParser, toRaw] = tee(source);
+			const keepRaw = sink ? sink.raw(uid, toRaw) : collect(toRaw).then((buffer) => void (raw = buffer));
+			[parsed] = await Promise.all([parseMessage(toParser, consume), keepRaw]);
+		}
+		const flags = [...(flagSet ?? new Set<string>())];
+		const headers: Record<string, string> = {};
+		if (options.includeHeaders) {
+			for (const line of parsed.headerLines) headers[line.key] = line.line.slice(line.line.indexOf(':') + 1).trim();
+		}
+		return {
+			id: `${uidValidity}:${uid}`,
+			uid,
+			messageId: parsed.messageId,
+			folder,
+			from: parsed.from,
+			to: parsed.to,
+			cc: parsed.cc,
+			replyTo: parsed.replyTo,
+			subject: parsed.subject,
+			date: parsed.date,
+			flags,
+			seen: flags.includes('\\Seen'),
+			flagged: flags.includes('\\Flagged'),
+			size,
+			text: parsed.text,
+			...(options.includeHtml && parsed.html ? { html: parsed.html } : {}),
+			...(options.includeHeaders ? { headers } : {}),
+			attachments: parsed.attachments.map((a, index) => ({
+				...a,
+				...(collected.has(index) ? { content: collected.get(index) } : {}),
+			})),
+			...(raw ? { raw } : {}),
+		};
 	}
 
 	/** Applies a post-action to UIDs of the folder (opened read-write for it). */
@@ -229,9 +308,30 @@ export class ImapReader {
 	}
 }
 
-function addresses(value: AddressObject | AddressObject[] | undefined): MailAddress[] {
-	const list = Array.isArray(value) ? value : value ? [value] : [];
-	return list.flatMap((a) =>
-		a.value.filter((v) => v.address).map((v) => (v.name ? { name: v.name, address: v.address! } : { address: v.address! })),
-	);
+/**
+ * Splits UIDs (kept in the caller's order) into FETCH batches of at most BATCH_BYTES and
+ * BATCH_MESSAGES, and single downloads for messages over STREAM_ABOVE_BYTES.
+ */
+function batches(uids: number[], sizes: Map<number, number>): Array<{ stream: boolean; uids: number[] }> {
+	const out: Array<{ stream: boolean; uids: number[] }> = [];
+	let current: number[] = [];
+	let bytes = 0;
+	const flush = () => {
+		if (current.length) out.push({ stream: false, uids: current });
+		current = [];
+		bytes = 0;
+	};
+	for (const uid of uids) {
+		const size = sizes.get(uid) ?? 0;
+		if (size > STREAM_ABOVE_BYTES) {
+			flush();
+			out.push({ stream: true, uids: [uid] });
+			continue;
+		}
+		if (current.length >= BATCH_MESSAGES || bytes + size > BATCH_BYTES) flush();
+		current.push(uid);
+		bytes += size;
+	}
+	flush();
+	return out;
 }

@@ -1,7 +1,11 @@
-import type { IDataObject, IExecuteFunctions, INodeExecutionData } from 'n8n-workflow';
+import type { IBinaryKeyData, IDataObject, IExecuteFunctions, INodeExecutionData, IPollFunctions } from 'n8n-workflow';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../../model/incoming-message';
 import { MessageInputError } from '../../../model/validate';
+import type { MessageSink } from '../../../transports/imap/imap-reader';
+import type { AttachmentInfo } from '../../../transports/imap/parse-message';
 import type { ReadAuthentication } from '../../shared/open-reader';
 
 export interface ReadRequest {
@@ -51,6 +55,8 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 			from: String(filters.from ?? '') || undefined,
 			to: String(filters.to ?? '') || undefined,
 			subjectContains: String(filters.subject ?? '') || undefined,
+			hasAttachments: filters.hasAttachments === true,
+			rawImapSearch: String(filters.rawSearch ?? '').trim() || undefined,
 		},
 		postAction,
 		fetch: {
@@ -63,9 +69,54 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 	};
 }
 
-/** One message as an n8n item: the shared model as JSON, attachments as binary properties. */
-export async function toItem(ctx: IExecuteFunctions, message: IncomingMessage, itemIndex: number, request: ReadRequest): Promise<INodeExecutionData> {
-	const { attachments, raw, ...rest } = message;
+/**
+ * Streams attachments and raw messages into n8n's binary data store while the reader parses
+ * them (filesystem mode writes them to disk chunk by chunk), and hands them out per message.
+ */
+export class BinaryDataSink implements MessageSink {
+	private readonly byUid = new Map<number, IBinaryKeyData>();
+
+	constructor(
+		private readonly ctx: IExecuteFunctions | IPollFunctions,
+		private readonly request: Pick<ReadRequest, 'downloadAttachments' | 'attachmentPrefix'>,
+	) {}
+
+	async attachment(uid: number, index: number, info: AttachmentInfo, content: Readable): Promise<void> {
+		if (!this.request.downloadAttachments) {
+			// Still read to the end: the parser waits for it.
+			content.resume();
+			await finished(content);
+			return;
+		}
+		this.binaries(uid)[`${this.request.attachmentPrefix}${index}`] = await this.ctx.helpers.prepareBinaryData(
+			content,
+			info.filename,
+			info.contentType,
+		);
+	}
+
+	async raw(uid: number, content: Readable): Promise<void> {
+		this.binaries(uid).raw = await this.ctx.helpers.prepareBinaryData(content, `${uid}.eml`, 'message/rfc822');
+	}
+
+	/** The binary properties stored for one message; forgets them. */
+	take(uid: number): IBinaryKeyData | undefined {
+		const binaries = this.byUid.get(uid);
+		this.byUid.delete(uid);
+		return binaries;
+	}
+
+	private binaries(uid: number): IBinaryKeyData {
+		let binaries = this.byUid.get(uid);
+		if (!binaries) this.byUid.set(uid, (binaries = {}));
+		return binaries;
+	}
+}
+
+/** One message as an n8n item: the shared model as JSON, its streamed binaries from the sink. */
+export function toItem(message: IncomingMessage, sink: BinaryDataSink, itemIndex: number, request: ReadRequest): INodeExecutionData {
+	const { attachments, ...rest } = message;
+	delete rest.raw; // raw bytes only ever go to binary data
 	const json: IDataObject = {
 		...(rest as unknown as IDataObject),
 		attachments: attachments.map((a, index) => ({
@@ -77,12 +128,6 @@ export async function toItem(ctx: IExecuteFunctions, message: IncomingMessage, i
 			...(request.downloadAttachments ? { binaryProperty: `${request.attachmentPrefix}${index}` } : {}),
 		})),
 	};
-	const binary: INodeExecutionData['binary'] = {};
-	if (request.downloadAttachments) {
-		for (const [index, attachment] of attachments.entries()) {
-			binary[`${request.attachmentPrefix}${index}`] = await ctx.helpers.prepareBinaryData(attachment.content, attachment.filename, attachment.contentType);
-		}
-	}
-	if (raw) binary.raw = await ctx.helpers.prepareBinaryData(raw, `${message.uid ?? 'message'}.eml`, 'message/rfc822');
-	return { json, ...(Object.keys(binary).length ? { binary } : {}), pairedItem: { item: itemIndex } };
+	const binary = message.uid !== undefined ? sink.take(message.uid) : undefined;
+	return { json, ...(binary && Object.keys(binary).length ? { binary } : {}), pairedItem: { item: itemIndex } };
 }

@@ -1,0 +1,123 @@
+import type { ImapFlow, MessageStructureObject, SearchObject } from 'imapflow';
+import { parser as parseImap } from 'imapflow/lib/handler/imap-handler';
+import { searchCompiler, type SearchAttribute } from 'imapflow/lib/search-compiler';
+
+import { ActionableError } from '../../model/actionable-error';
+import type { ReadCriteria } from '../../model/incoming-message';
+
+const COMMAND_PREFIX = 'A1 UID SEARCH ';
+const RAW_SEARCH_HINT =
+	'Write IMAP SEARCH keys as in RFC 3501 section 6.4.4, e.g. OR FROM alice@example.com FROM bob@example.com, or SINCE 1-Nov-2026 LARGER 100000; quote values with spaces';
+
+/**
+ * Turns a raw IMAP SEARCH string into command attributes with imapflow's own IMAP parser, so
+ * a malformed one is refused before it reaches the server and cannot smuggle in a command.
+ */
+export async function parseRawSearch(raw: string): Promise<SearchAttribute[]> {
+	if (/[\r\n\0]/.test(raw)) {
+		throw new ActionableError('Raw IMAP Search: must be one line', 'IMAP_BAD_SEARCH', RAW_SEARCH_HINT);
+	}
+	if (/\{\d+\+?\}/.test(raw)) {
+		throw new ActionableError('Raw IMAP Search: literals ({n}) are not supported', 'IMAP_BAD_SEARCH', RAW_SEARCH_HINT);
+	}
+	try {
+		const parsed = await parseImap(`${COMMAND_PREFIX}${raw}`);
+		const attributes = (parsed.attributes ?? []) as SearchAttribute[];
+		if (attributes.length === 0) throw new Error('no search keys');
+		return attributes;
+	} catch (error) {
+		// imapflow counts from the start of the command line; users count from their own text.
+		const reason = String((error as Error).message)
+			.replace(/ at position (\d+)/, (_m, at: string) => ` at character ${Math.max(1, Number(at) - COMMAND_PREFIX.length + 1)}`)
+			.replace(/\s*\[E\d+(?::\s*([^\]]*))?\]/, (_m, char?: string) => (char ? ` ${char}` : ''));
+		throw new ActionableError(`Raw IMAP Search: "${raw}" is not valid IMAP search syntax (${reason})`, 'IMAP_BAD_SEARCH', RAW_SEARCH_HINT);
+	}
+}
+
+/** The structured criteria as IMAP SEARCH keys (imapflow's compiler), plus the raw keys in parentheses. */
+export async function searchAttributes(client: ImapFlow, criteria: ReadCriteria): Promise<SearchAttribute[]> {
+	const query: SearchObject = {};
+	if (criteria.unreadOnly) query.seen = false;
+	if (criteria.since) query.since = criteria.since;
+	if (criteria.before) query.before = criteria.before;
+	if (criteria.from) query.from = criteria.from;
+	if (criteria.to) query.to = criteria.to;
+	if (criteria.subjectContains) query.subject = criteria.subjectContains;
+	if (criteria.uidAfter !== undefined) query.uid = `${criteria.uidAfter + 1}:*`;
+	const attributes = Object.keys(query).length ? searchCompiler(client, query) : [];
+	if (criteria.rawImapSearch?.trim()) attributes.push(await parseRawSearch(criteria.rawImapSearch.trim()));
+	return attributes.length ? attributes : [{ type: 'ATOM', value: 'ALL' }];
+}
+
+interface ExecResponse {
+	next(): void;
+}
+interface CommandError extends Error {
+	responseStatus?: string;
+	responseText?: string;
+}
+
+/**
+ * UID SEARCH with the server's own error text. imapflow's search() answers `false` on any
+ * failure, which would read as "no mail" - wrong for a typo in a raw search.
+ */
+export async function uidSearch(client: ImapFlow, attributes: SearchAttribute[], rawSearch?: string): Promise<number[]> {
+	const uids = new Set<number>();
+	const exec = (client as unknown as {
+		exec(command: string, attributes: unknown, options: unknown): Promise<ExecResponse>;
+	}).exec.bind(client);
+	try {
+		const response = await exec('UID SEARCH', attributes, {
+			untagged: {
+				SEARCH: async (untagged: { attributes?: Array<{ value?: string }> }) => {
+					for (const attribute of untagged?.attributes ?? []) {
+						const uid = Number(attribute?.value);
+						if (Number.isSafeInteger(uid) && uid > 0) uids.add(uid);
+					}
+				},
+			},
+		});
+		response.next();
+	} catch (error) {
+		const e = error as CommandError;
+		if (e.responseStatus === 'BAD' || e.responseStatus === 'NO') {
+			const serverText = String(e.responseText || e.message).trim();
+			throw new ActionableError(
+				rawSearch ? `Raw IMAP Search: the server refused "${rawSearch}": ${serverText}` : `IMAP SEARCH refused by the server: ${serverText}`,
+				'IMAP_BAD_SEARCH',
+				RAW_SEARCH_HINT,
+			);
+		}
+		throw error;
+	}
+	return [...uids].sort((a, b) => a - b);
+}
+
+/**
+ * Whether a message carries attachments, judged from its BODYSTRUCTURE the way mail clients
+ * show a paper clip: a part marked as attachment, or a named non-text part that is not an
+ * inline image of the HTML body.
+ */
+export function hasAttachments(structure: MessageStructureObject | undefined): boolean {
+	if (!structure) return false;
+	const disposition = String(structure.disposition ?? '').toLowerCase();
+	const type = String(structure.type ?? '').toLowerCase();
+	// Before the children: a forwarded message (message/rfc822) has a structure of its own.
+	if (disposition === 'attachment' || type === 'message/rfc822') return true;
+	if (structure.childNodes?.length) return structure.childNodes.some(hasAttachments);
+	const named = Boolean(structure.dispositionParameters?.filename || structure.parameters?.name);
+	if (!named || type.startsWith('text/')) return false;
+	return !(disposition === 'inline' && structure.id);
+}
+
+/** Compresses UIDs into an IMAP sequence set: 1,2,3,7,9,10 -> 1:3,7,9:10. */
+export function sequenceSet(uids: number[]): string {
+	const sorted = [...new Set(uids)].sort((a, b) => a - b);
+	const ranges: string[] = [];
+	for (let i = 0; i < sorted.length; i++) {
+		const start = sorted[i];
+		while (i + 1 < sorted.length && sorted[i + 1] === sorted[i] + 1) i++;
+		ranges.push(start === sorted[i] ? String(start) : `${start}:${sorted[i]}`);
+	}
+	return ranges.join(',');
+}
