@@ -164,5 +164,6 @@ async function emit(
 		}
 	}
 	for (const item of items) delete item.pairedItem;
-	return items;
+	// Oldest first, as the mail arrived (the reader brings large messages last).
+	return items.sort((a, b) => Number((a.json as IDataObject).uid) - Number((b.json as IDataObject).uid));
 }

@@ -1,3 +1,6 @@
+import { Container } from '@n8n/di';
+import { BinaryDataService } from 'n8n-core';
+import { createHash, randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
 
 import { createPoller } from '../harness/n8n-run';
@@ -119,6 +122,24 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(emitted).toHaveLength(1000);
 		expect(failedPolls).toBeLessThanOrEqual(1);
 	}, 120_000);
+
+	it('a large message between small ones is emitted in arrival order with its attachment streamed to binary data', async () => {
+		const folder = 'Mixed';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const big = randomBytes(2 * 1024 * 1024 + 5);
+		await dovecot.deliver(USER, await mime('small 1'), { folder });
+		const large = await transport.sendMail({ from: 'sender@example.org', to: USER, subject: 'large 2', text: 'x', attachments: [{ filename: 'big.bin', content: big }] });
+		await dovecot.deliver(USER, large.message as Buffer, { folder });
+		await dovecot.deliver(USER, await mime('small 3'), { folder });
+		const items = await poller.poll();
+		expect(subjects(items)).toEqual(['small 1', 'large 2', 'small 3']);
+		const stored = await Container.get(BinaryDataService).getAsBuffer(items[1].binary!.attachment_0);
+		expect(createHash('sha256').update(stored).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+		expect(await poller.poll()).toEqual([]);
+	});
 
 	it('UIDVALIDITY change re-baselines instead of replaying the folder; existing unread can be included on first activation', async () => {
 		const folder = 'Renumbered';

@@ -11,9 +11,6 @@ import { hasAttachments, searchAttributes, sequenceSet, uidSearch } from './sear
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
 export const STREAM_ABOVE_BYTES = 1024 * 1024;
 const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
-/** One FETCH of small messages holds at most this much in imapflow's queue. */
-const BATCH_BYTES = 8 * 1024 * 1024;
-const BATCH_MESSAGES = 500;
 const STRUCTURE_CHUNK = 500;
 
 export type ImapSecurity = 'tls' | 'starttls' | 'none';
@@ -164,32 +161,32 @@ export class ImapReader {
 	}
 
 	/**
-	 * Fetches and parses the given UIDs of the open folder, one message at a time. Small messages
-	 * come in batched FETCHes of bounded size; a message over STREAM_ABOVE_BYTES is downloaded in
-	 * chunks and parsed as it arrives, so its attachments stream into the sink without the whole
-	 * message ever being in memory.
+	 * Fetches and parses the given UIDs of the open folder, one message at a time. One FETCH
+	 * brings every message up to STREAM_ABOVE_BYTES whole (imapflow reads the next response only
+	 * when the previous one is consumed, so one message is in memory at a time). Larger ones,
+	 * of which that FETCH brought only the first part, are then downloaded in chunks and parsed
+	 * as they arrive, so their attachments stream into the sink and never sit in memory whole.
+	 * Messages come in ascending UID order, larger ones after the smaller ones.
 	 */
 	async *fetch(folder: string, uidValidity: number, uids: number[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage> {
 		if (uids.length === 0) return;
-		const sizes = new Map<number, number>();
-		for await (const message of this.imap.fetch(sequenceSet(uids), { uid: true, size: true }, { uid: true })) {
-			sizes.set(message.uid, message.size ?? 0);
-		}
-		for (const batch of batches(uids.filter((uid) => sizes.has(uid)), sizes)) {
-			if (batch.stream) {
-				const uid = batch.uids[0];
-				const meta = await this.imap.fetchOne(String(uid), { uid: true, flags: true, size: true }, { uid: true });
-				if (!meta) continue; // deleted meanwhile
-				const download = await this.imap.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK_BYTES });
-				if (!download.content) continue;
-				yield await this.toMessage(folder, uidValidity, uid, meta.flags, meta.size ?? sizes.get(uid)!, download.content, options);
+		const large: number[] = [];
+		const query = { uid: true, flags: true, size: true, source: { start: 0, maxLength: STREAM_ABOVE_BYTES } };
+		for await (const message of this.imap.fetch(sequenceSet(uids), query, { uid: true })) {
+			const source = message.source as Buffer;
+			if ((message.size ?? 0) > STREAM_ABOVE_BYTES || !source) {
+				large.push(message.uid);
 				continue;
 			}
-			const range = sequenceSet(batch.uids);
-			for await (const message of this.imap.fetch(range, { uid: true, flags: true, size: true, source: true }, { uid: true })) {
-				const source = message.source as Buffer;
-				yield await this.toMessage(folder, uidValidity, message.uid, message.flags, message.size ?? source.length, source, options);
-			}
+			yield await this.toMessage(folder, uidValidity, message.uid, message.flags, message.size ?? source.length, source, options);
+		}
+		// Not inside the FETCH loop above: imapflow runs one command at a time.
+		for (const uid of large) {
+			const meta = await this.imap.fetchOne(String(uid), { uid: true, flags: true, size: true }, { uid: true });
+			if (!meta) continue; // deleted meanwhile
+			const download = await this.imap.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK_BYTES });
+			if (!download.content) continue;
+			yield await this.toMessage(folder, uidValidity, uid, meta.flags, meta.size ?? 0, download.content, options);
 		}
 	}
 
@@ -306,32 +303,4 @@ export class ImapReader {
 		}
 		return new MailTransportError(`IMAP error at ${where}: ${raw}`, e.code || 'IMAP_ERROR', 'Check host, port and security settings of the credential');
 	}
-}
-
-/**
- * Splits UIDs (kept in the caller's order) into FETCH batches of at most BATCH_BYTES and
- * BATCH_MESSAGES, and single downloads for messages over STREAM_ABOVE_BYTES.
- */
-function batches(uids: number[], sizes: Map<number, number>): Array<{ stream: boolean; uids: number[] }> {
-	const out: Array<{ stream: boolean; uids: number[] }> = [];
-	let current: number[] = [];
-	let bytes = 0;
-	const flush = () => {
-		if (current.length) out.push({ stream: false, uids: current });
-		current = [];
-		bytes = 0;
-	};
-	for (const uid of uids) {
-		const size = sizes.get(uid) ?? 0;
-		if (size > STREAM_ABOVE_BYTES) {
-			flush();
-			out.push({ stream: true, uids: [uid] });
-			continue;
-		}
-		if (current.length >= BATCH_MESSAGES || bytes + size > BATCH_BYTES) flush();
-		current.push(uid);
-		bytes += size;
-	}
-	flush();
-	return out;
 }
