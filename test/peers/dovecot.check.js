@@ -343,12 +343,15 @@ async function main() {
 
 		// Outlook answers `NO AUTHENTICATE failed.`; Dovecot 2.3 cannot word it so: it sends the
 		// SASL 401 JSON challenge, then `NO [AUTHENTICATIONFAILED] Authentication failed.`
-		await check('wrong or foreign tokens: AUTHENTICATE fails (AUTHENTICATIONFAILED)', async () => {
+		await check('wrong, foreign, scope-less or other-audience tokens: AUTHENTICATE fails (AUTHENTICATIONFAILED)', async () => {
 			const started = Date.now();
 			for (const [user, token] of [
 				[ALICE, 'not-a-token'],
 				[ALICE, delegatedToken(BOB)],
 				[ALICE, `${delegatedToken(ALICE).slice(0, -4)}AAAA`],
+				// Right user and signature, but no IMAP permission or another audience (as Exchange refuses).
+				[ALICE, idp.mintAccessToken({ tenant: TENANT, clientId: app.clientId, username: ALICE, audience: 'https://outlook.office.com', scp: 'SMTP.Send' })],
+				[ALICE, idp.mintAccessToken({ tenant: TENANT, clientId: app.clientId, username: ALICE, audience: 'https://graph.microsoft.com', scp: 'IMAP.AccessAsUser.All' })],
 			]) {
 				const client = await RawImap.connect({ host: dovecot.host, port: dovecot.tlsPort, secure: true, ca });
 				try {
@@ -360,7 +363,7 @@ async function main() {
 					client.close();
 				}
 			}
-			timings['3 refused tokens'] = Date.now() - started;
+			timings['5 refused tokens'] = Date.now() - started;
 		});
 
 		await check('passwordLogins: false refuses passwords but takes tokens', async () => {

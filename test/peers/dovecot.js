@@ -304,9 +304,13 @@ function buildConfig(s) {
 function oauth2Config(introspectionUrl, mailbox) {
 	const url = new URL(introspectionUrl);
 	if (mailbox && !url.searchParams.has('mailbox')) url.searchParams.set('mailbox', mailbox);
+	// What Exchange checks for IMAP: a token for its audience carrying the IMAP permission
+	// (the role for app-only tokens, the scope for delegated ones; the platform checks each kind).
+	// Appended unencoded: a `%` in this setting upsets Dovecot's variable expansion.
+	const demand = 'audience=https://outlook.office.com&required_role=IMAP.AccessAsApp&required_scope=IMAP.AccessAsUser.All';
 	return [
 		'introspection_mode = post',
-		`introspection_url = ${url.href}`,
+		`introspection_url = ${url.href}${url.search ? '&' : '?'}${demand}`,
 		'username_attribute = username',
 		'active_attribute = active',
 		'active_value = true',

@@ -291,7 +291,7 @@ export class ImapReader {
 					? 'Check user name and password (some providers need an app password); Microsoft 365 needs an OAuth credential'
 					: auth.flavour === 'app-only'
 						? 'Grant the app IMAP.AccessAsApp with admin consent, register it in Exchange (New-ServicePrincipal with the ENTERPRISE APPLICATION object id) and give it the mailbox (Add-MailboxPermission)'
-						: 'Check the credential has the IMAP.AccessAsUser.All scope (reconnect after changing scopes) and the signed-in user may open this mailbox';
+						: 'Add the delegated permission IMAP.AccessAsUser.All to the app registration and consent to it (an admin grants consent if users may not), click Connect my account again so the token carries it, and check the signed-in user may open this mailbox';
 			return new MailTransportError(`IMAP sign-in refused at ${where} (AUTHENTICATE failed): ${raw}`, 'IMAP_AUTH_FAILED', hint);
 		}
 		if (/certificate|self[- ]signed|unable to verify/i.test(raw)) {
