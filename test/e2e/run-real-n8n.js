@@ -416,6 +416,130 @@ async function main() {
 			}
 			assert.equal(idp.counts({ grantType: 'client_credentials', clientId: IMAP_APP }), 1, 'one IMAP token request');
 		});
+		await check('delegated credential reads over IMAP XOAUTH2 inside real n8n: refreshed through n8n, message out with its attachment, marked read, no token in the output', async () => {
+			// A second person with a second app registration, so the counts below are this check's own.
+			const IMAP_DELEGATED_APP = '9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b';
+			const IMAP_DELEGATED_SECRET = `delegated-imap-${randomBytes(8).toString('hex')}`;
+			const USER = 'bea@contoso.example';
+			const USER_PASSWORD = `Bea-${randomBytes(6).toString('hex')}`;
+			idp.addApp({ tenant: TENANT, clientId: IMAP_DELEGATED_APP, secrets: [{ value: IMAP_DELEGATED_SECRET }] });
+			idp.addUser({ tenant: TENANT, username: USER, password: USER_PASSWORD });
+			idp.setTokenLifetime(120); // the imported access token is about to expire: n8n must refresh it
+			// A password (ROPC) sign-in stands in for "Connect my account": same token endpoint, same scopes.
+			const connected = await (
+				await fetch(idp.tokenEndpoint(TENANT), {
+					method: 'POST',
+					headers: { 'content-type': 'application/x-www-form-urlencoded' },
+					body: new URLSearchParams({
+						grant_type: 'password',
+						client_id: IMAP_DELEGATED_APP,
+						client_secret: IMAP_DELEGATED_SECRET,
+						username: USER,
+						password: USER_PASSWORD,
+						scope: 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access',
+					}),
+				})
+			).json();
+			assert.ok(connected.refresh_token, JSON.stringify(connected));
+			// Dovecot asks the platform's introspection about this mailbox (?mailbox=), which
+			// accepts a delegated token only for the signed-in user's own mailbox.
+			await dovecot.addOAuthMailbox(USER);
+			const attachmentBytes = randomBytes(70_000);
+			const subject = `For Bea over delegated XOAUTH2 ${randomBytes(4).toString('hex')}`;
+			const nodemailer = require('nodemailer');
+			const build = async (subjectLine, attachments = []) =>
+				(await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({ from: 'sender@example.org', to: USER, subject: subjectLine, text: 'body', attachments })).message;
+			// One message already read (the unread filter must skip it) and the one to read.
+			await dovecot.deliver(USER, await build('Already read, must not come out'), { flags: ['\\Seen'] });
+			const { uid } = await dovecot.deliver(USER, await build(subject, [{ filename: 'ledger.bin', content: attachmentBytes }]));
+
+			const credentialFile = path.join(work, 'delegated-imap-credential.json');
+			fs.writeFileSync(
+				credentialFile,
+				JSON.stringify([
+					{
+						id: 'MamDelegImapE2e1',
+						name: 'Bea (delegated IMAP e2e)',
+						type: 'modernAuthMicrosoftDelegatedOAuth2Api',
+						data: {
+							clientId: IMAP_DELEGATED_APP,
+							clientSecret: IMAP_DELEGATED_SECRET,
+							cloud: 'custom',
+							authorityHost: idp.authorityHost,
+							tenant: TENANT,
+							useFor: 'imapSmtp',
+							imapServer: `${dovecot.host}:${dovecot.tlsPort}`,
+							oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
+						},
+					},
+				]),
+			);
+			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${credentialFile}`], env)).code, 0);
+			fs.rmSync(credentialFile);
+			const workflow = {
+				id: 'MamReadE2e000003',
+				name: 'Read Mailbox e2e delegated',
+				active: false,
+				settings: { executionOrder: 'v1' },
+				connections: { Start: { main: [[{ node: 'Read Mailbox', type: 'main', index: 0 }]] } },
+				nodes: [
+					{ id: 'd1', name: 'Start', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
+					{
+						id: 'd2',
+						name: 'Read Mailbox',
+						type: `${runtime.PACKAGE_NAME}.modernAuthReadMailbox`,
+						typeVersion: 1,
+						position: [220, 0],
+						parameters: { authentication: 'microsoftDelegated', folder: 'INBOX', limit: 5, filters: { unreadOnly: true }, postAction: 'markRead' },
+						credentials: { modernAuthMicrosoftDelegatedOAuth2Api: { id: 'MamDelegImapE2e1', name: 'Bea (delegated IMAP e2e)' } },
+					},
+				],
+			};
+			const wfFile = path.join(work, 'workflow-delegated-imap.json');
+			fs.writeFileSync(wfFile, JSON.stringify(workflow));
+			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			const executed = await runtime.runN8n(bin, ['execute', '--id=MamReadE2e000003', '--rawOutput'], env);
+			assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-2000));
+
+			const output = runtime.parseExecuteOutput(executed.stdout).data.resultData.runData['Read Mailbox'][0].data.main[0];
+			assert.equal(output.length, 1, 'one unread message');
+			assert.equal(output[0].json.subject, subject);
+			assert.equal(output[0].json.uid, uid);
+			assert.equal(output[0].json.attachments.length, 1);
+			assert.equal(output[0].json.attachments[0].size, attachmentBytes.length);
+			const binary = output[0].binary.attachment_0;
+			assert.equal(binary.fileName, 'ledger.bin');
+			assert.equal(sha256(Buffer.from(binary.data, 'base64')), sha256(attachmentBytes), 'attachment bytes as delivered');
+			const listed = await dovecot.list(USER, 'INBOX');
+			assert.equal(listed.length, 2);
+			assert.ok(listed.find((m) => m.uid === uid).flags.includes('\\Seen'), 'the message read is marked read on the server');
+
+			// n8n refreshed the about-to-expire token once, through its own OAuth2 machinery.
+			assert.equal(idp.counts({ grantType: 'refresh_token', clientId: IMAP_DELEGATED_APP }), 1, 'one refresh');
+			assert.equal(idp.counts({ grantType: 'refresh_token', clientId: IMAP_DELEGATED_APP, status: 200 }), 1, 'the refresh succeeded');
+			assert.equal(idp.counts({ grantType: 'password', clientId: IMAP_DELEGATED_APP }), 1, 'only the test signed in');
+			assert.equal(idp.counts({ grantType: 'client_credentials', clientId: IMAP_DELEGATED_APP }), 0, 'no app-only token');
+			// What n8n stored after the refresh: the rotated tokens, for the Exchange IMAP scope.
+			const exportFile = path.join(work, 'delegated-imap-export.json');
+			const exported = await runtime.runN8n(bin, ['export:credentials', '--id=MamDelegImapE2e1', '--decrypted', `--output=${exportFile}`], env);
+			assert.equal(exported.code, 0, exported.stdout + exported.stderr);
+			const stored = JSON.parse(fs.readFileSync(exportFile, 'utf8'))[0].data.oauthTokenData;
+			fs.rmSync(exportFile);
+			assert.ok(stored.refresh_token && stored.refresh_token !== connected.refresh_token, 'n8n stored the rotated refresh token');
+			const claims = JSON.parse(Buffer.from(stored.access_token.split('.')[1], 'base64url').toString('utf8'));
+			assert.equal(claims.upn, USER);
+			assert.match(claims.scp, /\bIMAP\.AccessAsUser\.All\b/);
+			assert.match(claims.aud, /^https:\/\/outlook\.office(365)?\.com$/);
+			for (const [what, secret] of Object.entries({
+				'client secret': IMAP_DELEGATED_SECRET,
+				'imported refresh token': connected.refresh_token,
+				'imported access token': connected.access_token,
+				'rotated refresh token': stored.refresh_token,
+				'refreshed access token': stored.access_token,
+			})) {
+				assert.ok(!executed.stdout.includes(secret) && !executed.stderr.includes(secret), `${what} not in n8n's output`);
+			}
+		});
 	} finally {
 		await dovecot.stop();
 		await idp.close();
@@ -447,19 +571,26 @@ async function startServer(bin, env, port) {
 	throw new Error(`n8n start did not answer within 90 s:\n${log.slice(-3000)}`);
 }
 
-/** Reads the stored credential row with n8n's own sqlite3 driver. */
-function readCredentialRow(dbPath, id) {
+/** Runs a read-only query with n8n's own sqlite3 driver (also while n8n writes to the file). */
+function queryDb(dbPath, sql, params = []) {
 	const { dir } = runtime.ensureN8n();
 	const sqlite3 = require(require.resolve('sqlite3', { paths: [path.join(dir, 'node_modules', 'n8n')] }));
 	return new Promise((resolve, reject) => {
 		const db = new sqlite3.Database(dbPath, sqlite3.OPEN_READONLY, (error) => error && reject(error));
-		db.get('SELECT type, data FROM credentials_entity WHERE id = ?', [id], (error, row) => {
+		db.configure('busyTimeout', 5000);
+		db.all(sql, params, (error, rows) => {
 			db.close();
 			if (error) reject(error);
-			else if (!row) reject(new Error(`credential ${id} not found`));
-			else resolve(row);
+			else resolve(rows);
 		});
 	});
+}
+
+/** Reads the stored credential row. */
+async function readCredentialRow(dbPath, id) {
+	const [row] = await queryDb(dbPath, 'SELECT type, data FROM credentials_entity WHERE id = ?', [id]);
+	if (!row) throw new Error(`credential ${id} not found`);
+	return row;
 }
 
 // The test itself fetches tokens from the fake platform over HTTPS, and Node's fetch trusts
