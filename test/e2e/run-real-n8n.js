@@ -540,6 +540,139 @@ async function main() {
 				assert.ok(!executed.stdout.includes(secret) && !executed.stderr.includes(secret), `${what} not in n8n's output`);
 			}
 		});
+		await check('Read Mailbox Trigger active in real n8n (n8n start): activation sets a baseline, each new mail is emitted once across restarts from the state n8n keeps in its database, and the schedule fires', async () => {
+			peer.reset();
+			const WATCHED = 'watch@example.com';
+			const WORKFLOW_ID = 'MamTriggerE2e001';
+			const TRIGGER = 'Read Mailbox (Modern Auth) Trigger';
+			const SEND = 'Send Email (Modern Auth)';
+			const dbPath = path.join(userFolder, '.n8n', 'database.sqlite');
+			const tag = randomBytes(4).toString('hex');
+			const nodemailer = require('nodemailer');
+			const uidOf = new Map(); // subject -> UID Dovecot gave it
+			const deliverAll = async (subjects) => {
+				for (const subject of subjects) {
+					const raw = (await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({ from: 'sender@example.org', to: WATCHED, subject, text: `body of ${subject}` })).message;
+					uidOf.set(subject, (await dovecot.deliver(WATCHED, raw)).uid);
+				}
+			};
+			const batch = (name, n) => Array.from({ length: n }, (_, i) => `${name} ${i + 1} ${tag}`);
+			const preExisting = batch('Already there', 2);
+			const afterFirstStart = batch('New while stopped A', 3);
+			const afterSecondStart = batch('New while stopped B', 2);
+			const whileRunning = batch('New while running', 1);
+
+			await dovecot.addUser(WATCHED, PASSWORD);
+			await deliverAll(preExisting);
+			const file = path.join(work, 'trigger-credential.json');
+			fs.writeFileSync(file, JSON.stringify([{ id: 'MamImapWatchE2e1', name: 'Dovecot watch (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: WATCHED, password: PASSWORD } }]));
+			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
+			fs.rmSync(file);
+			// Every message the trigger emits becomes one mail to the SMTP peer, which is what
+			// this check counts; the body carries the UID n8n saw.
+			const workflow = {
+				id: WORKFLOW_ID,
+				name: 'Mailbox trigger e2e',
+				active: true,
+				settings: { executionOrder: 'v1' },
+				connections: { [TRIGGER]: { main: [[{ node: SEND, type: 'main', index: 0 }]] } },
+				nodes: [
+					{
+						id: 't1',
+						name: TRIGGER,
+						type: `${runtime.PACKAGE_NAME}.modernAuthReadMailboxTrigger`,
+						typeVersion: 1,
+						position: [0, 0],
+						parameters: { pollTimes: { item: [{ mode: 'everyMinute' }] }, authentication: 'imap', folder: 'INBOX', includeExistingUnread: false, options: {} },
+						credentials: { modernAuthImapApi: { id: 'MamImapWatchE2e1', name: 'Dovecot watch (e2e)' } },
+					},
+					{
+						id: 't2',
+						name: SEND,
+						type: `${runtime.PACKAGE_NAME}.modernAuthSendEmail`,
+						typeVersion: 1,
+						position: [220, 0],
+						parameters: { authentication: 'smtp', toEmail: 'inbox-copy@example.org', subject: '={{ $json.subject }}', emailFormat: 'text', text: '=uid {{ $json.uid }}', options: {} },
+						credentials: { modernAuthSmtpApi: { id: credentialId, name: CREDENTIAL_NAME } },
+					},
+				],
+			};
+			const wfFile = path.join(work, 'workflow-trigger.json');
+			fs.writeFileSync(wfFile, JSON.stringify(workflow));
+			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			// n8n 1.123 imports every workflow inactive ("--activeState=fromJson" is for queue mode
+			// only); update:workflow points activeVersionId at the imported version, so the next
+			// `n8n start` activates it.
+			const activated = await runtime.runN8n(bin, ['update:workflow', `--id=${WORKFLOW_ID}`, '--active=true'], env);
+			assert.equal(activated.code, 0, activated.stdout + activated.stderr);
+			assert.match(activated.stdout + activated.stderr, new RegExp(`Activating workflow with ID: ${WORKFLOW_ID}`));
+
+			const folderState = async () => (await readStaticData(dbPath, WORKFLOW_ID))?.[`node:${TRIGGER}`]?.folders?.INBOX;
+			const received = async () => Promise.all(peer.received.map(async (r) => ({ envelope: r.envelope, mail: await simpleParser(r.raw) })));
+			const uidValidity = await dovecot.uidValidity(WATCHED);
+			const stops = [];
+			/** One `n8n start` ... SIGTERM cycle; returns what fn returns. */
+			const withServer = async (fn) => {
+				const port = await freePort();
+				const server = await startServer(bin, { ...env, N8N_PORT: String(port) }, port);
+				try {
+					return await fn(server);
+				} finally {
+					stops.push(await stopServer(server));
+				}
+			};
+
+			// Start 1: the activation poll only records where the folder is.
+			await withServer(async (server) => {
+				await waitFor(() => /Activated workflow "Mailbox trigger e2e"/.test(server.readLog()), 60_000, () => `activation not logged:\n${server.readLog().slice(-3000)}`);
+				await waitFor(async () => (await folderState()) !== undefined, 10_000, 'no trigger state in the database');
+				assert.deepEqual(await folderState(), { uidValidity, lastUid: uidOf.get(preExisting[1]) }, 'baseline = the newest message at activation');
+				await new Promise((resolve) => setTimeout(resolve, 2000)); // room for a wrongly started execution to show
+				assert.equal(peer.received.length, 0, 'messages there before activation are not emitted');
+				assert.equal((await executionRows(dbPath, WORKFLOW_ID)).length, 0, 'no execution started');
+			});
+			// Delivered while n8n is down: only the state n8n saved in its database can tell
+			// the next activation poll that these are new.
+			await deliverAll(afterFirstStart);
+			await withServer(async () => {
+				await waitFor(() => peer.received.length >= 3, 60_000, () => `start 2: ${peer.received.length} of 3 mails`);
+				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(afterFirstStart[2]), 10_000, 'start 2: state not advanced');
+				await new Promise((resolve) => setTimeout(resolve, 1000));
+				assert.deepEqual((await received()).map((r) => r.mail.subject).sort(), [...afterFirstStart].sort(), 'start 2 emitted the 3 new ones');
+			});
+			await deliverAll(afterSecondStart);
+			let scheduledAfterMs;
+			await withServer(async () => {
+				await waitFor(() => peer.received.length >= 5, 60_000, () => `start 3: ${peer.received.length} of 5 mails`);
+				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(afterSecondStart[1]), 10_000, 'start 3: state not advanced');
+				await new Promise((resolve) => setTimeout(resolve, 1000));
+				assert.deepEqual((await received()).slice(3).map((r) => r.mail.subject).sort(), [...afterSecondStart].sort(), 'start 3 emitted the 2 new ones');
+				// The everyMinute schedule (a random second of each minute) must pick up mail that
+				// arrives while n8n runs: at most ~60 s.
+				const delivered = Date.now();
+				await deliverAll(whileRunning);
+				await waitFor(() => peer.received.length >= 6, 75_000, () => `the scheduled poll did not emit within 75 s (${peer.received.length} mails)`);
+				scheduledAfterMs = Date.now() - delivered;
+				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(whileRunning[0]), 10_000, 'scheduled poll: state not advanced');
+			});
+
+			const all = await received();
+			const expected = [...afterFirstStart, ...afterSecondStart, ...whileRunning];
+			assert.equal(all.length, expected.length, `exactly ${expected.length} mails`);
+			assert.deepEqual(all.map((r) => r.mail.subject).sort(), [...expected].sort(), 'each new message exactly once');
+			for (const subject of preExisting) assert.ok(!all.some((r) => r.mail.subject === subject), `${subject} not emitted`);
+			for (const { envelope, mail } of all) {
+				assert.deepEqual(envelope, { from: 'robot@example.com', to: ['inbox-copy@example.org'] });
+				assert.equal(mail.text.trim(), `uid ${uidOf.get(mail.subject)}`, 'the item carried the UID Dovecot gave the message');
+			}
+			const executions = await executionRows(dbPath, WORKFLOW_ID);
+			assert.equal(executions.length, 3, 'one execution per emitting poll');
+			assert.ok(executions.every((e) => e.status === 'success' && e.mode === 'trigger'), JSON.stringify(executions));
+			// The trigger only reads: nothing was marked read on the server.
+			assert.ok((await dovecot.list(WATCHED)).every((m) => !m.flags.includes('\\Seen')));
+			assert.ok(stops.every((s) => s.graceful), `n8n stopped on SIGTERM each time: ${JSON.stringify(stops)}`);
+			console.log(`    # trigger: 3 + 2 mails after restarts, 1 from the schedule after ${scheduledAfterMs} ms; n8n stopped in ${stops.map((s) => s.ms).join(', ')} ms`);
+		});
 	} finally {
 		await dovecot.stop();
 		await idp.close();
@@ -561,7 +694,10 @@ async function startServer(bin, env, port) {
 		if (child.exitCode !== null) throw new Error(`n8n start exited ${child.exitCode}:\n${log.slice(-3000)}`);
 		try {
 			const response = await fetch(`http://127.0.0.1:${port}/rest/settings`);
-			if (response.status === 200) return child;
+			if (response.status === 200) {
+				child.readLog = () => log;
+				return child;
+			}
 		} catch {
 			// not listening yet
 		}
@@ -591,6 +727,52 @@ async function readCredentialRow(dbPath, id) {
 	const [row] = await queryDb(dbPath, 'SELECT type, data FROM credentials_entity WHERE id = ?', [id]);
 	if (!row) throw new Error(`credential ${id} not found`);
 	return row;
+}
+
+/** The workflow's static data as n8n saved it (null before the first save). */
+async function readStaticData(dbPath, workflowId) {
+	const [row] = await queryDb(dbPath, 'SELECT staticData FROM workflow_entity WHERE id = ?', [workflowId]);
+	if (!row) throw new Error(`workflow ${workflowId} not found`);
+	return row.staticData ? JSON.parse(row.staticData) : null;
+}
+
+function executionRows(dbPath, workflowId) {
+	return queryDb(dbPath, 'SELECT id, mode, status FROM execution_entity WHERE workflowId = ? ORDER BY id', [workflowId]);
+}
+
+/** Stops `n8n start` with SIGTERM (its graceful shutdown), SIGKILL after timeoutMs. */
+async function stopServer(child, timeoutMs = 30_000) {
+	const started = Date.now();
+	if (child.exitCode !== null || child.signalCode !== null) return { graceful: false, code: child.exitCode, signal: child.signalCode, ms: 0 };
+	const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+	child.kill('SIGTERM');
+	let timer;
+	const result = await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs, null)))]);
+	clearTimeout(timer);
+	if (result) return { graceful: true, ...result, ms: Date.now() - started };
+	child.kill('SIGKILL');
+	return { graceful: false, ...(await exited), ms: Date.now() - started };
+}
+
+function freePort() {
+	const net = require('node:net');
+	return new Promise((resolve, reject) => {
+		const server = net.createServer();
+		server.once('error', reject);
+		server.listen(0, '127.0.0.1', () => {
+			const { port } = server.address();
+			server.close(() => resolve(port));
+		});
+	});
+}
+
+/** Polls condition (sync or async) every 250 ms; throws message (or message()) after timeoutMs. */
+async function waitFor(condition, timeoutMs, message) {
+	const deadline = Date.now() + timeoutMs;
+	while (!(await condition())) {
+		if (Date.now() > deadline) throw new Error(typeof message === 'function' ? message() : message);
+		await new Promise((resolve) => setTimeout(resolve, 250));
+	}
 }
 
 // The test itself fetches tokens from the fake platform over HTTPS, and Node's fetch trusts
