@@ -607,6 +607,9 @@ async function main() {
 			assert.equal(activated.code, 0, activated.stdout + activated.stderr);
 			assert.match(activated.stdout + activated.stderr, new RegExp(`Activating workflow with ID: ${WORKFLOW_ID}`));
 
+			// What this server's polls did, in order: 'poll' (a poll started), 'emit' (it emitted).
+			const pollEvents = (server) =>
+				[...server.readLog().matchAll(/(Polling trigger initiated|Received event to trigger execution) for workflow "Mailbox trigger e2e"/g)].map((m) => (m[1].startsWith('Polling') ? 'poll' : 'emit'));
 			const folderState = async () => (await readStaticData(dbPath, WORKFLOW_ID))?.[`node:${TRIGGER}`]?.folders?.INBOX;
 			const received = async () => Promise.all(peer.received.map(async (r) => ({ envelope: r.envelope, mail: await simpleParser(r.raw) })));
 			const uidValidity = await dovecot.uidValidity(WATCHED);
@@ -614,7 +617,8 @@ async function main() {
 			/** One `n8n start` ... SIGTERM cycle; returns what fn returns. */
 			const withServer = async (fn) => {
 				const port = await freePort();
-				const server = await startServer(bin, { ...env, N8N_PORT: String(port) }, port);
+				// debug: n8n logs every poll it runs and every event a poll emits, in order
+				const server = await startServer(bin, { ...env, N8N_PORT: String(port), N8N_LOG_LEVEL: 'debug' }, port);
 				try {
 					return await fn(server);
 				} finally {
@@ -630,23 +634,30 @@ async function main() {
 				await new Promise((resolve) => setTimeout(resolve, 2000)); // room for a wrongly started execution to show
 				assert.equal(peer.received.length, 0, 'messages there before activation are not emitted');
 				assert.equal((await executionRows(dbPath, WORKFLOW_ID)).length, 0, 'no execution started');
+				assert.equal(pollEvents(server)[0], 'poll', 'the activation poll ran');
+				assert.ok(!pollEvents(server).includes('emit'), 'and emitted nothing');
 			});
 			// Delivered while n8n is down: only the state n8n saved in its database can tell
 			// the next activation poll that these are new.
 			await deliverAll(afterFirstStart);
-			await withServer(async () => {
+			await withServer(async (server) => {
 				await waitFor(() => peer.received.length >= 3, 60_000, () => `start 2: ${peer.received.length} of 3 mails`);
 				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(afterFirstStart[2]), 10_000, 'start 2: state not advanced');
 				await new Promise((resolve) => setTimeout(resolve, 1000));
 				assert.deepEqual((await received()).map((r) => r.mail.subject).sort(), [...afterFirstStart].sort(), 'start 2 emitted the 3 new ones');
+				const events = pollEvents(server);
+				assert.deepEqual(events.slice(0, 2), ['poll', 'emit'], `the activation poll emitted them: ${events}`);
+				assert.equal(events.filter((e) => e === 'emit').length, 1, 'in one event');
 			});
 			await deliverAll(afterSecondStart);
 			let scheduledAfterMs;
-			await withServer(async () => {
+			let scheduledEvents;
+			await withServer(async (server) => {
 				await waitFor(() => peer.received.length >= 5, 60_000, () => `start 3: ${peer.received.length} of 5 mails`);
 				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(afterSecondStart[1]), 10_000, 'start 3: state not advanced');
 				await new Promise((resolve) => setTimeout(resolve, 1000));
 				assert.deepEqual((await received()).slice(3).map((r) => r.mail.subject).sort(), [...afterSecondStart].sort(), 'start 3 emitted the 2 new ones');
+				assert.deepEqual(pollEvents(server).slice(0, 2), ['poll', 'emit'], `the activation poll emitted them: ${pollEvents(server)}`);
 				// The everyMinute schedule (a random second of each minute) must pick up mail that
 				// arrives while n8n runs: at most ~60 s.
 				const delivered = Date.now();
@@ -654,6 +665,9 @@ async function main() {
 				await waitFor(() => peer.received.length >= 6, 75_000, () => `the scheduled poll did not emit within 75 s (${peer.received.length} mails)`);
 				scheduledAfterMs = Date.now() - delivered;
 				await waitFor(async () => (await folderState())?.lastUid === uidOf.get(whileRunning[0]), 10_000, 'scheduled poll: state not advanced');
+				scheduledEvents = pollEvents(server);
+				assert.equal(scheduledEvents.filter((e) => e === 'emit').length, 2, `activation + one scheduled emit: ${scheduledEvents}`);
+				assert.ok(scheduledEvents.lastIndexOf('emit') > 2 && scheduledEvents[scheduledEvents.lastIndexOf('emit') - 1] === 'poll', `a later poll emitted it: ${scheduledEvents}`);
 			});
 
 			const all = await received();
@@ -671,7 +685,7 @@ async function main() {
 			// The trigger only reads: nothing was marked read on the server.
 			assert.ok((await dovecot.list(WATCHED)).every((m) => !m.flags.includes('\\Seen')));
 			assert.ok(stops.every((s) => s.graceful), `n8n stopped on SIGTERM each time: ${JSON.stringify(stops)}`);
-			console.log(`    # trigger: 3 + 2 mails after restarts, 1 from the schedule after ${scheduledAfterMs} ms; n8n stopped in ${stops.map((s) => s.ms).join(', ')} ms`);
+			console.log(`    # trigger: 3 + 2 mails after restarts, 1 from the schedule after ${scheduledAfterMs} ms (polls/emits in start 3: ${scheduledEvents.join(' ')}); n8n stopped in ${stops.map((s) => s.ms).join(', ')} ms`);
 		});
 	} finally {
 		await dovecot.stop();
