@@ -9,7 +9,7 @@ import {
 } from 'n8n-workflow';
 
 import type { ImapReader } from '../../transports/imap/imap-reader';
-import { BinaryDataSink, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
+import { BinaryDataSink, outputOptions, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
 import { readMailboxProperties } from '../ModernAuthReadMailbox/description';
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError } from '../shared/node-errors';
@@ -73,9 +73,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			newestFirst: false,
 			criteria: {},
 			postAction: { type: 'none' },
-			fetch: { includeHtml: options.includeHtml === true, includeHeaders: options.includeHeaders === true, includeRaw: options.includeRaw === true },
-			downloadAttachments: options.downloadAttachments !== false,
-			attachmentPrefix: String(options.attachmentPrefix ?? 'attachment_') || 'attachment_',
+			...outputOptions(options),
 		};
 		const manual = this.getMode() === 'manual';
 		const state = this.getWorkflowStaticData('node') as { folders?: Record<string, FolderState> };

@@ -67,6 +67,40 @@ async function main() {
 		N8N_RUNNERS_BROKER_PORT: String(5700 + Math.floor(Math.random() * 200)),
 	});
 
+	/** `n8n import:credentials` through a file that is removed at once (it holds secrets in clear). */
+	const importCredentials = async (credentials) => {
+		const file = path.join(work, `credentials-${randomBytes(4).toString('hex')}.json`);
+		fs.writeFileSync(file, JSON.stringify(credentials));
+		try {
+			return await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env);
+		} finally {
+			fs.rmSync(file);
+		}
+	};
+	const importWorkflow = async (workflow) => {
+		const file = path.join(work, `workflow-${workflow.id}.json`);
+		fs.writeFileSync(file, JSON.stringify(workflow));
+		return runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env);
+	};
+	/** A password (ROPC) sign-in stands in for "Connect my account": same token endpoint, same scopes. */
+	const signInWithPassword = async ({ clientId, clientSecret, username, password }) => {
+		const response = await fetch(idp.tokenEndpoint(TENANT), {
+			method: 'POST',
+			headers: { 'content-type': 'application/x-www-form-urlencoded' },
+			body: new URLSearchParams({
+				grant_type: 'password',
+				client_id: clientId,
+				client_secret: clientSecret,
+				username,
+				password,
+				scope: 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access',
+			}),
+		});
+		const tokens = await response.json();
+		assert.ok(tokens.refresh_token, JSON.stringify(tokens));
+		return tokens;
+	};
+
 	try {
 		await check(`package installs into ${path.join('.n8n', 'nodes', 'node_modules')} like a user install`, async () => {
 			const tarball = runtime.packPackage(work);
@@ -81,27 +115,21 @@ async function main() {
 
 		const credentialId = 'MamSmtpE2e000001';
 		await check('SMTP credential imports into the encrypted store (ciphertext only)', async () => {
-			const file = path.join(work, 'credentials.json');
-			fs.writeFileSync(
-				file,
-				JSON.stringify([
-					{
-						id: credentialId,
-						name: CREDENTIAL_NAME,
-						type: 'modernAuthSmtpApi',
-						data: {
-							host: peer.host,
-							port: peer.port,
-							security: 'starttls',
-							user: 'robot@example.com',
-							password: PASSWORD,
-							fromAddress: 'Robot <robot@example.com>',
-						},
+			const result = await importCredentials([
+				{
+					id: credentialId,
+					name: CREDENTIAL_NAME,
+					type: 'modernAuthSmtpApi',
+					data: {
+						host: peer.host,
+						port: peer.port,
+						security: 'starttls',
+						user: 'robot@example.com',
+						password: PASSWORD,
+						fromAddress: 'Robot <robot@example.com>',
 					},
-				]),
-			);
-			const result = await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env);
-			fs.rmSync(file);
+				},
+			]);
 			assert.equal(result.code, 0, result.stdout + result.stderr);
 			const dbFiles = fs.readdirSync(path.join(userFolder, '.n8n')).filter((f) => f.startsWith('database.sqlite'));
 			assert.ok(dbFiles.length > 0, 'sqlite database exists');
@@ -120,9 +148,7 @@ async function main() {
 		const workflowId = 'MamSendE2e000001';
 		let run;
 		await check('workflow with Send Email (Modern Auth) executes in real n8n', async () => {
-			const file = path.join(work, 'workflow.json');
-			fs.writeFileSync(file, JSON.stringify(sendWorkflow(workflowId, credentialId, path.join(filesDir, 'report.bin'))));
-			const imported = await runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env);
+			const imported = await importWorkflow(sendWorkflow(workflowId, credentialId, path.join(filesDir, 'report.bin')));
 			assert.equal(imported.code, 0, imported.stdout + imported.stderr);
 			const executed = await runtime.runN8n(bin, ['execute', `--id=${workflowId}`, '--rawOutput'], env);
 			assert.equal(executed.code, 0, executed.stdout.slice(-4000) + executed.stderr.slice(-4000));
@@ -151,12 +177,10 @@ async function main() {
 
 		await check('a bad item fails alone with continueOnFail in real n8n', async () => {
 			peer.reset();
-			const file = path.join(work, 'workflow-bad.json');
 			const workflow = sendWorkflow('MamSendE2e000002', credentialId, path.join(filesDir, 'report.bin'));
 			workflow.nodes.find((n) => n.name === SEND_NODE).onError = 'continueRegularOutput';
 			workflow.nodes.find((n) => n.name === SEND_NODE).parameters.subject = 'Bad\r\nBcc: victim@example.org';
-			fs.writeFileSync(file, JSON.stringify(workflow));
-			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${file}`], env)).code, 0);
+			assert.equal((await importWorkflow(workflow)).code, 0);
 			const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000002', '--rawOutput'], env);
 			const result = runtime.parseExecuteOutput(executed.stdout);
 			const output = result.data.resultData.runData[SEND_NODE][0].data.main[0];
@@ -222,37 +246,30 @@ async function main() {
 		});
 		await check('Microsoft app-only credential sends over SMTP XOAUTH2 inside real n8n', async () => {
 			peer.reset();
-			const file = path.join(work, 'app-credential.json');
-			fs.writeFileSync(
-				file,
-				JSON.stringify([
-					{
-						id: 'MamAppOnlyE2e001',
-						name: 'Contoso app-only (e2e)',
-						type: 'modernAuthMicrosoftAppOnlyApi',
-						data: {
-							tenantId: TENANT,
-							clientId: APP,
-							authType: 'secret',
-							clientSecret: APP_SECRET,
-							cloud: 'custom',
-							authorityHost: idp.authorityHost,
-							exchangeHost: 'https://outlook.office365.com',
-							smtpServer: `${peer.host}:${peer.port}`,
-							mailbox: 'robot@contoso.example',
-						},
+			const imported = await importCredentials([
+				{
+					id: 'MamAppOnlyE2e001',
+					name: 'Contoso app-only (e2e)',
+					type: 'modernAuthMicrosoftAppOnlyApi',
+					data: {
+						tenantId: TENANT,
+						clientId: APP,
+						authType: 'secret',
+						clientSecret: APP_SECRET,
+						cloud: 'custom',
+						authorityHost: idp.authorityHost,
+						exchangeHost: 'https://outlook.office365.com',
+						smtpServer: `${peer.host}:${peer.port}`,
+						mailbox: 'robot@contoso.example',
 					},
-				]),
-			);
-			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
-			fs.rmSync(file);
+				},
+			]);
+			assert.equal(imported.code, 0);
 			const workflow = sendWorkflow('MamSendE2e000003', 'MamAppOnlyE2e001', path.join(filesDir, 'report.bin'));
 			const send = workflow.nodes.find((n) => n.name === SEND_NODE);
 			send.parameters.authentication = 'microsoftAppOnly';
 			send.credentials = { modernAuthMicrosoftAppOnlyApi: { id: 'MamAppOnlyE2e001', name: 'Contoso app-only (e2e)' } };
-			const wfFile = path.join(work, 'workflow-app.json');
-			fs.writeFileSync(wfFile, JSON.stringify(workflow));
-			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			assert.equal((await importWorkflow(workflow)).code, 0);
 			const executed = await runtime.runN8n(bin, ['execute', '--id=MamSendE2e000003', '--rawOutput'], env);
 			assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-3000));
 			assert.ok(!executed.stdout.includes(APP_SECRET) && !executed.stderr.includes(APP_SECRET));
@@ -271,45 +288,26 @@ async function main() {
 			idp.addApp({ tenant: TENANT, clientId: DELEGATED_APP, secrets: [{ value: DELEGATED_SECRET }] });
 			idp.addUser({ tenant: TENANT, username: USER, password: 'Ann-e2e-Passw0rd' });
 			idp.setTokenLifetime(120); // short-lived: each execution must refresh first
-			const connected = await (
-				await fetch(idp.tokenEndpoint(TENANT), {
-					method: 'POST',
-					headers: { 'content-type': 'application/x-www-form-urlencoded' },
-					body: new URLSearchParams({
-						grant_type: 'password',
-						client_id: DELEGATED_APP,
-						client_secret: DELEGATED_SECRET,
-						username: USER,
-						password: 'Ann-e2e-Passw0rd',
-						scope: 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access',
-					}),
-				})
-			).json();
-			assert.ok(connected.refresh_token, JSON.stringify(connected));
-			const credentialFile = path.join(work, 'delegated-credential.json');
+			const connected = await signInWithPassword({ clientId: DELEGATED_APP, clientSecret: DELEGATED_SECRET, username: USER, password: 'Ann-e2e-Passw0rd' });
 			// Only what the credential form holds; n8n fills the hidden URL and scope fields.
-			fs.writeFileSync(
-				credentialFile,
-				JSON.stringify([
-					{
-						id: 'MamDelegatedE2e1',
-						name: 'Ann (delegated e2e)',
-						type: 'modernAuthMicrosoftDelegatedOAuth2Api',
-						data: {
-							clientId: DELEGATED_APP,
-							clientSecret: DELEGATED_SECRET,
-							cloud: 'custom',
-							authorityHost: idp.authorityHost,
-							tenant: TENANT,
-							useFor: 'imapSmtp',
-							smtpServer: `${peer.host}:${peer.port}`,
-							oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
-						},
+			const imported = await importCredentials([
+				{
+					id: 'MamDelegatedE2e1',
+					name: 'Ann (delegated e2e)',
+					type: 'modernAuthMicrosoftDelegatedOAuth2Api',
+					data: {
+						clientId: DELEGATED_APP,
+						clientSecret: DELEGATED_SECRET,
+						cloud: 'custom',
+						authorityHost: idp.authorityHost,
+						tenant: TENANT,
+						useFor: 'imapSmtp',
+						smtpServer: `${peer.host}:${peer.port}`,
+						oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
 					},
-				]),
-			);
-			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${credentialFile}`], env)).code, 0);
-			fs.rmSync(credentialFile);
+				},
+			]);
+			assert.equal(imported.code, 0);
 			const dbPath = path.join(userFolder, '.n8n', 'database.sqlite');
 			const storedBefore = (await readCredentialRow(dbPath, 'MamDelegatedE2e1')).data;
 
@@ -317,9 +315,7 @@ async function main() {
 			const send = workflow.nodes.find((n) => n.name === SEND_NODE);
 			send.parameters.authentication = 'microsoftDelegated';
 			send.credentials = { modernAuthMicrosoftDelegatedOAuth2Api: { id: 'MamDelegatedE2e1', name: 'Ann (delegated e2e)' } };
-			const wfFile = path.join(work, 'workflow-delegated.json');
-			fs.writeFileSync(wfFile, JSON.stringify(workflow));
-			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			assert.equal((await importWorkflow(workflow)).code, 0);
 			const refreshes = () => idp.counts({ grantType: 'refresh_token', clientId: DELEGATED_APP });
 
 			for (const round of [1, 2]) {
@@ -359,48 +355,22 @@ async function main() {
 				})).message;
 			await dovecot.deliver('reader@example.com', await build('reader@example.com', 'For the password reader'));
 			await dovecot.deliver('robot@contoso.example', await build('robot@contoso.example', 'For the app-only reader'));
-			const file = path.join(work, 'imap-credentials.json');
-			fs.writeFileSync(
-				file,
-				JSON.stringify([
-					{ id: 'MamImapE2e000001', name: 'Dovecot (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: 'reader@example.com', password: PASSWORD } },
-					{
-						id: 'MamImapAppE2e001',
-						name: 'Contoso IMAP app-only (e2e)',
-						type: 'modernAuthMicrosoftAppOnlyApi',
-						data: { tenantId: TENANT, clientId: IMAP_APP, authType: 'secret', clientSecret: APP_SECRET, cloud: 'custom', authorityHost: idp.authorityHost, exchangeHost: 'https://outlook.office365.com', imapServer: `${dovecot.host}:${dovecot.tlsPort}`, mailbox: 'robot@contoso.example' },
-					},
-				]),
-			);
-			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
-			fs.rmSync(file);
+			const imported = await importCredentials([
+				{ id: 'MamImapE2e000001', name: 'Dovecot (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: 'reader@example.com', password: PASSWORD } },
+				{
+					id: 'MamImapAppE2e001',
+					name: 'Contoso IMAP app-only (e2e)',
+					type: 'modernAuthMicrosoftAppOnlyApi',
+					data: { tenantId: TENANT, clientId: IMAP_APP, authType: 'secret', clientSecret: APP_SECRET, cloud: 'custom', authorityHost: idp.authorityHost, exchangeHost: 'https://outlook.office365.com', imapServer: `${dovecot.host}:${dovecot.tlsPort}`, mailbox: 'robot@contoso.example' },
+				},
+			]);
+			assert.equal(imported.code, 0);
 			const cases = [
 				{ id: 'MamReadE2e000001', authentication: 'imap', credentials: { modernAuthImapApi: { id: 'MamImapE2e000001', name: 'Dovecot (e2e)' } }, subject: 'For the password reader' },
 				{ id: 'MamReadE2e000002', authentication: 'microsoftAppOnly', credentials: { modernAuthMicrosoftAppOnlyApi: { id: 'MamImapAppE2e001', name: 'Contoso IMAP app-only (e2e)' } }, subject: 'For the app-only reader' },
 			];
 			for (const c of cases) {
-				const workflow = {
-					id: c.id,
-					name: `Read Mailbox e2e ${c.id}`,
-					active: false,
-					settings: { executionOrder: 'v1' },
-					connections: { Start: { main: [[{ node: 'Read Mailbox', type: 'main', index: 0 }]] } },
-					nodes: [
-						{ id: 'r1', name: 'Start', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
-						{
-							id: 'r2',
-							name: 'Read Mailbox',
-							type: `${runtime.PACKAGE_NAME}.modernAuthReadMailbox`,
-							typeVersion: 1,
-							position: [220, 0],
-							parameters: { authentication: c.authentication, folder: 'INBOX', limit: 5, filters: { unreadOnly: true }, postAction: 'markRead' },
-							credentials: c.credentials,
-						},
-					],
-				};
-				const wfFile = path.join(work, `${c.id}.json`);
-				fs.writeFileSync(wfFile, JSON.stringify(workflow));
-				assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+				assert.equal((await importWorkflow(readUnreadWorkflow(c.id, c.authentication, c.credentials))).code, 0);
 				const executed = await runtime.runN8n(bin, ['execute', `--id=${c.id}`, '--rawOutput'], env);
 				assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-2000));
 				assert.ok(!executed.stdout.includes(PASSWORD) && !executed.stdout.includes(APP_SECRET));
@@ -425,22 +395,7 @@ async function main() {
 			idp.addApp({ tenant: TENANT, clientId: IMAP_DELEGATED_APP, secrets: [{ value: IMAP_DELEGATED_SECRET }] });
 			idp.addUser({ tenant: TENANT, username: USER, password: USER_PASSWORD });
 			idp.setTokenLifetime(120); // the imported access token is about to expire: n8n must refresh it
-			// A password (ROPC) sign-in stands in for "Connect my account": same token endpoint, same scopes.
-			const connected = await (
-				await fetch(idp.tokenEndpoint(TENANT), {
-					method: 'POST',
-					headers: { 'content-type': 'application/x-www-form-urlencoded' },
-					body: new URLSearchParams({
-						grant_type: 'password',
-						client_id: IMAP_DELEGATED_APP,
-						client_secret: IMAP_DELEGATED_SECRET,
-						username: USER,
-						password: USER_PASSWORD,
-						scope: 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access',
-					}),
-				})
-			).json();
-			assert.ok(connected.refresh_token, JSON.stringify(connected));
+			const connected = await signInWithPassword({ clientId: IMAP_DELEGATED_APP, clientSecret: IMAP_DELEGATED_SECRET, username: USER, password: USER_PASSWORD });
 			// Dovecot asks the platform's introspection about this mailbox (?mailbox=), which
 			// accepts a delegated token only for the signed-in user's own mailbox.
 			await dovecot.addOAuthMailbox(USER);
@@ -453,51 +408,28 @@ async function main() {
 			await dovecot.deliver(USER, await build('Already read, must not come out'), { flags: ['\\Seen'] });
 			const { uid } = await dovecot.deliver(USER, await build(subject, [{ filename: 'ledger.bin', content: attachmentBytes }]));
 
-			const credentialFile = path.join(work, 'delegated-imap-credential.json');
-			fs.writeFileSync(
-				credentialFile,
-				JSON.stringify([
-					{
-						id: 'MamDelegImapE2e1',
-						name: 'Bea (delegated IMAP e2e)',
-						type: 'modernAuthMicrosoftDelegatedOAuth2Api',
-						data: {
-							clientId: IMAP_DELEGATED_APP,
-							clientSecret: IMAP_DELEGATED_SECRET,
-							cloud: 'custom',
-							authorityHost: idp.authorityHost,
-							tenant: TENANT,
-							useFor: 'imapSmtp',
-							imapServer: `${dovecot.host}:${dovecot.tlsPort}`,
-							oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
-						},
+			const imported = await importCredentials([
+				{
+					id: 'MamDelegImapE2e1',
+					name: 'Bea (delegated IMAP e2e)',
+					type: 'modernAuthMicrosoftDelegatedOAuth2Api',
+					data: {
+						clientId: IMAP_DELEGATED_APP,
+						clientSecret: IMAP_DELEGATED_SECRET,
+						cloud: 'custom',
+						authorityHost: idp.authorityHost,
+						tenant: TENANT,
+						useFor: 'imapSmtp',
+						imapServer: `${dovecot.host}:${dovecot.tlsPort}`,
+						oauthTokenData: { access_token: connected.access_token, refresh_token: connected.refresh_token, token_type: 'Bearer' },
 					},
-				]),
-			);
-			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${credentialFile}`], env)).code, 0);
-			fs.rmSync(credentialFile);
-			const workflow = {
-				id: 'MamReadE2e000003',
-				name: 'Read Mailbox e2e delegated',
-				active: false,
-				settings: { executionOrder: 'v1' },
-				connections: { Start: { main: [[{ node: 'Read Mailbox', type: 'main', index: 0 }]] } },
-				nodes: [
-					{ id: 'd1', name: 'Start', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
-					{
-						id: 'd2',
-						name: 'Read Mailbox',
-						type: `${runtime.PACKAGE_NAME}.modernAuthReadMailbox`,
-						typeVersion: 1,
-						position: [220, 0],
-						parameters: { authentication: 'microsoftDelegated', folder: 'INBOX', limit: 5, filters: { unreadOnly: true }, postAction: 'markRead' },
-						credentials: { modernAuthMicrosoftDelegatedOAuth2Api: { id: 'MamDelegImapE2e1', name: 'Bea (delegated IMAP e2e)' } },
-					},
-				],
-			};
-			const wfFile = path.join(work, 'workflow-delegated-imap.json');
-			fs.writeFileSync(wfFile, JSON.stringify(workflow));
-			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+				},
+			]);
+			assert.equal(imported.code, 0);
+			const workflow = readUnreadWorkflow('MamReadE2e000003', 'microsoftDelegated', {
+				modernAuthMicrosoftDelegatedOAuth2Api: { id: 'MamDelegImapE2e1', name: 'Bea (delegated IMAP e2e)' },
+			});
+			assert.equal((await importWorkflow(workflow)).code, 0);
 			const executed = await runtime.runN8n(bin, ['execute', '--id=MamReadE2e000003', '--rawOutput'], env);
 			assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-2000));
 
@@ -564,10 +496,8 @@ async function main() {
 
 			await dovecot.addUser(WATCHED, PASSWORD);
 			await deliverAll(preExisting);
-			const file = path.join(work, 'trigger-credential.json');
-			fs.writeFileSync(file, JSON.stringify([{ id: 'MamImapWatchE2e1', name: 'Dovecot watch (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: WATCHED, password: PASSWORD } }]));
-			assert.equal((await runtime.runN8n(bin, ['import:credentials', `--input=${file}`], env)).code, 0);
-			fs.rmSync(file);
+			const imported = await importCredentials([{ id: 'MamImapWatchE2e1', name: 'Dovecot watch (e2e)', type: 'modernAuthImapApi', data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: WATCHED, password: PASSWORD } }]);
+			assert.equal(imported.code, 0);
 			// Every message the trigger emits becomes one mail to the SMTP peer, which is what
 			// this check counts; the body carries the UID n8n saw.
 			const workflow = {
@@ -597,9 +527,7 @@ async function main() {
 					},
 				],
 			};
-			const wfFile = path.join(work, 'workflow-trigger.json');
-			fs.writeFileSync(wfFile, JSON.stringify(workflow));
-			assert.equal((await runtime.runN8n(bin, ['import:workflow', `--input=${wfFile}`], env)).code, 0);
+			assert.equal((await importWorkflow(workflow)).code, 0);
 			// n8n 1.123 imports every workflow inactive ("--activeState=fromJson" is for queue mode
 			// only); update:workflow points activeVersionId at the imported version, so the next
 			// `n8n start` activates it.
@@ -694,6 +622,29 @@ async function main() {
 	}
 	console.log(`\n${counts.passed} passed, ${counts.failed} failed`);
 	process.exit(counts.failed === 0 ? 0 : 1);
+}
+
+/** Manual trigger -> Read Mailbox: unread INBOX mail, marked read once it is output. */
+function readUnreadWorkflow(id, authentication, credentials) {
+	return {
+		id,
+		name: `Read Mailbox e2e ${id}`,
+		active: false,
+		settings: { executionOrder: 'v1' },
+		connections: { Start: { main: [[{ node: 'Read Mailbox', type: 'main', index: 0 }]] } },
+		nodes: [
+			{ id: 'r1', name: 'Start', type: 'n8n-nodes-base.manualTrigger', typeVersion: 1, position: [0, 0], parameters: {} },
+			{
+				id: 'r2',
+				name: 'Read Mailbox',
+				type: `${runtime.PACKAGE_NAME}.modernAuthReadMailbox`,
+				typeVersion: 1,
+				position: [220, 0],
+				parameters: { authentication, folder: 'INBOX', limit: 5, filters: { unreadOnly: true }, postAction: 'markRead' },
+				credentials,
+			},
+		],
+	};
 }
 
 /** Starts `n8n start` and resolves once its REST API answers. */

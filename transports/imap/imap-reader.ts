@@ -1,4 +1,6 @@
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+// UIDs as a compact IMAP set (1:3,7,9:10), so a 10,000-message FETCH stays one short line.
+import { packMessageRange } from 'imapflow/lib/tools';
 import { Readable } from 'node:stream';
 import tls from 'node:tls';
 
@@ -6,7 +8,7 @@ import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
 import { MailTransportError } from '../contracts';
 import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
-import { hasAttachments, searchAttributes, sequenceSet, uidSearch } from './search';
+import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
 export const STREAM_ABOVE_BYTES = 1024 * 1024;
@@ -152,7 +154,7 @@ export class ImapReader {
 		for (let i = 0; i < uids.length && chosen.length < order.limit; i += STRUCTURE_CHUNK) {
 			const chunk = uids.slice(i, i + STRUCTURE_CHUNK);
 			const matching = new Set<number>();
-			for await (const message of this.imap.fetch(sequenceSet(chunk), { uid: true, bodyStructure: true }, { uid: true })) {
+			for await (const message of this.imap.fetch(packMessageRange(chunk), { uid: true, bodyStructure: true }, { uid: true })) {
 				if (hasAttachments(message.bodyStructure)) matching.add(message.uid);
 			}
 			for (const uid of chunk) if (matching.has(uid) && chosen.length < order.limit) chosen.push(uid);
@@ -172,7 +174,7 @@ export class ImapReader {
 		if (uids.length === 0) return;
 		const large: number[] = [];
 		const query = { uid: true, flags: true, size: true, source: { start: 0, maxLength: STREAM_ABOVE_BYTES } };
-		for await (const message of this.imap.fetch(sequenceSet(uids), query, { uid: true })) {
+		for await (const message of this.imap.fetch(packMessageRange(uids), query, { uid: true })) {
 			const source = message.source as Buffer;
 			if ((message.size ?? 0) > STREAM_ABOVE_BYTES || !source) {
 				large.push(message.uid);

@@ -109,15 +109,3 @@ export function hasAttachments(structure: MessageStructureObject | undefined): b
 	if (!named || type.startsWith('text/')) return false;
 	return !(disposition === 'inline' && structure.id);
 }
-
-/** Compresses UIDs into an IMAP sequence set: 1,2,3,7,9,10 -> 1:3,7,9:10. */
-export function sequenceSet(uids: number[]): string {
-	const sorted = [...new Set(uids)].sort((a, b) => a - b);
-	const ranges: string[] = [];
-	for (let i = 0; i < sorted.length; i++) {
-		const start = sorted[i];
-		while (i + 1 < sorted.length && sorted[i + 1] === sorted[i] + 1) i++;
-		ranges.push(start === sorted[i] ? String(start) : `${start}:${sorted[i]}`);
-	}
-	return ranges.join(',');
-}

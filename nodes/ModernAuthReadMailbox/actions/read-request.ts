@@ -59,6 +59,13 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 			rawImapSearch: String(filters.rawSearch ?? '').trim() || undefined,
 		},
 		postAction,
+		...outputOptions(options),
+	};
+}
+
+/** The "Options" collection the node and the trigger share: what each item carries. */
+export function outputOptions(options: IDataObject): Pick<ReadRequest, 'fetch' | 'downloadAttachments' | 'attachmentPrefix'> {
+	return {
 		fetch: {
 			includeHtml: options.includeHtml === true,
 			includeHeaders: options.includeHeaders === true,
