@@ -257,9 +257,10 @@ async function startFaultProxy(options) {
 		inject(...more) {
 			faults.push(...more.flat().map(validate));
 		},
-		/** Removes every fault (connections already open keep theirs). */
+		/** Removes every fault (connections already open keep theirs) and forgets which fired. */
 		clear() {
 			faults = [];
+			fired.splice(0);
 		},
 		/** Connections accepted so far. */
 		get connections() {
