@@ -4,6 +4,8 @@
 # peers, and the end-to-end run inside real n8n. The last line sums up all tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# reliability rows of this run only (docs/reliability.md is written from them at the end)
+node -e "require('./test/harness/reliability').reset()"
 
 apt_install() {
 	if [ "$(id -u)" != 0 ]; then
@@ -44,9 +46,14 @@ node -e "require('./scripts/n8n-runtime').ensureN8n()"
 e2e_status=0
 node test/e2e/run-real-n8n.js | tee .cache/e2e-results.txt || e2e_status=$?
 
-node -e '
+echo "== reliability report (docs/reliability.md, checked against docs/reliability-baseline.json)"
+report_status=0
+node scripts/reliability-report.js || report_status=$?
+
+REPORT_STATUS=$report_status node -e '
 const fs = require("fs");
 let passed = 0, failed = 0;
+if (process.env.REPORT_STATUS === "0") passed++; else failed++;
 try { const j = JSON.parse(fs.readFileSync(".cache/jest-results.json", "utf8")); passed += j.numPassedTests; failed += j.numFailedTests + j.numRuntimeErrorTestSuites; } catch { failed++; }
 for (const file of [".cache/check-identity-results.txt", ".cache/check-dovecot-results.txt", ".cache/e2e-results.txt"]) {
 	const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
@@ -55,4 +62,4 @@ for (const file of [".cache/check-identity-results.txt", ".cache/check-dovecot-r
 }
 console.log(`\ntotal: ${passed} passed, ${failed} failed`);
 '
-if [ "$jest_status" != 0 ] || [ "$check_status" != 0 ] || [ "$e2e_status" != 0 ]; then exit 1; fi
+if [ "$jest_status" != 0 ] || [ "$check_status" != 0 ] || [ "$e2e_status" != 0 ] || [ "$report_status" != 0 ]; then exit 1; fi
