@@ -114,7 +114,8 @@ async function startFakeIdentity(options) {
 	const refreshTokens = new Map(); // refresh token -> grant
 	const mailboxGrants = new Map(); // `${tid}|${lower(clientId or upn)}` -> Set(lower mailbox)
 	const requests = [];
-	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600 };
+	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600, answerDelay: { ms: 0, route: 'token' } };
+	const delayTimers = new Set();
 
 	let authorityHost = ''; // set once the port is known
 	let host = '';
@@ -705,7 +706,29 @@ async function startFakeIdentity(options) {
 			error_uri: `${authorityHost}/error?code=${error.code}`,
 		};
 		if (error.extra?.suberror) body.suberror = error.extra.suberror;
-		sendJson(res, error.status, body, { 'x-ms-request-id': traceId });
+		sendJson(res, error.status, body, { 'x-ms-request-id': traceId, ...(error.extra?.headers ?? {}) });
+	}
+
+	// ---- fault hooks of the token endpoint (test/faults) ----
+
+	const tokenFaults = { failures: 0, status: 500, retryAfterSeconds: undefined, stalled: false };
+	const stalledRequests = new Set();
+
+	/** A fault due for this token request: answers it (or holds it) and returns true. */
+	function injectTokenFault(res, record, correlationId) {
+		if (tokenFaults.stalled) {
+			record.error = 'stalled';
+			stalledRequests.add(res);
+			res.on('close', () => stalledRequests.delete(res));
+			return true;
+		}
+		if (tokenFaults.failures <= 0) return false;
+		tokenFaults.failures--;
+		record.error = 'AADSTS50000';
+		const headers = tokenFaults.retryAfterSeconds === undefined ? {} : { 'retry-after': String(tokenFaults.retryAfterSeconds) };
+		// what Entra answers when its token service fails
+		sendError(res, new EntraError(tokenFaults.status, 'server_error', 50000, 'There was an error issuing a token or an issue with our sign-in service.', { headers }), correlationId);
+		return true;
 	}
 
 	async function handle(req, res) {
@@ -716,6 +739,14 @@ async function startFakeIdentity(options) {
 		res.on('finish', () => {
 			record.status = res.statusCode;
 		});
+		const { ms, route: delayed } = settings.answerDelay;
+		if (ms > 0 && url.pathname !== '/introspect' && (delayed === 'all' || url.pathname.endsWith('/oauth2/v2.0/token'))) {
+			await new Promise((resolve) => {
+				const timer = setTimeout(() => resolve(delayTimers.delete(timer)), ms);
+				delayTimers.add(timer);
+			});
+			if (res.destroyed) return;
+		}
 		const correlationId = req.headers['client-request-id'];
 		const route = segments.slice(1).join('/');
 		try {
@@ -748,6 +779,7 @@ async function startFakeIdentity(options) {
 				const form = Object.fromEntries(new URLSearchParams(await readBody(req)));
 				const basic = parseBasic(req.headers.authorization);
 				Object.assign(record, { grantType: form.grant_type ?? null, clientId: form.client_id ?? basic?.clientId ?? null, scope: form.scope ?? null });
+				if (injectTokenFault(res, record, correlationId)) return;
 				try {
 					return sendJson(res, 200, handleToken(segments[0], form, basic));
 				} catch (error) {
@@ -822,6 +854,25 @@ async function startFakeIdentity(options) {
 					(filter.error === undefined || r.error === filter.error),
 			).length;
 		},
+		/**
+		 * The next `count` token requests fail with HTTP `status` (default 500) and Entra's
+		 * AADSTS50000 server error, with a Retry-After header when `retryAfterSeconds` is given.
+		 */
+		failTokenRequests(count, { status = 500, retryAfterSeconds } = {}) {
+			Object.assign(tokenFaults, { failures: count, status, retryAfterSeconds });
+		},
+		/** Token requests from now on are never answered (held open) until resumeTokenRequests(). */
+		stallTokenRequests() {
+			tokenFaults.stalled = true;
+		},
+		/** Ends the stall and drops the requests it held; returns how many it held. */
+		resumeTokenRequests() {
+			tokenFaults.stalled = false;
+			const held = stalledRequests.size;
+			for (const res of stalledRequests) res.destroy();
+			stalledRequests.clear();
+			return held;
+		},
 		/** Revokes matching refresh tokens (like Revoke-MgUserSignInSession); returns how many. */
 		revokeRefreshTokens({ username, clientId, tenant } = {}) {
 			const tid = tenant ? requireTenant(tenant).id : null;
@@ -840,12 +891,21 @@ async function startFakeIdentity(options) {
 		setTokenLifetime(seconds) {
 			settings.tokenLifetime = seconds;
 		},
+		/**
+		 * Holds every answer of the token endpoint (route 'token') or of every HTTPS route but
+		 * /introspect ('all') for `ms` before handling it; 0 turns it off. For time-out tests.
+		 */
+		delayAnswers(ms, route = 'token') {
+			settings.answerDelay = { ms, route };
+		},
 		/** Refresh token inactivity lifetime in seconds (default 90 days). */
 		setRefreshTokenLifetime(seconds) {
 			settings.refreshTokenLifetime = seconds;
 			for (const grant of refreshTokens.values()) grant.expiresAt = grant.issuedAt + seconds;
 		},
 		close() {
+			for (const timer of delayTimers) clearTimeout(timer);
+			delayTimers.clear();
 			const servers = [server, introspectionServer, ...(has6 ? [server6] : [])];
 			return Promise.all(
 				servers.map(
