@@ -25,6 +25,8 @@ const KINDS = ['fault', 'hostile', 'canary', 'memory'];
  * @property {number} [lost]      messages accepted by us for sending/reading that never arrived / were never emitted
  * @property {number} [duplicated] messages the peer received (or the trigger emitted) more than once
  * @property {number} [deliveryUnknown] the documented ambiguous case (connection lost after the end of DATA)
+ * @property {boolean} [allowsDeliveryUnknown] this scenario IS that documented case: the report
+ *   accepts deliveryUnknown > 0 only on rows that set this
  * @property {number} [cases]     inputs tried (hostile / property-based rows)
  * @property {number} [hits]      canary occurrences found (canary rows)
  * @property {number} [value]     a measured figure (memory rows), with unit
