@@ -365,3 +365,89 @@ describe('IMAP: connection reset during the post-action', () => {
 		expect(figures).toMatchObject({ lost: 0, duplicated: 0 });
 	});
 });
+
+describe('IMAP: latency, a clean close, and a reset inside the chunked download of a large message', () => {
+	it('Read Mailbox over a link with 30 ms latency per chunk: every message once, every one marked read', async () => {
+		const folder = 'Latency';
+		const offered = await fill(folder, 20);
+		proxy.inject({ connection: nextConnection(), action: 'delay', direction: 'server', afterBytes: 0, delayMs: 30 });
+		const started = Date.now();
+		const run = await readMailbox(folder, { postAction: 'markRead' });
+		const ms = Date.now() - started;
+		const unread = await unreadSubjects(folder);
+		const figures = tally(offered, subjectsOf(run.output));
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'read mailbox: 30 ms latency per chunk',
+			survived: proxy.fired.length === 1 && !run.error && unread.length === 0 && figures.lost === 0 && figures.duplicated === 0,
+			behaviour: run.error ? `failed (${run.error.message})` : `read ${figures.delivered} in ${ms} ms, ${offered.length - unread.length} marked read`,
+			...figures,
+		});
+		expect(proxy.fired).toHaveLength(1);
+		expect(run.error).toBeUndefined();
+		expect(unread).toEqual([]);
+		expect(figures).toEqual({ sent: 20, delivered: 20, lost: 0, duplicated: 0 });
+	});
+
+	it('trigger: the server closes the connection cleanly (FIN) mid-FETCH; the poll resumes, each message once', async () => {
+		const folder = 'ClosedTrigger';
+		await dovecot.createFolder(USER, folder);
+		const poller = await createPoller({ parameters: { authentication: 'imap', folder, options: { downloadAttachments: false } }, credentials: credentials() });
+		await poller.poll();
+		const offered = await fill(folder, 20);
+		proxy.inject({ connection: nextConnection(), action: 'truncate', direction: 'server', match: /\* 6 FETCH/ });
+		let pollError: Error | undefined;
+		await poller.poll().catch((error: Error) => (pollError = error));
+		const fired = proxy.fired.length;
+		await poller.poll();
+		const figures = tally(offered, subjectsOf(poller.emitted()));
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: server closes (FIN) mid-FETCH',
+			survived: fired === 1 && figures.lost === 0 && figures.duplicated === 0,
+			behaviour: pollError ? `poll failed (${pollError.message}); the next poll emitted the rest` : 'resumed within the poll after reconnecting',
+			...figures,
+		});
+		expect(fired).toBe(1);
+		expect(figures).toEqual({ sent: 20, delivered: 20, lost: 0, duplicated: 0 });
+	});
+
+	it('trigger: reset while a large message is downloaded in chunks; it is emitted once, whole', async () => {
+		const folder = 'LargeReset';
+		await dovecot.createFolder(USER, folder);
+		const poller = await createPoller({ parameters: { authentication: 'imap', folder }, credentials: credentials() });
+		await poller.poll();
+		const attachment = Buffer.alloc(2_500_000, 'large attachment ');
+		const large = (await transport.sendMail({ from: 'sender@example.org', to: USER, subject: 'large in chunks', text: 'x', attachments: [{ filename: 'big.bin', content: attachment }] })).message as Buffer;
+		const offered = ['small before', 'large in chunks', 'small after'];
+		await dovecot.deliver(USER, await mime(offered[0]), { folder });
+		await dovecot.deliver(USER, large, { folder });
+		await dovecot.deliver(USER, await mime(offered[2]), { folder });
+		// the request for the second 1 MB chunk reaches the server, then the connection drops
+		proxy.inject({ connection: nextConnection(), action: 'reset', direction: 'client', match: '<1048576.' });
+		let pollError: Error | undefined;
+		const run = await bounded(30_000, () => poller.poll().catch((error: Error) => (pollError = error)));
+		const fired = proxy.fired.length;
+		await poller.poll();
+		const emitted = poller.emitted();
+		const figures = tally(offered, subjectsOf(emitted));
+		const largeItem = emitted.find((i) => i.json.subject === 'large in chunks');
+		const attachmentSize = (largeItem?.json.attachments as Array<{ size: number }> | undefined)?.[0]?.size;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: reset during a chunked download',
+			survived: fired === 1 && !run.overran && attachmentSize === attachment.length && figures.lost === 0 && figures.duplicated === 0,
+			behaviour: run.overran
+				? `poll hung (released after ${run.ms} ms)`
+				: `${pollError ? `poll failed (${pollError.message}), the next poll emitted the rest` : 'resumed within the poll'}; attachment ${attachmentSize} of ${attachment.length} bytes`,
+			...figures,
+		});
+		expect(fired).toBe(1);
+		expect(run.overran).toBe(false);
+		expect(figures).toEqual({ sent: 3, delivered: 3, lost: 0, duplicated: 0 });
+		expect(attachmentSize).toBe(attachment.length);
+	}, 60_000);
+});
