@@ -162,6 +162,14 @@ export function describeSmtpError(
 			responseCode,
 		);
 	}
+	if (code === 'EMESSAGE' && responseCode && responseCode >= 500) {
+		return new MailTransportError(
+			`SMTP server refused the message: ${raw}`,
+			'SMTP_MESSAGE_REJECTED',
+			'The server took the whole message and then refused it (policy, spam or content filter); see its reply',
+			responseCode,
+		);
+	}
 	return new MailTransportError(
 		`SMTP error from ${where}: ${raw}`,
 		code,

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import nodemailer from 'nodemailer';
 import type { Transporter } from 'nodemailer';
@@ -129,12 +129,14 @@ export class SmtpSender implements MailSender {
 			};
 		}
 		this.transporter = nodemailer.createTransport(poolOptions);
-		// Marks the moment the whole message has gone to the connection (the end of DATA follows).
+		// Marks the moment the connection has read the whole message (the end of DATA follows).
+		// The last stage of the message stream is watched: earlier stages buffer a small message
+		// whole before the connection reads any of it.
 		this.transporter.use('stream', (mail, done) => {
 			const progress = (mail.data as Record<string, unknown>)[PROGRESS_KEY] as AttemptProgress | undefined;
 			if (progress) {
-				(mail.message as unknown as { transform(factory: () => Transform): void }).transform(
-					() => endOfDataWatcher(progress),
+				(mail.message as unknown as { processFunc(fn: (input: Readable) => Readable): void }).processFunc(
+					(input) => endOfDataWatcher(input, progress),
 				);
 			}
 			done();
@@ -230,16 +232,14 @@ export class SmtpSender implements MailSender {
 	}
 }
 
-function endOfDataWatcher(progress: AttemptProgress): Transform {
-	return new Transform({
-		transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-			callback(null, chunk);
-		},
-		flush(callback: TransformCallback) {
-			progress.endOfData = true;
-			callback();
-		},
+function endOfDataWatcher(input: Readable, progress: AttemptProgress): Readable {
+	const output = new PassThrough();
+	// 'end' comes once the reader (the SMTP connection, after the server's 354) took it all.
+	output.once('end', () => {
+		progress.endOfData = true;
 	});
+	pipeline(input, output, () => {});
+	return output;
 }
 
 /** Recipients the server refused while it accepted others, with its reply to each. */
