@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import tls from 'node:tls';
 
 /** The lowest protocol any of our connections accepts, whatever the process default is. */
@@ -14,18 +15,33 @@ type DefaultCaReader = (type: 'default') => string[];
 
 /**
  * TLS client options shared by SMTP and IMAP. An extra CA is added to what Node trusts by
- * default (bundled roots, NODE_EXTRA_CA_CERTS, the system store when enabled), never put in
- * its place: a `ca` list alone would replace all of it.
+ * default, never put in its place: a `ca` list replaces the whole default trust, so it must
+ * repeat that trust first.
  */
 export function tlsClientOptions(trust: TlsTrust): tls.ConnectionOptions {
 	const base: tls.ConnectionOptions = { rejectUnauthorized: trust.rejectUnauthorized, minVersion: MIN_TLS_VERSION };
 	if (!trust.ca) return base;
-	const extra = String(trust.ca);
-	// Node 22.15+ / 23.10+ can list its default trust; older lines cannot, so there the extra
-	// CA goes into a context that already holds the default trust.
-	const defaultCas = (tls as unknown as { getCACertificates?: DefaultCaReader }).getCACertificates;
-	if (typeof defaultCas === 'function') return { ...base, ca: [...defaultCas('default'), extra] };
-	const secureContext = tls.createSecureContext({ minVersion: MIN_TLS_VERSION });
-	(secureContext.context as { addCACert(pem: string): void }).addCACert(extra);
-	return { ...base, secureContext };
+	return { ...base, ca: [...defaultTrust(), String(trust.ca)] };
+}
+
+let fallbackTrust: string[] | undefined;
+
+/** What Node trusts when a connection names no CA. */
+function defaultTrust(): string[] {
+	// Node 22.15+ / 23.10+ list it themselves (bundled roots, NODE_EXTRA_CA_CERTS, system store).
+	const listDefault = (tls as unknown as { getCACertificates?: DefaultCaReader }).getCACertificates;
+	if (typeof listDefault === 'function') return listDefault('default');
+	// Older lines: the bundled roots plus NODE_EXTRA_CA_CERTS, read as Node reads it at start.
+	fallbackTrust ??= [...tls.rootCertificates, ...extraCaCertificates(process.env.NODE_EXTRA_CA_CERTS)];
+	return fallbackTrust;
+}
+
+function extraCaCertificates(file: string | undefined): string[] {
+	if (!file) return [];
+	try {
+		return fs.readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+	} catch {
+		// Node itself only warns about an unreadable file and goes on without it.
+		return [];
+	}
 }
