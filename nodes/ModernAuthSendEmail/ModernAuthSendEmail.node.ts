@@ -114,11 +114,12 @@ export class ModernAuthSendEmail implements INodeType {
 
 		// Phase 1: build and validate every item before the first byte goes out, so bad
 		// input never leaves a batch half-sent.
-		const executionId = this.getExecutionId();
+		// Retry On Fail re-runs the node within the same run (same run index); a loop does not.
+		const run = { executionId: this.getExecutionId(), runIndex: Number(this.getWorkflowDataProxy(0).$runIndex ?? 0) };
 		const planned: Array<PlannedItem | undefined> = new Array(items.length);
 		for (let i = 0; i < items.length; i++) {
 			try {
-				planned[i] = await planItem(this, i, setup, executionId);
+				planned[i] = await planItem(this, i, setup, run);
 			} catch (error) {
 				if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets);
 				fail(i, error);
@@ -216,7 +217,7 @@ async function planItem(
 	ctx: IExecuteFunctions,
 	itemIndex: number,
 	setup: SenderSetup,
-	executionId: string | undefined,
+	run: { executionId: string | undefined; runIndex: number },
 ): Promise<PlannedItem> {
 	const identity = await setup.identityFor(itemIndex);
 	const message = await buildMessage(ctx, itemIndex, identity);
@@ -225,8 +226,14 @@ async function planItem(
 		deliveryGuarantee: options.deliveryGuarantee === 'atLeastOnce' ? 'atLeastOnce' : 'atMostOnce',
 		failOnRefusedRecipient: options.failOnRefusedRecipient === true,
 	};
-	const record = executionId
-		? { executionId, nodeName: ctx.getNode().name, itemIndex, fingerprint: messageFingerprint(identity.key, message) }
+	const record = run.executionId
+		? {
+				executionId: run.executionId,
+				nodeName: ctx.getNode().name,
+				runIndex: run.runIndex,
+				itemIndex,
+				fingerprint: messageFingerprint(identity.key, message),
+			}
 		: undefined;
 	return { identity, message, policy, record };
 }

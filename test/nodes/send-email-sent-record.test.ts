@@ -23,6 +23,7 @@ const message = (subject: string): OutgoingMessage => ({
 const item = (executionId: string, itemIndex: number, subject = 's'): ItemIdentity => ({
 	executionId,
 	nodeName: 'Send',
+	runIndex: 0,
 	itemIndex,
 	fingerprint: messageFingerprint('robot@example.com', message(subject)),
 });
@@ -34,6 +35,8 @@ describe('sent record', () => {
 		expect(recordedOutcome(item('exec-b', 0))).toBeUndefined();
 		expect(recordedOutcome(item('exec-a', 1))).toBeUndefined();
 		expect(recordedOutcome(item('exec-a', 0, 'changed subject'))).toBeUndefined();
+		// The same node run again later in the execution (a loop) is a new send.
+		expect(recordedOutcome({ ...item('exec-a', 0), runIndex: 1 })).toBeUndefined();
 	});
 
 	it('forgets entries after an hour', () => {

@@ -23,6 +23,8 @@ const entries = new Map<string, SentOutcome & { at: number }>();
 export interface ItemIdentity {
 	executionId: string;
 	nodeName: string;
+	/** The node's run in this execution: a loop that runs it again sends again; a retry does not. */
+	runIndex: number;
 	itemIndex: number;
 	/** From messageFingerprint: a changed item is a different message. */
 	fingerprint: string;
@@ -30,7 +32,7 @@ export interface ItemIdentity {
 
 function keyOf(item: ItemIdentity): string {
 	return createHash('sha256')
-		.update([item.executionId, item.nodeName, String(item.itemIndex), item.fingerprint].join('\n'))
+		.update([item.executionId, item.nodeName, String(item.runIndex), String(item.itemIndex), item.fingerprint].join('\n'))
 		.digest('hex');
 }
 
