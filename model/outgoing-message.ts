@@ -41,10 +41,21 @@ export interface OutgoingMessage {
 	priority: MessagePriority;
 }
 
+/** A recipient the server refused while it took the message for others. */
+export interface RefusedRecipient {
+	address: string;
+	/** The server's reply to that recipient, e.g. "550 5.1.1 User unknown". */
+	reply: string;
+	responseCode?: number;
+}
+
 export interface SendResult {
 	messageId: string;
 	accepted: string[];
 	rejected: string[];
+	refused: RefusedRecipient[];
 	response: string;
 	envelope: { from: string; to: string[] };
+	/** Attempts it took, retries of temporary failures included. */
+	attempts?: number;
 }

@@ -2,6 +2,7 @@ import {
 	NodeConnectionTypes,
 	type ICredentialsDecrypted,
 	type ICredentialTestFunctions,
+	type IDataObject,
 	type IExecuteFunctions,
 	type INodeCredentialTestResult,
 	type INodeExecutionData,
@@ -9,16 +10,26 @@ import {
 	type INodeTypeDescription,
 } from 'n8n-workflow';
 
-import type { OutgoingMessage } from '../../model/outgoing-message';
-import type { MailSender } from '../../transports/contracts';
+import { ActionableError } from '../../model/actionable-error';
+import type { OutgoingMessage, RefusedRecipient } from '../../model/outgoing-message';
+import { MailTransportError, type MailSender } from '../../transports/contracts';
+import { DELIVERY_UNKNOWN } from '../../transports/smtp/smtp-errors';
+import { DEFAULT_SMTP_RETRY } from '../../transports/smtp/smtp-sender';
 import { forEachWithLimit } from '../shared/concurrency';
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { testAppOnlyCredential } from '../shared/microsoft-credential-test';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
-import { prepareSender, type SendAuthentication, type SenderSetup } from '../shared/open-sender';
+import {
+	prepareSender,
+	type SendAuthentication,
+	type SenderSetup,
+	type SenderTuning,
+	type SendIdentity,
+} from '../shared/open-sender';
 import { SMTP_CREDENTIAL } from '../shared/smtp-connection';
 import { testSmtpCredential } from '../shared/smtp-credential-test';
 import { buildMessage } from './actions/build-message';
+import { messageFingerprint, recordedOutcome, recordOutcome, type ItemIdentity } from './actions/sent-record';
 import { sendEmailProperties } from './description';
 
 const QUEUE_PER_CONNECTION = 4;
@@ -103,54 +114,180 @@ export class ModernAuthSendEmail implements INodeType {
 
 		// Phase 1: build and validate every item before the first byte goes out, so bad
 		// input never leaves a batch half-sent.
-		const messages: Array<OutgoingMessage | undefined> = new Array(items.length);
+		// Retry On Fail re-runs the node within the same run (same run index); a loop does not.
+		const run = { executionId: this.getExecutionId(), runIndex: Number(this.getWorkflowDataProxy(0).$runIndex ?? 0) };
+		const planned: Array<PlannedItem | undefined> = new Array(items.length);
 		for (let i = 0; i < items.length; i++) {
 			try {
-				messages[i] = await buildMessage(this, i, setup);
+				planned[i] = await planItem(this, i, setup, run);
 			} catch (error) {
 				if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets);
 				fail(i, error);
 			}
 		}
 
-		const toSend = messages.flatMap((message, i) => (message ? [i] : []));
-		if (toSend.length === 0) return [results];
+		// An earlier try of this execution (Retry On Fail) may have handed items to the server
+		// already: those are never sent again.
+		const accepted: number[] = [];
+		const laterFailures: Array<{ index: number; error: unknown }> = [];
+		const settle = (i: number, json: IDataObject) => {
+			accepted.push(i);
+			const refusal = refusedRecipientsFailure(json, planned[i]!.policy);
+			if (refusal) return refusal;
+			results[i] = { json, pairedItem: { item: i } };
+			return undefined;
+		};
+		const toSend: number[] = [];
+		planned.forEach((item, i) => {
+			if (!item) return;
+			const known = item.record ? recordedOutcome(item.record) : undefined;
+			if (!known) {
+				toSend.push(i);
+				return;
+			}
+			const failure = known.outcome === 'sent' ? settle(i, { ...known.json, alreadySent: true }) : notResentError();
+			if (!failure) return;
+			if (continueOnFail) fail(i, failure);
+			else laterFailures.push({ index: i, error: failure });
+		});
 
-		// Phase 2: one pooled connection set for the whole execution.
-		const maxConnections = Number(this.getNodeParameter('options.maxConnections', 0, 3)) || 3;
-		let sender: MailSender;
-		try {
-			sender = setup.create({ maxConnections });
-		} catch (error) {
-			if (!continueOnFail) throw toNodeOperationError(node, error, toSend[0], secrets);
-			toSend.forEach((i) => fail(i, error));
-			return [results];
-		}
+		// Phase 2: one pooled connection set per sign-in identity, for the whole execution.
+		const tuning = readTuning(this);
+		const senders = new Map<string, MailSender>();
+		const senderFor = (identity: SendIdentity) => {
+			let sender = senders.get(identity.key);
+			if (!sender) {
+				sender = setup.create(identity, tuning);
+				senders.set(identity.key, sender);
+			}
+			return sender;
+		};
 		let firstFailure: { index: number; error: unknown } | undefined;
 		try {
 			await forEachWithLimit(
 				toSend,
 				// Keep a few messages queued per connection so a connection never idles while
 				// the next message's attachments are being opened.
-				maxConnections * QUEUE_PER_CONNECTION,
+				tuning.maxConnections * QUEUE_PER_CONNECTION,
 				async (i) => {
+					const item = planned[i]!;
+					let failure: unknown;
 					try {
-						const sent = await sender.send(messages[i]!);
-						results[i] = { json: { ...sent }, pairedItem: { item: i } };
+						const sent = await senderFor(item.identity).send(item.message);
+						const json: IDataObject = { status: sent.refused.length ? 'partial' : 'sent', ...sent };
+						if (item.record) recordOutcome(item.record, { outcome: 'sent', json });
+						failure = settle(i, json);
 					} catch (error) {
-						if (!continueOnFail) {
-							firstFailure ??= { index: i, error };
-							return;
+						failure = error;
+						if (item.record && isDeliveryUnknown(error) && item.policy.deliveryGuarantee === 'atMostOnce') {
+							recordOutcome(item.record, { outcome: 'unknown' });
 						}
-						fail(i, error);
 					}
+					if (failure === undefined) return;
+					if (continueOnFail) fail(i, failure);
+					else firstFailure ??= { index: i, error: failure };
 				},
 				() => firstFailure !== undefined,
 			);
 		} finally {
-			await sender.close();
+			await Promise.allSettled([...senders.values()].map(async (sender) => await sender.close()));
 		}
-		if (firstFailure) throw toNodeOperationError(node, firstFailure.error, firstFailure.index, secrets);
+		const failure = firstFailure ?? laterFailures[0];
+		if (failure) {
+			throw toNodeOperationError(node, withAcceptedNote(failure.error, accepted), failure.index, secrets);
+		}
 		return [results];
 	}
+}
+
+interface PlannedItem {
+	identity: SendIdentity;
+	message: OutgoingMessage;
+	policy: ItemPolicy;
+	/** Absent when n8n gives no execution id: nothing to retry against then. */
+	record?: ItemIdentity;
+}
+
+interface ItemPolicy {
+	deliveryGuarantee: 'atMostOnce' | 'atLeastOnce';
+	failOnRefusedRecipient: boolean;
+}
+
+async function planItem(
+	ctx: IExecuteFunctions,
+	itemIndex: number,
+	setup: SenderSetup,
+	run: { executionId: string | undefined; runIndex: number },
+): Promise<PlannedItem> {
+	const identity = await setup.identityFor(itemIndex);
+	const message = await buildMessage(ctx, itemIndex, identity);
+	const options = ctx.getNodeParameter('options', itemIndex, {}) as IDataObject;
+	const policy: ItemPolicy = {
+		deliveryGuarantee: options.deliveryGuarantee === 'atLeastOnce' ? 'atLeastOnce' : 'atMostOnce',
+		failOnRefusedRecipient: options.failOnRefusedRecipient === true,
+	};
+	const record = run.executionId
+		? {
+				executionId: run.executionId,
+				nodeName: ctx.getNode().name,
+				runIndex: run.runIndex,
+				itemIndex,
+				fingerprint: messageFingerprint(identity.key, message),
+			}
+		: undefined;
+	return { identity, message, policy, record };
+}
+
+/** Pool size and retry limits: settings of the execution's senders, read at item 0. */
+function readTuning(ctx: IExecuteFunctions): SenderTuning {
+	const number = (name: string, fallback: number) => {
+		const value = Number(ctx.getNodeParameter(`options.${name}`, 0, fallback));
+		return Number.isFinite(value) && value >= 0 ? value : fallback;
+	};
+	return {
+		maxConnections: Math.max(1, number('maxConnections', 3)),
+		retry: {
+			retries: Math.floor(number('sendRetries', DEFAULT_SMTP_RETRY.retries)),
+			firstBackoffMs: number('retryBackoffSeconds', DEFAULT_SMTP_RETRY.firstBackoffMs / 1000) * 1000,
+		},
+	};
+}
+
+function isDeliveryUnknown(error: unknown): boolean {
+	return error instanceof ActionableError && error.code === DELIVERY_UNKNOWN;
+}
+
+function notResentError(): MailTransportError {
+	return new MailTransportError(
+		'Not sent again: an earlier try of this execution lost the connection after the whole message had gone out, so it may have arrived (delivery unknown)',
+		DELIVERY_UNKNOWN,
+		'Delivery Guarantee is "At Most Once": check whether it arrived before sending it again, or choose "At Least Once" to resend on retry',
+	);
+}
+
+function refusedRecipientsFailure(json: IDataObject, policy: ItemPolicy): MailTransportError | undefined {
+	const refused = (json.refused ?? []) as RefusedRecipient[];
+	if (!policy.failOnRefusedRecipient || refused.length === 0) return undefined;
+	const total = refused.length + ((json.accepted ?? []) as string[]).length;
+	const list = refused.map((r) => `${r.address} (${r.reply})`).join('; ');
+	return new MailTransportError(
+		`The server refused ${refused.length} of ${total} recipients: ${list}. The message went to the others`,
+		'SMTP_RECIPIENTS_REFUSED',
+		'Correct or remove the refused addresses. The accepted recipients have the message; it is not sent again on retry',
+	);
+}
+
+const LISTED_ITEMS = 20;
+
+/** Says which items the server already has, so nobody re-sends them by hand. */
+function withAcceptedNote(error: unknown, accepted: number[]): unknown {
+	if (accepted.length === 0 || !(error instanceof ActionableError)) return error;
+	const sorted = [...accepted].sort((a, b) => a - b);
+	const listed = sorted.slice(0, LISTED_ITEMS).join(', ');
+	const more = sorted.length > LISTED_ITEMS ? ` and ${sorted.length - LISTED_ITEMS} more` : '';
+	return new ActionableError(
+		`${error.message}. Already accepted by the server, not sent again when the node is retried: item${sorted.length > 1 ? 's' : ''} ${listed}${more}`,
+		error.code,
+		error.hint,
+	);
 }

@@ -130,6 +130,34 @@ export const sendEmailProperties: INodeProperties[] = [
 				],
 			},
 			{
+				displayName: 'Delivery Guarantee',
+				name: 'deliveryGuarantee',
+				type: 'options',
+				default: 'atMostOnce',
+				options: [
+					{
+						name: 'At Most Once',
+						value: 'atMostOnce',
+						description: 'Never send again a message whose delivery is unknown; it may be missing',
+					},
+					{
+						name: 'At Least Once',
+						value: 'atLeastOnce',
+						description: 'Send it again when the node is retried; it may arrive twice',
+					},
+				],
+				description:
+					'Only for a connection lost after the whole message went out, before the server confirmed it (delivery unknown)',
+			},
+			{
+				displayName: 'Fail When Any Recipient Is Refused',
+				name: 'failOnRefusedRecipient',
+				type: 'boolean',
+				default: false,
+				description:
+					'Whether an item fails when the server refuses some of its recipients. Off: the item is marked "partial" and lists each refused recipient with the reply.',
+			},
+			{
 				displayName: 'Inline Images',
 				name: 'inlineImages',
 				type: 'string',
@@ -157,6 +185,15 @@ export const sendEmailProperties: INodeProperties[] = [
 				description: 'An item with a larger attachment fails before anything is sent. 0 means no limit.',
 			},
 			{
+				displayName: 'Max Recipients Per Message',
+				name: 'maxRecipients',
+				type: 'number',
+				default: 500,
+				typeOptions: { minValue: 1 },
+				description:
+					"To, CC and BCC together; an item with more fails before anything is sent. 500 is Exchange Online's limit.",
+			},
+			{
 				displayName: 'Parallel Connections',
 				name: 'maxConnections',
 				type: 'number',
@@ -182,6 +219,23 @@ export const sendEmailProperties: INodeProperties[] = [
 				type: 'string',
 				default: '',
 				placeholder: 'support@example.com',
+			},
+			{
+				displayName: 'Retry Back-Off (Seconds)',
+				name: 'retryBackoffSeconds',
+				type: 'number',
+				default: 1,
+				typeOptions: { minValue: 0, numberPrecision: 2 },
+				description: 'Wait before the first retry of a temporary failure; doubled for each further retry',
+			},
+			{
+				displayName: 'Send Retries',
+				name: 'sendRetries',
+				type: 'number',
+				default: 2,
+				typeOptions: { minValue: 0, maxValue: 10 },
+				description:
+					'Retries of temporary failures (4xx replies, a connection lost before the end of the message). Never after the whole message went out.',
 			},
 		],
 	},

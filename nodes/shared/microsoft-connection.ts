@@ -8,7 +8,7 @@ import {
 import { resolveCloud } from '../../auth/clouds';
 import { IdentityError } from '../../auth/identity-errors';
 import { DelegatedTokenProvider } from '../../auth/delegated-token-provider';
-import { SmtpSender } from '../../transports/smtp/smtp-sender';
+import { SmtpSender, type SmtpSenderOptions } from '../../transports/smtp/smtp-sender';
 import { maskIdentifier } from './redact';
 
 export const APP_ONLY_CREDENTIAL = 'modernAuthMicrosoftAppOnlyApi';
@@ -151,7 +151,7 @@ export function createMicrosoftSmtpSender(
 	tokens: TokenProvider,
 	flavour: 'app-only' | 'delegated',
 	mailbox: string,
-	options: { maxConnections?: number } = {},
+	options: Pick<SmtpSenderOptions, 'maxConnections' | 'retry'> = {},
 ): SmtpSender {
 	return new SmtpSender({
 		host: target.smtpHost,
@@ -166,5 +166,6 @@ export function createMicrosoftSmtpSender(
 		rejectUnauthorized: true,
 		ca: target.caCertificate || undefined,
 		maxConnections: options.maxConnections,
+		retry: options.retry,
 	});
 }

@@ -2,6 +2,7 @@ import type { IExecuteFunctions } from 'n8n-workflow';
 
 import { splitList } from '../../model/validate';
 import type { MailSender } from '../../transports/contracts';
+import type { SmtpRetryPolicy } from '../../transports/smtp/smtp-sender';
 import { IdentityError } from '../../auth/identity-errors';
 import {
 	APP_ONLY_CREDENTIAL,
@@ -17,14 +18,27 @@ import { createSmtpSender, readSmtpCredential, SMTP_CREDENTIAL } from './smtp-co
 
 export type SendAuthentication = 'smtp' | 'microsoftAppOnly' | 'microsoftDelegated';
 
-export interface SenderSetup {
+/** Who one item signs in and sends as. */
+export interface SendIdentity {
+	/** Items with the same key share one pooled sender (for XOAUTH2 the sign-in mailbox). */
+	key: string;
 	fromAddress: string;
 	allowedFrom: string[];
+}
+
+export interface SenderTuning {
+	maxConnections: number;
+	retry: Partial<SmtpRetryPolicy>;
+}
+
+export interface SenderSetup {
 	/** Values to scrub from any message that leaves the node. */
 	secrets: string[];
 	/** Shown once in the n8n log, never in items. */
 	warning?: string;
-	create(options: { maxConnections: number }): MailSender;
+	/** Evaluated per item: Mailbox is an item parameter. */
+	identityFor(itemIndex: number): Promise<SendIdentity>;
+	create(identity: SendIdentity, tuning: SenderTuning): MailSender;
 }
 
 function noMailbox(): IdentityError {
@@ -35,6 +49,15 @@ function noMailbox(): IdentityError {
 	);
 }
 
+function mailboxOption(ctx: IExecuteFunctions, itemIndex: number, fallback: string): string {
+	return String(ctx.getNodeParameter('options.mailbox', itemIndex, '') || fallback).trim();
+}
+
+function mailboxIdentity(mailbox: string): SendIdentity {
+	if (!mailbox) throw noMailbox();
+	return { key: mailbox.toLowerCase(), fromAddress: mailbox, allowedFrom: [] };
+}
+
 /**
  * Reads the credential chosen by "Authentication" and says how to send with it. Connections
  * open only when `create` is called, after every item has been validated.
@@ -42,15 +65,12 @@ function noMailbox(): IdentityError {
 export async function prepareSender(ctx: IExecuteFunctions, authentication: SendAuthentication): Promise<SenderSetup> {
 	if (authentication === 'microsoftAppOnly') {
 		const credential = readAppOnlyCredential(await ctx.getCredentials(APP_ONLY_CREDENTIAL));
-		const mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
-		if (!mailbox) throw noMailbox();
 		const tokens = appOnlyTokens(credential);
 		return {
-			fromAddress: mailbox,
-			allowedFrom: [],
 			secrets: credential.secrets,
-			create: ({ maxConnections }) =>
-				createMicrosoftSmtpSender(credential, tokens, 'app-only', mailbox, { maxConnections }),
+			identityFor: async (itemIndex) => mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox)),
+			create: (identity, tuning) =>
+				createMicrosoftSmtpSender(credential, tokens, 'app-only', identity.fromAddress, tuning),
 		};
 	}
 	if (authentication === 'microsoftDelegated') {
@@ -62,25 +82,29 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 			if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
 			return fresh.access_token;
 		});
-		let mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
-		if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
-		if (!mailbox) throw noMailbox();
+		// The signed-in account, read from the token once, for items that name no mailbox.
+		let signedIn: Promise<string> | undefined;
+		const signedInUser = () => (signedIn ??= tokens.getToken(credential.audience).then(({ token }) => tokenUser(token)));
 		return {
-			fromAddress: mailbox,
-			allowedFrom: [],
 			secrets: credential.secrets,
-			create: ({ maxConnections }) =>
-				createMicrosoftSmtpSender(credential, tokens, 'delegated', mailbox, { maxConnections }),
+			identityFor: async (itemIndex) =>
+				mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox) || (await signedInUser())),
+			create: (identity, tuning) =>
+				createMicrosoftSmtpSender(credential, tokens, 'delegated', identity.fromAddress, tuning),
 		};
 	}
 	const credential = readSmtpCredential(await ctx.getCredentials(SMTP_CREDENTIAL));
-	return {
+	const identity: SendIdentity = {
+		key: '',
 		fromAddress: credential.fromAddress,
 		allowedFrom: splitList(credential.allowedFrom),
+	};
+	return {
 		secrets: [credential.password],
 		warning: credential.ignoreCertificateErrors
 			? `TLS certificate checks are OFF for ${credential.host} (credential option "Ignore Certificate Errors")`
 			: undefined,
-		create: ({ maxConnections }) => createSmtpSender(credential, { maxConnections }),
+		identityFor: async () => identity,
+		create: (_identity, tuning) => createSmtpSender(credential, tuning),
 	};
 }

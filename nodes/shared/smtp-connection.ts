@@ -1,7 +1,7 @@
 import type { ICredentialDataDecryptedObject } from 'n8n-workflow';
 
 import { MailTransportError } from '../../transports/contracts';
-import { SmtpSender, type SmtpSecurity } from '../../transports/smtp/smtp-sender';
+import { SmtpSender, type SmtpSecurity, type SmtpSenderOptions } from '../../transports/smtp/smtp-sender';
 
 export const SMTP_CREDENTIAL = 'modernAuthSmtpApi';
 
@@ -67,7 +67,7 @@ export function assertSmtpCredentialUsable(credential: SmtpCredentialData): void
 
 export function createSmtpSender(
 	credential: SmtpCredentialData,
-	options: { maxConnections?: number } = {},
+	options: Pick<SmtpSenderOptions, 'maxConnections' | 'retry'> = {},
 ): SmtpSender {
 	assertSmtpCredentialUsable(credential);
 	return new SmtpSender({
@@ -84,6 +84,7 @@ export function createSmtpSender(
 		greetingTimeoutMs: credential.connectionTimeout * 1000,
 		socketTimeoutMs: credential.socketTimeout * 1000,
 		maxConnections: options.maxConnections,
+		retry: options.retry,
 	});
 }
 

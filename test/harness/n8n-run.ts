@@ -172,6 +172,8 @@ export interface RunNodeOptions {
 	items: InputItem[];
 	credentials: Record<string, { id: string; name: string; data: ICredentialDataDecryptedObject }>;
 	onError?: INode['onError'];
+	/** n8n's Retry On Fail: WorkflowExecute re-runs the node with every item, same execution. */
+	retryOnFail?: { maxTries: number; waitBetweenTries: number };
 	credentialsHelper?: TestCredentialsHelper;
 	mode?: WorkflowExecuteMode;
 }
@@ -241,6 +243,7 @@ export async function runNode(options: RunNodeOptions): Promise<RunNodeResult> {
 			parameters: options.parameters as INode['parameters'],
 			credentials: nodeCredentials,
 			...(options.onError ? { onError: options.onError } : {}),
+			...(options.retryOnFail ? { retryOnFail: true, ...options.retryOnFail } : {}),
 		},
 	];
 	const workflow = new Workflow({

@@ -18,12 +18,44 @@ const { SMTPServer } = require('smtp-server');
  * Settable after start on the returned object, to mirror Microsoft 365 refusals:
  *   authRefusal = '5.7.139 Authentication unsuccessful, basic authentication is disabled'
  *   senderRefusal = { code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' }
+ *   refuseRecipient(address, { code, message }) refuses that RCPT TO every time
+ * Scripted faults (fault injection), see inject() below.
  */
 async function startSmtpPeer(options) {
 	const users = options.users ?? {};
 	const received = [];
-	const behaviour = { authRefusal: null, senderRefusal: null };
-	const stats = { connections: 0, authentications: 0, authFailures: 0, messages: 0 };
+	const behaviour = { authRefusal: null, senderRefusal: null, recipientRefusals: new Map() };
+	const stats = { connections: 0, authentications: 0, authFailures: 0, messages: 0, faults: 0 };
+	/** @type {Array<{step: string, reply: 'drop' | {code: number, message: string}, skip: number, times: number}>} */
+	const faults = [];
+	/** The first scripted fault for this step that is due, or null (then the peer answers normally). */
+	function takeFault(step) {
+		for (const fault of faults) {
+			if (fault.step !== step || fault.times <= 0) continue;
+			if (fault.skip > 0) {
+				fault.skip--;
+				return null;
+			}
+			fault.times--;
+			stats.faults++;
+			return fault;
+		}
+		return null;
+	}
+	function connectionOf(session) {
+		for (const connection of server.connections) if (connection.session === session) return connection;
+		return null;
+	}
+	function replyError(reply) {
+		const error = new Error(reply.message);
+		error.responseCode = reply.code;
+		return error;
+	}
+	/** Applies a fault inside an smtp-server hook: a reply through the callback, or a dropped socket. */
+	function applyFault(fault, session, callback) {
+		if (fault.reply === 'drop') return void connectionOf(session)?._socket.destroy();
+		callback(replyError(fault.reply));
+	}
 	const server = new SMTPServer({
 		secure: Boolean(options.implicitTls),
 		key: options.pki.key,
@@ -36,9 +68,33 @@ async function startSmtpPeer(options) {
 		size: options.maxSize ?? 50 * 1024 * 1024,
 		onConnect(session, callback) {
 			stats.connections++;
+			// smtp-server has no hook for the DATA command itself (before 354), so this one
+			// connection's handler is wrapped.
+			const connection = connectionOf(session);
+			if (connection) {
+				const handleData = connection.handler_DATA;
+				connection.handler_DATA = function (command, done) {
+					const fault = takeFault('data');
+					if (!fault) return handleData.call(this, command, done);
+					if (fault.reply === 'drop') this._socket.destroy();
+					else this.send(fault.reply.code, fault.reply.message);
+					done();
+				};
+			}
+			const fault = takeFault('greeting');
+			if (fault) return applyFault(fault, session, callback);
+			callback();
+		},
+		onRcptTo(address, session, callback) {
+			const refusal = behaviour.recipientRefusals.get(address.address.toLowerCase());
+			if (refusal) return callback(replyError(refusal));
+			const fault = takeFault('rcpt');
+			if (fault) return applyFault(fault, session, callback);
 			callback();
 		},
 		onMailFrom(address, session, callback) {
+			const fault = takeFault('mail');
+			if (fault) return applyFault(fault, session, callback);
 			if (behaviour.senderRefusal) {
 				const error = new Error(behaviour.senderRefusal.message);
 				error.responseCode = behaviour.senderRefusal.code;
@@ -48,6 +104,11 @@ async function startSmtpPeer(options) {
 		},
 		onAuth(auth, session, callback) {
 			stats.authentications++;
+			const fault = takeFault('auth');
+			if (fault) {
+				stats.authFailures++;
+				return applyFault(fault, session, callback);
+			}
 			if (behaviour.authRefusal) {
 				stats.authFailures++;
 				const error = new Error(behaviour.authRefusal);
@@ -90,6 +151,8 @@ async function startSmtpPeer(options) {
 					error.responseCode = 552;
 					return callback(error);
 				}
+				const fault = takeFault('end-of-data');
+				if (fault && fault.reply !== 'drop') return callback(replyError(fault.reply));
 				stats.messages++;
 				received.push({
 					envelope: {
@@ -100,6 +163,8 @@ async function startSmtpPeer(options) {
 					secure: Boolean(session.secure),
 					raw: options.keepRaw === false ? null : Buffer.concat(chunks),
 				});
+				// The ambiguous case: the server holds the message, the client never hears so.
+				if (fault) return void connectionOf(session)?._socket.destroy();
 				callback(null, 'Message queued as ' + stats.messages);
 			});
 		},
@@ -121,9 +186,34 @@ async function startSmtpPeer(options) {
 		set senderRefusal(value) {
 			behaviour.senderRefusal = value;
 		},
+		/** Refuses RCPT TO for this address with that reply, every time. */
+		refuseRecipient(address, reply) {
+			behaviour.recipientRefusals.set(address.toLowerCase(), reply);
+		},
+		/**
+		 * Scripts a fault: at `step` ('greeting' | 'auth' | 'mail' | 'rcpt' | 'data' |
+		 * 'end-of-data'), after letting `skip` such steps pass, answer `reply` ({ code, message })
+		 * or 'drop' the connection, `times` times; then the peer answers normally again.
+		 * 'drop' at 'end-of-data' keeps the message (it was received) but never confirms it.
+		 */
+		inject(step, reply, { skip = 0, times = 1 } = {}) {
+			if (!['greeting', 'auth', 'mail', 'rcpt', 'data', 'end-of-data'].includes(step)) throw new Error(`unknown SMTP step ${step}`);
+			faults.push({ step, reply, skip, times });
+		},
+		/** Messages held per Subject header, to count duplicates. */
+		subjects() {
+			const counts = new Map();
+			for (const message of received) {
+				const subject = /^Subject: (.*)$/im.exec(message.raw ? message.raw.toString('utf8').split('\r\n\r\n')[0] : '')?.[1] ?? '';
+				counts.set(subject, (counts.get(subject) ?? 0) + 1);
+			}
+			return counts;
+		},
 		reset() {
 			behaviour.authRefusal = null;
 			behaviour.senderRefusal = null;
+			behaviour.recipientRefusals.clear();
+			faults.length = 0;
 			received.length = 0;
 			for (const key of Object.keys(stats)) stats[key] = 0;
 		},

@@ -2,11 +2,11 @@ import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 // UIDs as a compact IMAP set (1:3,7,9:10), so a 10,000-message FETCH stays one short line.
 import { packMessageRange } from 'imapflow/lib/tools';
 import { Readable } from 'node:stream';
-import tls from 'node:tls';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
 import { MailTransportError } from '../contracts';
+import { tlsClientOptions } from '../tls-options';
 import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
@@ -76,10 +76,7 @@ export class ImapReader {
 				secure: this.options.security === 'tls',
 				doSTARTTLS: this.options.security === 'starttls' ? true : this.options.security === 'none' ? false : undefined,
 				auth,
-				tls: {
-					rejectUnauthorized: this.options.rejectUnauthorized,
-					...(this.options.ca ? { ca: [...tls.rootCertificates, this.options.ca] } : {}),
-				},
+				tls: tlsClientOptions({ rejectUnauthorized: this.options.rejectUnauthorized, ca: this.options.ca }),
 				logger: false,
 				disableAutoIdle: true,
 				connectionTimeout: this.options.connectionTimeoutMs ?? 30_000,

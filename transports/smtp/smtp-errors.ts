@@ -12,12 +12,19 @@ interface NodemailerLikeError {
 
 const CERT_PROBLEMS =
 	/self[- ]signed|unable to (get|verify)|certificate (has expired|is not yet valid)|CERT_|altnames|Hostname\/IP does not match/i;
+const OLD_TLS = /unsupported protocol|protocol version|UNSUPPORTED_PROTOCOL/i;
 const WRONG_TLS_MODE = /wrong version number|packet length too long|unknown protocol|ssl3_get_record|EPROTO/i;
+
+const CONNECTION_LOSS_CODES = new Set(['ECONNECTION', 'ESOCKET', 'ETIMEDOUT']);
+
+/** Code of a connection lost after the server had the whole message: it may or may not hold it. */
+export const DELIVERY_UNKNOWN = 'SMTP_DELIVERY_UNKNOWN';
+const TEMPORARY_FAILURE = 'SMTP_TEMPORARY_FAILURE';
 
 /** Turns a nodemailer / socket failure into one line plus a hint that names the fix. */
 export function describeSmtpError(
 	error: unknown,
-	target: { host: string; port: number; auth?: 'password' | 'app-only' | 'delegated' },
+	target: { host: string; port: number; auth?: 'password' | 'app-only' | 'delegated'; afterEndOfData?: boolean },
 ): ActionableError {
 	if (error instanceof ActionableError) return error;
 	const e = (error ?? {}) as NodemailerLikeError;
@@ -26,6 +33,22 @@ export function describeSmtpError(
 	const code = e.code ?? e.cause?.code ?? 'ESMTP';
 	const responseCode = e.responseCode;
 	const enhanced = /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(raw)?.[1];
+
+	if (target.afterEndOfData && !responseCode && CONNECTION_LOSS_CODES.has(code)) {
+		return new MailTransportError(
+			`Connection to ${where} was lost after the whole message was sent, before the server confirmed it: delivery unknown (${raw})`,
+			DELIVERY_UNKNOWN,
+			'The server may or may not have accepted the message. Check the recipient or the Sent Items before sending it again',
+		);
+	}
+	if (responseCode && responseCode >= 400 && responseCode < 500) {
+		return new MailTransportError(
+			`SMTP server ${where} answered with a temporary failure (${responseCode}): ${raw}`,
+			TEMPORARY_FAILURE,
+			'The server asked to try again later (greylisting, rate limit, maintenance). Retried with back-off; run it again later or raise Send Retries',
+			responseCode,
+		);
+	}
 
 	if (responseCode === 535 && enhanced === '5.7.139') {
 		return new MailTransportError(
@@ -83,6 +106,14 @@ export function describeSmtpError(
 			responseCode,
 		);
 	}
+	if (OLD_TLS.test(raw) || OLD_TLS.test(e.cause?.code ?? '')) {
+		return new MailTransportError(
+			`TLS handshake with ${where} failed: the server offers no TLS 1.2 or newer (${raw})`,
+			'SMTP_TLS_VERSION',
+			'Connections need TLS 1.2 or newer; ask the mail server admin to enable TLS 1.2/1.3',
+			responseCode,
+		);
+	}
 	if (WRONG_TLS_MODE.test(raw)) {
 		return new MailTransportError(
 			`TLS handshake with ${where} failed: ${raw}`,
@@ -107,7 +138,7 @@ export function describeSmtpError(
 			responseCode,
 		);
 	}
-	if (code === 'ECONNECTION' || code === 'EDNS' || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET|EHOSTUNREACH/.test(raw)) {
+	if (code === 'ECONNECTION' || code === 'ESOCKET' || code === 'EDNS' || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ECONNRESET|EHOSTUNREACH/.test(raw)) {
 		return new MailTransportError(
 			`Cannot connect to SMTP server ${where}: ${raw}`,
 			'SMTP_CONNECTION',
@@ -131,12 +162,38 @@ export function describeSmtpError(
 			responseCode,
 		);
 	}
+	if (code === 'EMESSAGE' && responseCode && responseCode >= 500) {
+		return new MailTransportError(
+			`SMTP server refused the message: ${raw}`,
+			'SMTP_MESSAGE_REJECTED',
+			'The server took the whole message and then refused it (policy, spam or content filter); see its reply',
+			responseCode,
+		);
+	}
 	return new MailTransportError(
 		`SMTP error from ${where}: ${raw}`,
 		code,
 		'See the server response above; check the credential and message fields',
 		responseCode,
 	);
+}
+
+/**
+ * Whether another attempt is safe and may help: 4xx replies (the server said it did not take
+ * the message) and a connection lost before the end of DATA. Never after the end of DATA
+ * without a reply, never a permanent (5xx) refusal, a certificate or a sign-in token problem.
+ */
+export function isRetryableSmtpFailure(described: ActionableError, afterEndOfData: boolean): boolean {
+	if (!(described instanceof MailTransportError)) return false;
+	if (described.code === TEMPORARY_FAILURE) return true;
+	if (described.responseCode) return false;
+	return !afterEndOfData && (described.code === 'SMTP_CONNECTION' || described.code === 'SMTP_TIMEOUT');
+}
+
+/** The same failure, saying how many attempts were made before giving up. */
+export function withAttempts(failure: ActionableError, attempts: number): ActionableError {
+	if (!(failure instanceof MailTransportError)) return failure;
+	return new MailTransportError(`${failure.message} (gave up after ${attempts} attempts)`, failure.code, failure.hint, failure.responseCode);
 }
 
 function oneLine(text: string): string {

@@ -21,6 +21,8 @@ export interface SenderDefaults {
 }
 
 const MB = 1024 * 1024;
+/** Exchange Online's limit per message. */
+export const DEFAULT_MAX_RECIPIENTS = 500;
 const SMALL_ATTACHMENT_BYTES = 256 * 1024;
 
 /**
@@ -60,6 +62,7 @@ export async function buildMessage(
 	if (to.length + cc.length + bcc.length === 0) {
 		throw new MessageInputError('To', 'no recipient given', 'Fill in To (or CC / BCC) with at least one address');
 	}
+	assertRecipientLimit(to.length + cc.length + bcc.length, Number(options.maxRecipients ?? DEFAULT_MAX_RECIPIENTS));
 	const replyTo = parseAddressList('Reply To', options.replyTo);
 
 	const subject = String(param('subject') ?? '');
@@ -97,6 +100,17 @@ export async function buildMessage(
 	}
 
 	return { from, to, cc, bcc, replyTo, subject, text, html, attachments, headers, priority };
+}
+
+function assertRecipientLimit(count: number, limit: number): void {
+	const max = Number.isFinite(limit) && limit >= 1 ? limit : DEFAULT_MAX_RECIPIENTS;
+	if (count > max) {
+		throw new MessageInputError(
+			'To',
+			`${count} recipients (To, CC and BCC together) are more than the ${max} allowed per message`,
+			'Split the recipients over several items, or raise "Max Recipients Per Message" if your server accepts more',
+		);
+	}
 }
 
 async function binaryAttachment(
