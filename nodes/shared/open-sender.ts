@@ -8,7 +8,7 @@ import {
 	appOnlyTokens,
 	createMicrosoftSmtpSender,
 	DELEGATED_CREDENTIAL,
-	delegatedTokens,
+	delegatedTokensThroughN8n,
 	readAppOnlyCredential,
 	readDelegatedCredential,
 	tokenUser,
@@ -47,7 +47,7 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 		const tokens = appOnlyTokens(credential);
 		return {
 			fromAddress: mailbox,
-			allowedFrom: [],
+			allowedFrom: credential.allowedMailboxes,
 			secrets: credential.secrets,
 			create: ({ maxConnections }) =>
 				createMicrosoftSmtpSender(credential, tokens, 'app-only', mailbox, { maxConnections }),
@@ -55,19 +55,13 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 	}
 	if (authentication === 'microsoftDelegated') {
 		const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
-		// n8n refreshes the token and stores the rotated refresh token in its encrypted store
-		// (with a lock, so queue-mode workers do not race each other).
-		const tokens = delegatedTokens(credential, async () => {
-			const fresh = (await ctx.helpers.refreshOAuth2Token.call(ctx, DELEGATED_CREDENTIAL)) as { access_token?: string };
-			if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
-			return fresh.access_token;
-		});
+		const tokens = delegatedTokensThroughN8n(ctx, credential);
 		let mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
 		if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
 		if (!mailbox) throw noMailbox();
 		return {
 			fromAddress: mailbox,
-			allowedFrom: [],
+			allowedFrom: credential.allowedMailboxes,
 			secrets: credential.secrets,
 			create: ({ maxConnections }) =>
 				createMicrosoftSmtpSender(credential, tokens, 'delegated', mailbox, { maxConnections }),

@@ -4,11 +4,63 @@ export function maskIdentifier(value: string): string {
 	return `****${value.slice(-4)}`;
 }
 
-/** Removes every known secret from a text that may end up in an error, log or output. */
-export function redactSecrets(text: string, secrets: Array<string | undefined>): string {
+/** Shortest secret that is redacted; shorter values would blank out ordinary words. */
+const MIN_SECRET_LENGTH = 4;
+/** Encoded forms need this many bytes of secret, so they cannot match by chance. */
+const MIN_ENCODED_BYTES = 6;
+
+/**
+ * Every way a secret is seen in text: as is, JSON- and URL-escaped, hex, and its base64 /
+ * base64url forms. A secret inside a larger base64 blob (the XOAUTH2 SASL string
+ * `user=…\x01auth=Bearer <token>\x01\x01`, a Basic header) is encoded differently
+ * depending on its offset modulo 3, so for each of the three alignments the part of the
+ * encoding made only of the secret's own bytes is redacted; at most two characters at each
+ * edge (under two bytes) stay visible.
+ */
+export function secretForms(secret: string): string[] {
+	const forms = new Set([secret, JSON.stringify(secret).slice(1, -1), encodeURIComponent(secret)]);
+	const bytes = Buffer.from(secret, 'utf8');
+	forms.add(bytes.toString('hex'));
+	forms.add(bytes.toString('hex').toUpperCase());
+	for (let skip = 0; skip < 3; skip++) {
+		const usable = Math.floor((bytes.length - skip) / 3) * 3;
+		if (usable < MIN_ENCODED_BYTES) continue;
+		const core = bytes.subarray(skip, skip + usable);
+		forms.add(core.toString('base64'));
+		forms.add(core.toString('base64url'));
+	}
+	return [...forms].filter((form) => form.length >= MIN_SECRET_LENGTH);
+}
+
+/**
+ * Adds a secret to the list of one execution. The list is live: redaction reads it when an
+ * error is described, so token providers add each token they hand out and an error raised
+ * after a refresh is redacted of the token that refresh returned.
+ */
+export function addSecret(secrets: string[], value: string | undefined): void {
+	if (value && value.length >= MIN_SECRET_LENGTH && !secrets.includes(value)) secrets.push(value);
+}
+
+/** Removes every known secret, in every encoding, from a text that may end up in an error, log or output. */
+export function redactSecrets(text: string, secrets: Iterable<string | undefined>): string {
+	const forms = new Set<string>();
+	for (const secret of secrets) if (secret && secret.length >= MIN_SECRET_LENGTH) for (const form of secretForms(secret)) forms.add(form);
+	// Longest first, so a longer form is never cut apart by a shorter one.
 	let result = text;
-	for (const secret of secrets) {
-		if (secret && secret.length >= 4) result = result.split(secret).join('****');
+	for (const form of [...forms].sort((a, b) => b.length - a.length)) {
+		if (result.includes(form)) result = result.split(form).join('****');
 	}
 	return result;
+}
+
+/** Redacts an error in place (message, hint, stack), keeping its class and code. */
+export function redactError<T>(error: T, secrets: Iterable<string | undefined>): T {
+	if (!(error instanceof Error)) return error;
+	const list = [...secrets];
+	error.message = redactSecrets(error.message, list);
+	if (error.stack) error.stack = redactSecrets(error.stack, list);
+	const withHint = error as Error & { hint?: unknown; description?: unknown };
+	if (typeof withHint.hint === 'string') withHint.hint = redactSecrets(withHint.hint, list);
+	if (typeof withHint.description === 'string') withHint.description = redactSecrets(withHint.description, list);
+	return error;
 }
