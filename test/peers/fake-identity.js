@@ -114,7 +114,8 @@ async function startFakeIdentity(options) {
 	const refreshTokens = new Map(); // refresh token -> grant
 	const mailboxGrants = new Map(); // `${tid}|${lower(clientId or upn)}` -> Set(lower mailbox)
 	const requests = [];
-	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600 };
+	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600, answerDelay: { ms: 0, route: 'token' } };
+	const delayTimers = new Set();
 
 	let authorityHost = ''; // set once the port is known
 	let host = '';
@@ -716,6 +717,14 @@ async function startFakeIdentity(options) {
 		res.on('finish', () => {
 			record.status = res.statusCode;
 		});
+		const { ms, route: delayed } = settings.answerDelay;
+		if (ms > 0 && url.pathname !== '/introspect' && (delayed === 'all' || url.pathname.endsWith('/oauth2/v2.0/token'))) {
+			await new Promise((resolve) => {
+				const timer = setTimeout(() => resolve(delayTimers.delete(timer)), ms);
+				delayTimers.add(timer);
+			});
+			if (res.destroyed) return;
+		}
 		const correlationId = req.headers['client-request-id'];
 		const route = segments.slice(1).join('/');
 		try {
@@ -840,12 +849,21 @@ async function startFakeIdentity(options) {
 		setTokenLifetime(seconds) {
 			settings.tokenLifetime = seconds;
 		},
+		/**
+		 * Holds every answer of the token endpoint (route 'token') or of every HTTPS route but
+		 * /introspect ('all') for `ms` before handling it; 0 turns it off. For time-out tests.
+		 */
+		delayAnswers(ms, route = 'token') {
+			settings.answerDelay = { ms, route };
+		},
 		/** Refresh token inactivity lifetime in seconds (default 90 days). */
 		setRefreshTokenLifetime(seconds) {
 			settings.refreshTokenLifetime = seconds;
 			for (const grant of refreshTokens.values()) grant.expiresAt = grant.issuedAt + seconds;
 		},
 		close() {
+			for (const timer of delayTimers) clearTimeout(timer);
+			delayTimers.clear();
 			const servers = [server, introspectionServer, ...(has6 ? [server6] : [])];
 			return Promise.all(
 				servers.map(
