@@ -11,7 +11,7 @@ const MIN_ENCODED_BYTES = 6;
 
 /**
  * Every way a secret is seen in text: as is, JSON- and URL-escaped, hex, and its base64 /
- * base64url forms. A secret inside a larger base64 blob (the XOAUTH2 SASL string
+ * base64url forms, alone and inside a larger blob. A secret inside a larger base64 blob (the XOAUTH2 SASL string
  * `user=…\x01auth=Bearer <token>\x01\x01`, a Basic header) is encoded differently
  * depending on its offset modulo 3, so for each of the three alignments the part of the
  * encoding made only of the secret's own bytes is redacted; at most two characters at each
@@ -22,6 +22,8 @@ export function secretForms(secret: string): string[] {
 	const bytes = Buffer.from(secret, 'utf8');
 	forms.add(bytes.toString('hex'));
 	forms.add(bytes.toString('hex').toUpperCase());
+	forms.add(bytes.toString('base64'));
+	forms.add(bytes.toString('base64url'));
 	for (let skip = 0; skip < 3; skip++) {
 		const usable = Math.floor((bytes.length - skip) / 3) * 3;
 		if (usable < MIN_ENCODED_BYTES) continue;
@@ -41,16 +43,48 @@ export function addSecret(secrets: string[], value: string | undefined): void {
 	if (value && value.length >= MIN_SECRET_LENGTH && !secrets.includes(value)) secrets.push(value);
 }
 
+/**
+ * A leading piece this long of a secret (in any form) is redacted with however much of the
+ * secret follows it: a server reply cut to length (the SMTP transport keeps 500 characters)
+ * may stop in the middle of an echoed token.
+ */
+const PARTIAL_ANCHOR = 16;
+
 /** Removes every known secret, in every encoding, from a text that may end up in an error, log or output. */
 export function redactSecrets(text: string, secrets: Iterable<string | undefined>): string {
 	const forms = new Set<string>();
 	for (const secret of secrets) if (secret && secret.length >= MIN_SECRET_LENGTH) for (const form of secretForms(secret)) forms.add(form);
-	// Longest first, so a longer form is never cut apart by a shorter one.
-	let result = text;
-	for (const form of [...forms].sort((a, b) => b.length - a.length)) {
-		if (result.includes(form)) result = result.split(form).join('****');
+	// Spans of every form are found in the original text and merged: tokens of one issuer
+	// share their first characters, so one token's partial match must not hide another's.
+	const spans: Array<[number, number]> = [];
+	for (const form of forms) spans.push(...matches(text, form));
+	if (spans.length === 0) return text;
+	spans.sort((a, b) => a[0] - b[0]);
+	let result = '';
+	let from = 0;
+	let [start, end] = spans[0];
+	for (const [at, to] of spans.slice(1)) {
+		if (at <= end) {
+			end = Math.max(end, to);
+			continue;
+		}
+		result += `${text.slice(from, start)}****`;
+		from = end;
+		[start, end] = [at, to];
 	}
-	return result;
+	return `${result}${text.slice(from, start)}****${text.slice(end)}`;
+}
+
+/** Where a form occurs whole, or from its first PARTIAL_ANCHOR characters on as far as it matches. */
+function matches(text: string, form: string): Array<[number, number]> {
+	const anchor = form.slice(0, PARTIAL_ANCHOR);
+	const found: Array<[number, number]> = [];
+	for (let at = text.indexOf(anchor); at >= 0; at = text.indexOf(anchor, at + 1)) {
+		let end = at + anchor.length;
+		while (end - at < form.length && text[end] === form[end - at]) end++;
+		found.push([at, end]);
+	}
+	return found;
 }
 
 /** Redacts an error in place (message, hint, stack), keeping its class and code. */
