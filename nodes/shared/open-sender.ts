@@ -6,6 +6,7 @@ import { IdentityError } from '../../auth/identity-errors';
 import {
 	APP_ONLY_CREDENTIAL,
 	appOnlyTokens,
+	assertMailboxAllowed,
 	createMicrosoftSmtpSender,
 	DELEGATED_CREDENTIAL,
 	delegatedTokensThroughN8n,
@@ -44,6 +45,7 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 		const credential = readAppOnlyCredential(await ctx.getCredentials(APP_ONLY_CREDENTIAL));
 		const mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
 		if (!mailbox) throw noMailbox();
+		assertMailboxAllowed(credential, mailbox, 'Mailbox');
 		const tokens = appOnlyTokens(credential);
 		return {
 			fromAddress: mailbox,
@@ -59,6 +61,7 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 		let mailbox = String(ctx.getNodeParameter('options.mailbox', 0, '') || credential.mailbox).trim();
 		if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
 		if (!mailbox) throw noMailbox();
+		assertMailboxAllowed(credential, mailbox, 'Mailbox');
 		return {
 			fromAddress: mailbox,
 			allowedFrom: credential.allowedMailboxes,
