@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
+import { testAppOnlyCredential } from '../../nodes/shared/microsoft-credential-test';
 import { createPoller, runLoadOptions, runNode } from '../harness/n8n-run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -196,5 +197,14 @@ describe('Allowed Mailboxes on the Microsoft credentials', () => {
 		).rejects.toMatchObject({ name: 'NodeOperationError', message: `Mailbox: "${ROBOT}" is not in the credential's Allowed Mailboxes` });
 		expect(imap.stats.connections).toBe(0);
 		expect(tokenRequests()).toBe(tokensBefore);
+	});
+
+	it('the credential Test button reports a Default Mailbox outside the list, without asking for a token', async () => {
+		const { data } = appOnly('@fabrikam.example').modernAuthMicrosoftAppOnlyApi;
+		const tokensBefore = tokenRequests();
+		const result = await testAppOnlyCredential(data);
+		expect(result).toEqual({ status: 'Error', message: expect.stringMatching(/^Default Mailbox: "robot@contoso\.example" is not in the credential's Allowed Mailboxes\. Fix: /) });
+		expect(tokenRequests()).toBe(tokensBefore);
+		expect((await testAppOnlyCredential({ ...data, allowedMailboxes: '@contoso.example' })).status).toBe('OK');
 	});
 });
