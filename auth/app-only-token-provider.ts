@@ -2,7 +2,9 @@ import { ConfidentialClientApplication, type Configuration } from '@azure/msal-n
 import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 
 import { appOnlyScope, type CloudEndpoints } from './clouds';
-import { describeIdentityError, IdentityError } from './identity-errors';
+import { describeIdentityError, IdentityError, identityTimeoutError } from './identity-errors';
+import { IdleLruCache } from './idle-lru-cache';
+import { TimedNetworkClient, tokenTimeoutMs } from './timed-network-client';
 
 export type TokenAudience = 'exchange' | 'graph';
 
@@ -39,6 +41,8 @@ export interface AppOnlyConfig {
 	cloud: CloudEndpoints;
 	clientSecret?: string;
 	certificate?: AppOnlyCertificate;
+	/** Deadline per request to the identity platform; default MAM_TOKEN_TIMEOUT_MS, else 30 s. */
+	tokenTimeoutMs?: number;
 }
 
 /** Renew this long before expiry, so a token never expires in the middle of a send. */
@@ -102,11 +106,18 @@ export function inspectCertificate(input: AppOnlyCertificate): CertificateInfo {
  * the same token wait for one request to the identity platform.
  */
 class AppOnlyClient implements TokenProvider {
-	private readonly msal: ConfidentialClientApplication;
+	private msal?: ConfidentialClientApplication;
 	private readonly tokens = new Map<TokenAudience, AccessToken>();
 	private readonly pending = new Map<TokenAudience, Promise<AccessToken>>();
+	private readonly network: TimedNetworkClient;
+	private readonly cloud: CloudEndpoints;
+	private readonly timeoutMs: () => number;
 
-	constructor(private readonly config: AppOnlyConfig) {
+	constructor(config: AppOnlyConfig) {
+		this.cloud = config.cloud;
+		const configuredTimeout = config.tokenTimeoutMs;
+		this.timeoutMs = () => tokenTimeoutMs(configuredTimeout);
+		this.network = new TimedNetworkClient(this.timeoutMs);
 		const authorityUrl = new URL(config.cloud.authorityHost);
 		const msalConfig: Configuration = {
 			auth: {
@@ -116,7 +127,10 @@ class AppOnlyClient implements TokenProvider {
 				// clouds and private endpoints would otherwise fail.
 				knownAuthorities: [authorityUrl.host],
 			},
-			system: { loggerOptions: { piiLoggingEnabled: false, loggerCallback: () => {} } },
+			system: {
+				loggerOptions: { piiLoggingEnabled: false, loggerCallback: () => {} },
+				networkClient: this.network,
+			},
 		};
 		if (config.certificate) {
 			const info = inspectCertificate(config.certificate);
@@ -129,6 +143,13 @@ class AppOnlyClient implements TokenProvider {
 			msalConfig.auth.clientSecret = config.clientSecret;
 		}
 		this.msal = new ConfidentialClientApplication(msalConfig);
+	}
+
+	/** Evicted from the cache: drop the MSAL client (with the decrypted secret or key) and its tokens. */
+	dispose(): void {
+		this.msal?.clearCache();
+		this.msal = undefined;
+		this.tokens.clear();
 	}
 
 	async getToken(audience: TokenAudience, options: TokenRequestOptions = {}): Promise<AccessToken> {
@@ -145,9 +166,11 @@ class AppOnlyClient implements TokenProvider {
 	}
 
 	private async acquire(audience: TokenAudience, skipCache: boolean): Promise<AccessToken> {
+		const timeoutsBefore = this.network.timeouts;
 		try {
+			if (!this.msal) throw new Error('the Microsoft sign-in client was released');
 			const result = await this.msal.acquireTokenByClientCredential({
-				scopes: [appOnlyScope(this.config.cloud, audience)],
+				scopes: [appOnlyScope(this.cloud, audience)],
 				skipCache: skipCache || undefined,
 			});
 			if (!result?.accessToken) throw new Error('the identity platform returned no access token');
@@ -155,16 +178,49 @@ class AppOnlyClient implements TokenProvider {
 				token: result.accessToken,
 				expiresAt: result.expiresOn ?? new Date(Date.now() + 55 * 60 * 1000),
 			};
-			this.tokens.set(audience, token);
+			if (this.msal) this.tokens.set(audience, token);
 			return token;
 		} catch (error) {
 			this.tokens.delete(audience);
-			throw describeIdentityError(error, { authorityHost: this.config.cloud.authorityHost });
+			// MSAL reports a timed-out discovery request only as "endpoints could not be resolved".
+			if (this.network.timeouts > timeoutsBefore) throw identityTimeoutError(this.cloud.authorityHost, this.timeoutMs());
+			throw describeIdentityError(error, { authorityHost: this.cloud.authorityHost });
 		}
 	}
 }
 
-const clients = new Map<string, AppOnlyClient>();
+export interface AppOnlyClientCacheOptions {
+	/** Most MSAL clients kept (one per credential version); default 50. */
+	maxClients?: number;
+	/** A client unused this long is dropped with its keys; default 30 minutes. */
+	idleMs?: number;
+	/** Clock, for tests. */
+	now?: () => number;
+}
+
+function createClientCache(options: AppOnlyClientCacheOptions = {}): IdleLruCache<AppOnlyClient> {
+	return new IdleLruCache<AppOnlyClient>({
+		maxEntries: options.maxClients ?? 50,
+		idleMs: options.idleMs ?? 30 * 60 * 1000,
+		now: options.now,
+		onEvict: (client) => client.dispose(),
+	});
+}
+
+// Every edited credential is a new version with its own decrypted secret: without a bound,
+// each would stay in memory for the life of the process.
+let clients = createClientCache();
+
+/** Replaces the client cache (dropping every client); for tuning and tests. */
+export function configureAppOnlyClientCache(options: AppOnlyClientCacheOptions = {}): void {
+	clients.clear();
+	clients = createClientCache(options);
+}
+
+/** How many MSAL clients are held right now. */
+export function appOnlyClientCount(): number {
+	return clients.size;
+}
 
 /** A hash of everything that identifies the credential; never the raw secret as a key. */
 export function credentialFingerprint(config: AppOnlyConfig): string {
@@ -195,10 +251,16 @@ export function appOnlyTokenProvider(config: AppOnlyConfig): TokenProvider {
 		);
 	}
 	const key = credentialFingerprint(config);
-	let client = clients.get(key);
-	if (!client) {
-		client = new AppOnlyClient(config);
-		clients.set(key, client);
-	}
-	return client;
+	const clientFor = () => {
+		let client = clients.get(key);
+		if (!client) {
+			client = new AppOnlyClient(config);
+			clients.set(key, client);
+		}
+		return client;
+	};
+	// Built now, so a bad certificate fails before any item is processed.
+	clientFor();
+	// Callers hold this handle, not the client: an evicted client is rebuilt on next use.
+	return { getToken: (audience, options) => clientFor().getToken(audience, options) };
 }

@@ -1,4 +1,5 @@
 import { ActionableError } from '../model/actionable-error';
+import { formatSeconds, IDENTITY_TIMEOUT_CODE, tokenTimeoutMs } from './timed-network-client';
 
 /** A sign-in failure at the Microsoft identity platform, with the AADSTS code when known. */
 export class IdentityError extends ActionableError {
@@ -11,6 +12,15 @@ export class IdentityError extends ActionableError {
 		super(message, code, hint);
 		this.name = 'IdentityError';
 	}
+}
+
+/** The identity platform took longer than the per-request deadline. */
+export function identityTimeoutError(authorityHost: string, timeoutMs: number): IdentityError {
+	return new IdentityError(
+		`The Microsoft identity platform did not answer within ${formatSeconds(timeoutMs)} (${authorityHost})`,
+		'IDENTITY_TIMEOUT',
+		'Try again later; if it persists, check that n8n can reach the sign-in host (proxy, firewall) and the Microsoft 365 service status. MAM_TOKEN_TIMEOUT_MS sets the limit in milliseconds',
+	);
 }
 
 interface AadstsRule {
@@ -106,6 +116,7 @@ export function describeIdentityError(error: unknown, context: { authorityHost: 
 			code,
 		);
 	}
+	if (e.errorCode === IDENTITY_TIMEOUT_CODE) return identityTimeoutError(context.authorityHost, tokenTimeoutMs());
 	if (e.errorCode === 'invalid_grant') {
 		const rule = AADSTS[70008];
 		return new IdentityError(`Microsoft sign-in failed: ${rule.summary}`, 'INVALID_GRANT', rule.hint);

@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField } from './common/shared-fields';
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField, allowedMailboxesField } from './common/shared-fields';
 
 /**
  * Microsoft Entra ID app registration used without a signed-in user (client credentials).
@@ -112,6 +112,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			description:
 				'Mailbox the app acts as when a node does not name one. The app needs permission on it (Add-MailboxPermission).',
 		},
+		allowedMailboxesField,
 		{
 			displayName: 'Trusted CA Certificate (PEM)',
 			name: 'caCertificate',

@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField } from './common/shared-fields';
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField, allowedMailboxesField } from './common/shared-fields';
 
 // Sign-in hosts per cloud, resolved by n8n when it builds the authorize and token URLs.
 const AUTHORITY =
@@ -75,6 +75,7 @@ export class ModernAuthMicrosoftDelegatedOAuth2Api implements ICredentialType {
 			description:
 				'Mailbox to open (XOAUTH2 user). Empty uses the signed-in account; a shared mailbox needs Full Access for that account.',
 		},
+		allowedMailboxesField,
 		smtpServerField,
 		imapServerField,
 		{

@@ -46,3 +46,14 @@ export const imapServerField: INodeProperties = {
 	placeholder: 'outlook.office365.com:993',
 	description: 'Host and port for reading (implicit TLS). Empty uses the cloud default.',
 };
+
+/** Guard for agent-driven workflows: which mailboxes nodes may open or send as. */
+export const allowedMailboxesField: INodeProperties = {
+	displayName: 'Allowed Mailboxes',
+	name: 'allowedMailboxes',
+	type: 'string',
+	default: '',
+	placeholder: 'robot@contoso.com, @sales.contoso.com',
+	description:
+		'Comma-separated addresses or @domains that nodes may open, read or send as (Mailbox and From). Empty allows any mailbox the account can reach.',
+};

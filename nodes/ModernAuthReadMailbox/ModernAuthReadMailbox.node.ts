@@ -12,7 +12,7 @@ import {
 } from 'n8n-workflow';
 
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
-import { describeItemError, toNodeOperationError } from '../shared/node-errors';
+import { describeItemError, toLoadOptionsError, toNodeOperationError } from '../shared/node-errors';
 import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
 import { parseRawSearch } from '../../transports/imap/search';
 import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
@@ -48,12 +48,15 @@ export class ModernAuthReadMailbox implements INodeType {
 		loadOptions: {
 			async getFolders(this: ILoadOptionsFunctions): Promise<INodePropertyOptions[]> {
 				const authentication = this.getNodeParameter('authentication', 'imap') as ReadAuthentication;
-				const { reader } = await prepareReader(this, authentication);
+				let setup: ReaderSetup | undefined;
 				try {
-					await reader.connect();
-					return (await reader.listFolders()).map((f) => ({ name: f.path, value: f.path }));
+					setup = await prepareReader(this, authentication);
+					await setup.reader.connect();
+					return (await setup.reader.listFolders()).map((f) => ({ name: f.path, value: f.path }));
+				} catch (error) {
+					throw toLoadOptionsError(this.getNode(), error, setup?.secrets ?? []);
 				} finally {
-					await reader.close();
+					await setup?.reader.close();
 				}
 			},
 		},

@@ -1,4 +1,4 @@
-import type { ICredentialDataDecryptedObject } from 'n8n-workflow';
+import type { ICredentialDataDecryptedObject, IExecuteFunctions, ILoadOptionsFunctions } from 'n8n-workflow';
 
 import {
 	appOnlyTokenProvider,
@@ -8,8 +8,11 @@ import {
 import { resolveCloud } from '../../auth/clouds';
 import { IdentityError } from '../../auth/identity-errors';
 import { DelegatedTokenProvider } from '../../auth/delegated-token-provider';
+import { ActionableError } from '../../model/actionable-error';
+import { isFromAllowed, splitList } from '../../model/validate';
+import { ImapReader } from '../../transports/imap/imap-reader';
 import { SmtpSender, type SmtpSenderOptions } from '../../transports/smtp/smtp-sender';
-import { maskIdentifier } from './redact';
+import { addSecret, maskIdentifier, redactError } from './redact';
 
 export const APP_ONLY_CREDENTIAL = 'modernAuthMicrosoftAppOnlyApi';
 export const DELEGATED_CREDENTIAL = 'modernAuthMicrosoftDelegatedOAuth2Api';
@@ -25,7 +28,9 @@ export interface AppOnlyCredential {
 	imapPort: number;
 	mailbox: string;
 	caCertificate: string;
-	/** Values that must never show up in messages. */
+	/** Mailboxes (addresses, `@domains`) nodes may open or send as; empty allows any. */
+	allowedMailboxes: string[];
+	/** Values that must never show up in messages; live: tokens are added as they are handed out. */
 	secrets: string[];
 }
 
@@ -77,6 +82,7 @@ export function readAppOnlyCredential(data: ICredentialDataDecryptedObject): App
 		smtpPort,
 		mailbox: text('mailbox'),
 		caCertificate: text('caCertificate'),
+		allowedMailboxes: splitList(text('allowedMailboxes')),
 		secrets: [clientSecret, privateKeyPem, passphrase].filter(Boolean),
 	};
 }
@@ -87,8 +93,27 @@ function hostAndPort(value: string, defaultHost: string, defaultPort: number): [
 	return [match?.[1] ?? defaultHost, match?.[2] ? Number(match[2]) : defaultPort];
 }
 
+/**
+ * Hands out the provider's tokens and adds each one to the credential's live secret list;
+ * identity errors are redacted here, so even a failure before any node code sees the
+ * secrets (e.g. while finding the signed-in user) carries none.
+ */
+function collectingSecrets(provider: TokenProvider, secrets: string[]): TokenProvider {
+	return {
+		async getToken(audience, options) {
+			try {
+				const token = await provider.getToken(audience, options);
+				addSecret(secrets, token.token);
+				return token;
+			} catch (error) {
+				throw redactError(error, secrets);
+			}
+		},
+	};
+}
+
 export function appOnlyTokens(credential: AppOnlyCredential): TokenProvider {
-	return appOnlyTokenProvider(credential.config);
+	return collectingSecrets(appOnlyTokenProvider(credential.config), credential.secrets);
 }
 
 export interface DelegatedCredential {
@@ -100,6 +125,7 @@ export interface DelegatedCredential {
 	smtpPort: number;
 	imapHost: string;
 	imapPort: number;
+	allowedMailboxes: string[];
 	secrets: string[];
 }
 
@@ -118,6 +144,7 @@ export function readDelegatedCredential(data: ICredentialDataDecryptedObject): D
 		authorityHost: cloud.authorityHost,
 		smtpHost,
 		smtpPort,
+		allowedMailboxes: splitList(text('allowedMailboxes')),
 		secrets: [
 			typeof data.clientSecret === 'string' ? data.clientSecret : '',
 			tokenData.access_token ?? '',
@@ -136,23 +163,62 @@ export function tokenUser(token: string): string {
 	}
 }
 
-export function delegatedTokens(credential: DelegatedCredential, refresh: () => Promise<string>): DelegatedTokenProvider {
-	return new DelegatedTokenProvider({
+export function delegatedTokens(credential: DelegatedCredential, refresh: () => Promise<string>): TokenProvider {
+	const provider = new DelegatedTokenProvider({
 		audience: credential.audience,
 		accessToken: credential.accessToken,
 		authorityHost: credential.authorityHost,
 		refresh,
 	});
+	return collectingSecrets(provider, credential.secrets);
+}
+
+/**
+ * Delegated tokens refreshed through n8n, which stores the rotated refresh token in its
+ * encrypted store (with a lock, so queue-mode workers do not race each other). Both new
+ * tokens join the credential's secrets.
+ */
+export function delegatedTokensThroughN8n(ctx: IExecuteFunctions | ILoadOptionsFunctions, credential: DelegatedCredential): TokenProvider {
+	return delegatedTokens(credential, async () => {
+		const fresh = (await (ctx as IExecuteFunctions).helpers.refreshOAuth2Token.call(ctx, DELEGATED_CREDENTIAL)) as {
+			access_token?: string;
+			refresh_token?: string;
+		};
+		addSecret(credential.secrets, fresh?.refresh_token);
+		if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
+		addSecret(credential.secrets, fresh.access_token);
+		return fresh.access_token;
+	});
+}
+
+// One plain address: a list or a display name would slip past a suffix rule ("x@evil, a@ok").
+const PLAIN_ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
+
+/**
+ * Refuses a mailbox (or From address) outside the credential's Allowed Mailboxes, before
+ * anything connects: an app-only credential can usually reach every mailbox in the tenant,
+ * and both nodes can be driven by an AI agent.
+ */
+export function assertMailboxAllowed(credential: { allowedMailboxes: string[] }, mailbox: string, field: string): void {
+	const rules = credential.allowedMailboxes;
+	if (rules.length === 0) return;
+	if (PLAIN_ADDRESS.test(mailbox) && isFromAllowed(mailbox, rules)) return;
+	throw new ActionableError(
+		`${field}: "${mailbox}" is not in the credential's Allowed Mailboxes`,
+		'MAILBOX_NOT_ALLOWED',
+		`The credential allows only: ${rules.join(', ')}. Change ${field}, or add the mailbox to Allowed Mailboxes in the credential`,
+	);
 }
 
 /** SMTP submission with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
 export function createMicrosoftSmtpSender(
-	target: { smtpHost: string; smtpPort: number; caCertificate?: string },
+	target: { smtpHost: string; smtpPort: number; caCertificate?: string; allowedMailboxes: string[] },
 	tokens: TokenProvider,
 	flavour: 'app-only' | 'delegated',
 	mailbox: string,
-	options: Pick<SmtpSenderOptions, 'maxConnections' | 'retry'> = {},
+	options: Pick<SmtpSenderOptions, 'maxConnections' | 'retry'> & { field?: string } = {},
 ): SmtpSender {
+	assertMailboxAllowed(target, mailbox, options.field ?? 'Mailbox');
 	return new SmtpSender({
 		host: target.smtpHost,
 		port: target.smtpPort,
@@ -167,5 +233,29 @@ export function createMicrosoftSmtpSender(
 		ca: target.caCertificate || undefined,
 		maxConnections: options.maxConnections,
 		retry: options.retry,
+	});
+}
+
+/** IMAP over implicit TLS with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
+export function microsoftImapReader(
+	target: { imapHost: string; imapPort: number; caCertificate?: string; allowedMailboxes: string[] },
+	tokens: TokenProvider,
+	flavour: 'app-only' | 'delegated',
+	mailbox: string,
+	options: { field?: string } = {},
+): ImapReader {
+	assertMailboxAllowed(target, mailbox, options.field ?? 'Mailbox');
+	return new ImapReader({
+		host: target.imapHost,
+		port: target.imapPort,
+		security: 'tls',
+		auth: {
+			type: 'oauth2',
+			flavour,
+			user: mailbox,
+			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
+		},
+		rejectUnauthorized: true,
+		ca: target.caCertificate || undefined,
 	});
 }

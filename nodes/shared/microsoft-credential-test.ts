@@ -1,6 +1,6 @@
 import type { ICredentialDataDecryptedObject, INodeCredentialTestResult } from 'n8n-workflow';
 
-import { appOnlyTokens, readAppOnlyCredential } from './microsoft-connection';
+import { appOnlyTokens, assertMailboxAllowed, readAppOnlyCredential } from './microsoft-connection';
 import { describeItemError } from './node-errors';
 import { maskIdentifier } from './redact';
 
@@ -12,6 +12,7 @@ export async function testAppOnlyCredential(
 	try {
 		const credential = readAppOnlyCredential(data);
 		secrets = credential.secrets;
+		if (credential.mailbox) assertMailboxAllowed(credential, credential.mailbox, 'Default Mailbox');
 		const { expiresAt } = await appOnlyTokens(credential).getToken('exchange', { forceRefresh: true });
 		const minutes = Math.round((expiresAt.getTime() - Date.now()) / 60_000);
 		return {

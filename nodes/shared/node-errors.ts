@@ -34,7 +34,8 @@ export interface ItemErrorJson {
 }
 
 /** One description of a failure for both paths: thrown error and continueOnFail output. */
-export function describeItemError(error: unknown, secrets: Array<string | undefined>): ItemErrorJson {
+export function describeItemError(error: unknown, secrets: Iterable<string | undefined>): ItemErrorJson {
+	const known = [...secrets];
 	let message: string;
 	let code: string;
 	let hint: string;
@@ -56,9 +57,9 @@ export function describeItemError(error: unknown, secrets: Array<string | undefi
 		hint = 'Unexpected failure; see the message';
 	}
 	return {
-		message: humanizeSystemCodes(redactSecrets(message, secrets)),
+		message: humanizeSystemCodes(redactSecrets(message, known)),
 		code,
-		hint: redactSecrets(hint, secrets),
+		hint: redactSecrets(hint, known),
 	};
 }
 
@@ -66,11 +67,20 @@ export function toNodeOperationError(
 	node: INode,
 	error: unknown,
 	itemIndex: number,
-	secrets: Array<string | undefined>,
+	secrets: Iterable<string | undefined>,
 ): NodeOperationError {
 	const { message, hint } = describeItemError(error, secrets);
 	return new NodeOperationError(node, `Item ${itemIndex}: ${message}`, {
 		itemIndex,
 		description: hint,
 	});
+}
+
+/**
+ * For list pickers (loadOptions), whose errors n8n shows in the editor as they are: the
+ * same redacted one-line message and hint as an item error, without an item number.
+ */
+export function toLoadOptionsError(node: INode, error: unknown, secrets: Iterable<string | undefined>): NodeOperationError {
+	const { message, hint } = describeItemError(error, secrets);
+	return new NodeOperationError(node, message, { description: hint });
 }

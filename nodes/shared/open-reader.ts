@@ -1,6 +1,5 @@
 import type { ICredentialDataDecryptedObject, IExecuteFunctions, ILoadOptionsFunctions } from 'n8n-workflow';
 
-import type { TokenProvider } from '../../auth/app-only-token-provider';
 import { IdentityError } from '../../auth/identity-errors';
 import { ActionableError } from '../../model/actionable-error';
 import { ImapReader, type ImapSecurity } from '../../transports/imap/imap-reader';
@@ -8,7 +7,8 @@ import {
 	APP_ONLY_CREDENTIAL,
 	appOnlyTokens,
 	DELEGATED_CREDENTIAL,
-	delegatedTokens,
+	delegatedTokensThroughN8n,
+	microsoftImapReader,
 	readAppOnlyCredential,
 	readDelegatedCredential,
 	tokenUser,
@@ -78,44 +78,15 @@ export async function prepareReader(
 		if (!mailbox) throw noMailbox();
 		return {
 			secrets: credential.secrets,
-			reader: microsoftImapReader(credential, appOnlyTokens(credential), 'app-only', mailbox, credential.caCertificate),
+			reader: microsoftImapReader(credential, appOnlyTokens(credential), 'app-only', mailbox),
 		};
 	}
 	const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
-	const tokens = delegatedTokens(credential, async () => {
-		const fresh = (await (ctx as IExecuteFunctions).helpers.refreshOAuth2Token.call(ctx, DELEGATED_CREDENTIAL)) as {
-			access_token?: string;
-		};
-		if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
-		return fresh.access_token;
-	});
+	const tokens = delegatedTokensThroughN8n(ctx, credential);
 	let mailbox = (mailboxOverride || credential.mailbox).trim();
 	if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
 	if (!mailbox) throw noMailbox();
 	return { secrets: credential.secrets, reader: microsoftImapReader(credential, tokens, 'delegated', mailbox) };
-}
-
-/** IMAP over implicit TLS with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
-function microsoftImapReader(
-	target: { imapHost: string; imapPort: number },
-	tokens: TokenProvider,
-	flavour: 'app-only' | 'delegated',
-	mailbox: string,
-	ca?: string,
-): ImapReader {
-	return new ImapReader({
-		host: target.imapHost,
-		port: target.imapPort,
-		security: 'tls',
-		auth: {
-			type: 'oauth2',
-			flavour,
-			user: mailbox,
-			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
-		},
-		rejectUnauthorized: true,
-		ca: ca || undefined,
-	});
 }
 
 function noMailbox(): IdentityError {

@@ -7,9 +7,10 @@ import { IdentityError } from '../../auth/identity-errors';
 import {
 	APP_ONLY_CREDENTIAL,
 	appOnlyTokens,
+	assertMailboxAllowed,
 	createMicrosoftSmtpSender,
 	DELEGATED_CREDENTIAL,
-	delegatedTokens,
+	delegatedTokensThroughN8n,
 	readAppOnlyCredential,
 	readDelegatedCredential,
 	tokenUser,
@@ -53,9 +54,11 @@ function mailboxOption(ctx: IExecuteFunctions, itemIndex: number, fallback: stri
 	return String(ctx.getNodeParameter('options.mailbox', itemIndex, '') || fallback).trim();
 }
 
-function mailboxIdentity(mailbox: string): SendIdentity {
+/** Checked here, as soon as the item's mailbox is known, so a refusal names Mailbox (not From). */
+function mailboxIdentity(mailbox: string, credential: { allowedMailboxes: string[] }): SendIdentity {
 	if (!mailbox) throw noMailbox();
-	return { key: mailbox.toLowerCase(), fromAddress: mailbox, allowedFrom: [] };
+	assertMailboxAllowed(credential, mailbox, 'Mailbox');
+	return { key: mailbox.toLowerCase(), fromAddress: mailbox, allowedFrom: credential.allowedMailboxes };
 }
 
 /**
@@ -68,27 +71,21 @@ export async function prepareSender(ctx: IExecuteFunctions, authentication: Send
 		const tokens = appOnlyTokens(credential);
 		return {
 			secrets: credential.secrets,
-			identityFor: async (itemIndex) => mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox)),
+			identityFor: async (itemIndex) => mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox), credential),
 			create: (identity, tuning) =>
 				createMicrosoftSmtpSender(credential, tokens, 'app-only', identity.fromAddress, tuning),
 		};
 	}
 	if (authentication === 'microsoftDelegated') {
 		const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
-		// n8n refreshes the token and stores the rotated refresh token in its encrypted store
-		// (with a lock, so queue-mode workers do not race each other).
-		const tokens = delegatedTokens(credential, async () => {
-			const fresh = (await ctx.helpers.refreshOAuth2Token.call(ctx, DELEGATED_CREDENTIAL)) as { access_token?: string };
-			if (!fresh?.access_token) throw new Error('the token endpoint returned no access token');
-			return fresh.access_token;
-		});
+		const tokens = delegatedTokensThroughN8n(ctx, credential);
 		// The signed-in account, read from the token once, for items that name no mailbox.
 		let signedIn: Promise<string> | undefined;
 		const signedInUser = () => (signedIn ??= tokens.getToken(credential.audience).then(({ token }) => tokenUser(token)));
 		return {
 			secrets: credential.secrets,
 			identityFor: async (itemIndex) =>
-				mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox) || (await signedInUser())),
+				mailboxIdentity(mailboxOption(ctx, itemIndex, credential.mailbox) || (await signedInUser()), credential),
 			create: (identity, tuning) =>
 				createMicrosoftSmtpSender(credential, tokens, 'delegated', identity.fromAddress, tuning),
 		};

@@ -6,11 +6,13 @@
  * Only the credential store is replaced: it hands out decrypted test credentials and records
  * what n8n asks it to persist.
  */
+import { Logger } from '@n8n/backend-common';
 import { Container } from '@n8n/di';
-import { BinaryDataService, ExecutionLifecycleHooks, PollContext, WorkflowExecute } from 'n8n-core';
+import { BinaryDataService, ExecutionLifecycleHooks, LoadOptionsContext, PollContext, WorkflowExecute } from 'n8n-core';
 import {
 	createDeferredPromise,
 	ICredentialsHelper,
+	LoggerProxy,
 	Workflow,
 	type ICredentialDataDecryptedObject,
 	type ICredentials,
@@ -358,4 +360,62 @@ export async function createPoller(options: PollerOptions) {
 			return JSON.parse(JSON.stringify(workflow.staticData));
 		},
 	};
+}
+
+export interface CapturedLogEntry {
+	level: 'error' | 'warn' | 'info' | 'debug';
+	message: string;
+	metadata?: unknown;
+}
+
+/** Everything n8n's logger received (node `this.logger` and n8n's own LoggerProxy lines). */
+export const capturedLogs: CapturedLogEntry[] = [];
+
+/** Serialises errors in log metadata the way a log transport would (message and stack). */
+function printable(value: unknown): unknown {
+	if (value instanceof Error) return { ...value, name: value.name, message: value.message, stack: value.stack };
+	if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printable(v)]));
+	return value;
+}
+
+/**
+ * Installs a logger that records every entry, in place of n8n's (same interface), so tests
+ * can scan what would have reached n8n's log output.
+ */
+export function captureLogs(): CapturedLogEntry[] {
+	const entry = (level: CapturedLogEntry['level']) => (message: string, metadata?: unknown) =>
+		void capturedLogs.push({ level, message: String(message), metadata: printable(metadata) });
+	const logger = { error: entry('error'), warn: entry('warn'), info: entry('info'), debug: entry('debug'), scoped: () => logger };
+	Container.set(Logger, logger as unknown as Logger);
+	LoggerProxy.init(logger);
+	return capturedLogs;
+}
+
+export interface LoadOptionsRunOptions {
+	/** short node type, e.g. 'modernAuthReadMailbox' */
+	type: string;
+	/** loadOptions method name, e.g. 'getFolders' */
+	method: string;
+	parameters: IDataObject;
+	credentials: RunNodeOptions['credentials'];
+}
+
+/** Calls a node's loadOptions method through n8n-core's LoadOptionsContext, as the editor does. */
+export async function runLoadOptions(options: LoadOptionsRunOptions) {
+	const helper = new TestCredentialsHelper();
+	const node: INode = {
+		id: 'picker',
+		name: 'Picker',
+		type: `${PACKAGE}.${options.type}`,
+		typeVersion: 1,
+		position: [0, 0],
+		parameters: options.parameters as INode['parameters'],
+		credentials: registerCredentials(helper, options.credentials),
+	};
+	const workflow = new Workflow({ id: `wf-lo-${randomUUID().slice(0, 8)}`, nodes: [node], connections: {}, nodeTypes: new TestNodeTypes(), active: false, settings: {} });
+	const context = new LoadOptionsContext(workflow, node, testAdditionalData(helper), options.method);
+	const type = NODE_TYPES[node.type] as INodeType & { methods?: { loadOptions?: Record<string, (this: unknown) => Promise<unknown>> } };
+	const method = type.methods?.loadOptions?.[options.method];
+	if (!method) throw new Error(`${options.type} has no loadOptions method ${options.method}`);
+	return await method.call(context);
 }

@@ -114,6 +114,7 @@ async function startFakeIdentity(options) {
 	const refreshTokens = new Map(); // refresh token -> grant
 	const mailboxGrants = new Map(); // `${tid}|${lower(clientId or upn)}` -> Set(lower mailbox)
 	const requests = [];
+	const issued = []; // every access and refresh token minted (canary scans look for them)
 	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600, answerDelay: { ms: 0, route: 'token' } };
 	const delayTimers = new Set();
 
@@ -234,7 +235,9 @@ async function startFakeIdentity(options) {
 			});
 			if (roles && roles.length) claims.roles = [...roles];
 		}
-		return signJwt(claims, privateKey, kid);
+		const token = signJwt(claims, privateKey, kid);
+		issued.push(token);
+		return token;
 	}
 
 	function idToken(tenant, app, user, nonce) {
@@ -325,6 +328,7 @@ async function startFakeIdentity(options) {
 	function issueRefreshToken(tenant, app, user, scopeString) {
 		// opaque, like Entra's; the prefix only makes them recognisable in logs
 		const token = `0.A${b64url(crypto.randomBytes(48))}`;
+		issued.push(token);
 		const issuedAt = nowSeconds();
 		refreshTokens.set(token, {
 			tenantId: tenant.id,
@@ -831,6 +835,8 @@ async function startFakeIdentity(options) {
 		introspectionUrl: `http://127.0.0.1:${introspectionServer.address().port}/introspect`,
 		signingKey: { kid, publicKey },
 		requests,
+		/** Every access and refresh token this platform minted, oldest first. */
+		issuedTokens: issued,
 		addTenant,
 		addApp,
 		addUser,
