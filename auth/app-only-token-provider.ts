@@ -182,6 +182,9 @@ class AppOnlyClient implements TokenProvider {
 			return token;
 		} catch (error) {
 			this.tokens.delete(audience);
+			// MSAL keeps a 60 s throttle entry after a 5xx/429 and replays that failure without a
+			// request; clearing its cache lets the next execution ask the platform again.
+			await this.msal?.clearCache();
 			// MSAL reports a timed-out discovery request only as "endpoints could not be resolved".
 			if (this.network.timeouts > timeoutsBefore) throw identityTimeoutError(this.cloud.authorityHost, this.timeoutMs());
 			throw describeIdentityError(error, { authorityHost: this.cloud.authorityHost });

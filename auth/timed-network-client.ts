@@ -4,6 +4,10 @@ import { AuthError, type INetworkModule, type NetworkRequestOptions, type Networ
 export const IDENTITY_TIMEOUT_CODE = 'identity_timeout';
 
 const DEFAULT_TOKEN_TIMEOUT_MS = 30_000;
+/** One more try for a 5xx/429 answer: a passing platform fault should not fail the execution. */
+const TRANSIENT_RETRIES = 1;
+const RETRY_DELAYS_MS = [1000];
+const MAX_RETRY_AFTER_MS = 5_000;
 
 /**
  * How long one request to the identity platform may take: the config's value, else
@@ -34,8 +38,20 @@ export class TimedNetworkClient implements INetworkModule {
 		return this.send<T>(url, 'GET', options, timeout);
 	}
 
-	sendPostRequestAsync<T>(url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
-		return this.send<T>(url, 'POST', options);
+	/**
+	 * Token requests answered 5xx or 429 are tried again shortly (Retry-After honoured up to 5 s),
+	 * because MSAL itself would remember the failure and refuse the same request for 60 s
+	 * without asking the platform again.
+	 */
+	async sendPostRequestAsync<T>(url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
+		for (let attempt = 0; ; attempt++) {
+			const response = await this.send<T>(url, 'POST', options);
+			const transient = response.status === 429 || response.status >= 500;
+			if (!transient || attempt >= TRANSIENT_RETRIES) return response;
+			const retryAfterMs = Number(response.headers['retry-after']) * 1000;
+			const delay = Number.isFinite(retryAfterMs) && retryAfterMs > 0 ? Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) : RETRY_DELAYS_MS[attempt];
+			await new Promise((resolve) => setTimeout(resolve, delay));
+		}
 	}
 
 	private async send<T>(url: string, method: 'GET' | 'POST', options?: NetworkRequestOptions, timeout?: number): Promise<NetworkResponse<T>> {

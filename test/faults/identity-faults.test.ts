@@ -163,6 +163,30 @@ describe('identity platform faults (app-only token for SMTP)', () => {
 		expect(figures).toEqual({ sent: 3, delivered: 3, lost: 0, duplicated: 0 });
 	});
 
+	it('a 500 outlasting the retry fails the run clearly; the next run asks the platform again at once (no 60 s MSAL throttle)', async () => {
+		const app = newApp();
+		idp.failTokenRequests(2); // the request and the package's one retry
+		const input = items(2);
+		const first = await send(app, input);
+		const afterFirst = { requests: app.tokenRequests(), received: peer.received.length };
+		const second = await send(app, input);
+		const secondRequests = app.tokenRequests() - afterFirst.requests;
+		const figures = tally(input, [first, second]);
+		record({
+			transport: 'identity',
+			kind: 'fault',
+			name: 'token endpoint 500 twice, next run within the throttle window',
+			survived: Boolean(first.error) && !second.error && secondRequests >= 1 && figures.lost === 0 && figures.duplicated === 0,
+			behaviour: `run 1 ${first.error ? `failed (${first.error.message})` : 'succeeded'} after ${afterFirst.requests} token request(s); run 2 made ${secondRequests} request(s) and ${second.error ? `failed (${second.error.message})` : `sent ${figures.delivered}`}`,
+			...figures,
+		});
+		expect(first.error?.message).toMatch(/AADSTS50000/);
+		expect(afterFirst.received).toBe(0);
+		expect(secondRequests).toBeGreaterThanOrEqual(1);
+		expect(second.error).toBeUndefined();
+		expect(figures).toEqual({ sent: 2, delivered: 2, lost: 0, duplicated: 0 });
+	});
+
 	it('a token endpoint that keeps failing: a clear error, nothing sent, no retry storm', async () => {
 		const app = newApp();
 		idp.failTokenRequests(1000);
