@@ -165,6 +165,7 @@ describe('a connection dropped before the end of DATA is retried; after it, deli
 				lost: t.lost,
 				duplicated: t.duplicated,
 				deliveryUnknown: t.deliveryUnknown,
+				allowsDeliveryUnknown: afterData,
 			});
 			expect(t.lost).toBe(0);
 			expect(t.duplicated).toBe(0);
@@ -307,6 +308,7 @@ describe("n8n's Retry On Fail never sends an accepted item twice", () => {
 				lost: 3 - held.size,
 				duplicated,
 				deliveryUnknown: guarantee === 'atMostOnce' ? unknown : copies > 1 ? 1 : 0,
+				allowsDeliveryUnknown: true,
 			});
 			if (guarantee === 'atMostOnce') {
 				expect(error?.message).toMatch(/^Item 1: .*delivery unknown/);
