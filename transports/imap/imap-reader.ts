@@ -8,6 +8,7 @@ import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
 import { MailTransportError } from '../contracts';
 import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
+import { applyPostAction, type PostActionOptions, type PostActionOutcome } from './post-actions';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
@@ -249,15 +250,14 @@ export class ImapReader {
 		};
 	}
 
-	/** Applies a post-action to UIDs of the folder (opened read-write for it). */
-	async apply(folder: string, uids: number[], action: PostAction): Promise<void> {
-		if (uids.length === 0 || action.type === 'none') return;
+	/**
+	 * Applies a post-action to UIDs of the folder (opened read-write for it) and says per UID
+	 * what the server did (nothing for `none`); a refusal is an outcome, not an exception (see post-actions.ts).
+	 */
+	async apply(folder: string, uids: number[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
+		if (uids.length === 0 || action.type === 'none') return [];
 		await this.openFolder(folder, false);
-		const range = uids.join(',');
-		if (action.type === 'markRead') await this.imap.messageFlagsAdd(range, ['\\Seen'], { uid: true });
-		else if (action.type === 'flag') await this.imap.messageFlagsAdd(range, ['\\Flagged'], { uid: true });
-		else if (action.type === 'delete') await this.imap.messageDelete(range, { uid: true });
-		else if (action.type === 'move') {
+		if (action.type === 'move') {
 			const known = (await this.listFolders()).map((f) => f.path);
 			if (!known.includes(action.folder)) {
 				throw new ActionableError(
@@ -266,7 +266,11 @@ export class ImapReader {
 					`Folders in this mailbox: ${known.join(', ')}`,
 				);
 			}
-			await this.imap.messageMove(range, action.folder, { uid: true });
+		}
+		try {
+			return await applyPostAction(this.imap, uids, action, options);
+		} catch (error) {
+			throw this.describe(error);
 		}
 	}
 
