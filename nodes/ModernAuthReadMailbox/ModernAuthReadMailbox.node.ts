@@ -13,9 +13,11 @@ import {
 
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
-import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
+import { IMAP_CREDENTIAL, prepareReader, ReaderPool, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
+import type { ImapReader } from '../../transports/imap/imap-reader';
 import { parseRawSearch } from '../../transports/imap/search';
-import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
+import { recordPostAction } from './actions/post-action-result';
+import { BinaryDataSink, readRequest, toItem, type ReadRequest } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
 export class ModernAuthReadMailbox implements INodeType {
@@ -87,23 +89,20 @@ export class ModernAuthReadMailbox implements INodeType {
 		const node = this.getNode();
 		const continueOnFail = this.continueOnFail();
 		const out: INodeExecutionData[] = [];
-		let setup: ReaderSetup | undefined;
-		let connected = false;
+		const postActions: PendingPostAction[] = [];
+		let pool: ReaderPool | undefined;
+		const secrets = () => pool?.secrets ?? [];
 		try {
 			for (let i = 0; i < items.length; i++) {
 				try {
 					const request = readRequest(this, i);
 					// A malformed raw search fails this item before anything is read.
 					if (request.criteria.rawImapSearch) await parseRawSearch(request.criteria.rawImapSearch);
-					if (!setup) {
-						setup = await prepareReader(this, request.authentication, request.mailbox);
-						if (setup.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${setup.warning}`);
+					if (!pool) {
+						pool = await ReaderPool.open(this, request.authentication);
+						if (pool.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${pool.warning}`);
 					}
-					if (!connected) {
-						await setup.reader.connect();
-						connected = true;
-					}
-					const reader = setup.reader;
+					const reader = await pool.reader(request.mailbox);
 					const { uidValidity } = await reader.openFolder(request.folder);
 					const uids = await reader.select(request.criteria, { newestFirst: request.newestFirst, limit: request.limit });
 					const sink = new BinaryDataSink(this, request);
@@ -113,17 +112,37 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);
-					// Only what became output is touched on the server.
-					await reader.apply(request.folder, emitted, request.postAction);
+					if (request.postAction.type !== 'none') postActions.push({ itemIndex: i, reader, request, byUid, emitted });
 				} catch (error) {
-					if (!continueOnFail) throw toNodeOperationError(node, error, i, setup?.secrets ?? []);
-					out.push({ json: { error: describeItemError(error, setup?.secrets ?? []) }, pairedItem: { item: i } });
+					if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets());
+					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: i } });
+				}
+			}
+			// Only what became output is touched on the server, and only once every item was read:
+			// a failing item discards the whole output, which must not leave messages marked or moved.
+			for (const { itemIndex, reader, request, byUid, emitted } of postActions) {
+				try {
+					// Without continueOnFail a refusal fails the node: undo what can be undone.
+					const outcomes = await reader.apply(request.folder, emitted, request.postAction, { atomic: !continueOnFail });
+					const failure = recordPostAction(byUid, outcomes, request.postAction, request.folder);
+					if (failure && !continueOnFail) throw failure.error;
+					for (const { item, error } of failure?.perMessage ?? []) item.json.error = describeItemError(error, secrets());
+				} catch (error) {
+					if (!continueOnFail) throw toNodeOperationError(node, error, itemIndex, secrets());
+					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: itemIndex } });
 				}
 			}
 		} finally {
-			await setup?.reader.close();
+			await pool?.closeAll();
 		}
 		return [out];
 	}
 }
 
+interface PendingPostAction {
+	itemIndex: number;
+	reader: ImapReader;
+	request: ReadRequest;
+	byUid: Map<number, INodeExecutionData>;
+	emitted: number[];
+}
