@@ -252,7 +252,8 @@ export class ImapReader {
 
 	/**
 	 * Applies a post-action to UIDs of the folder (opened read-write for it) and says per UID
-	 * what the server did (nothing for `none`); a refusal is an outcome, not an exception (see post-actions.ts).
+	 * what the server did (nothing for `none`); a refusal or a lost connection is an outcome, not
+	 * an exception (see post-actions.ts).
 	 */
 	async apply(folder: string, uids: number[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
 		if (uids.length === 0 || action.type === 'none') return [];
@@ -267,11 +268,7 @@ export class ImapReader {
 				);
 			}
 		}
-		try {
-			return await applyPostAction(this.imap, uids, action, options);
-		} catch (error) {
-			throw this.describe(error);
-		}
+		return applyPostAction(this.imap, uids, action, options);
 	}
 
 	async close(): Promise<void> {

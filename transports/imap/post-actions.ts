@@ -19,6 +19,8 @@ export interface PostActionOutcome {
 	newUid?: number;
 	/** Why not done: the server's words, or what checking the folder afterwards showed. */
 	reason?: string;
+	/** The connection failed before the server's answer for this message was known. */
+	unconfirmed?: boolean;
 }
 
 export interface PostActionOptions {
@@ -55,7 +57,7 @@ export function uidSetChunks(uids: number[], maxChars = MAX_UID_SET_CHARS): UidC
 }
 
 const FLAG_OF: Record<string, string> = { markRead: '\\Seen', flag: '\\Flagged' };
-const NOT_ATTEMPTED = 'not attempted: the server refused an earlier part of this post-action';
+export const NOT_ATTEMPTED = 'not attempted: the server refused an earlier part of this post-action';
 const GONE = 'no longer in the folder (removed by someone else meanwhile)';
 
 type Outcomes = Map<number, PostActionOutcome>;
@@ -76,9 +78,15 @@ export async function applyPostAction(
 	if (action.type === 'none') return [];
 	const outcomes: Outcomes = new Map(uids.map((uid) => [uid, { uid, done: false, reason: NOT_ATTEMPTED }]));
 	const chunks = uidSetChunks(uids);
-	if (action.type === 'markRead' || action.type === 'flag') await addFlag(client, chunks, FLAG_OF[action.type], outcomes, options);
-	else if (action.type === 'delete') await deleteMessages(client, chunks, outcomes, options);
-	else if (action.type === 'move') await moveMessages(client, chunks, action.folder, outcomes, options);
+	try {
+		if (action.type === 'markRead' || action.type === 'flag') await addFlag(client, chunks, FLAG_OF[action.type], outcomes, options);
+		else if (action.type === 'delete') await deleteMessages(client, chunks, outcomes, options);
+		else await moveMessages(client, chunks, action.folder, outcomes, options);
+	} catch (error) {
+		// Connection lost or timed out: what was confirmed stays done, the rest is unknown.
+		const reason = `not confirmed: the connection failed during the post-action (${(error as Error).message}); the server may have applied it`;
+		for (const outcome of outcomes.values()) if (outcome.reason === NOT_ATTEMPTED) Object.assign(outcome, { reason, unconfirmed: true });
+	}
 	return uids.map((uid) => outcomes.get(uid)!);
 }
 

@@ -2,7 +2,7 @@ import type { INodeExecutionData } from 'n8n-workflow';
 
 import { ActionableError } from '../../../model/actionable-error';
 import type { PostAction } from '../../../model/incoming-message';
-import { describeUids, type PostActionOutcome } from '../../../transports/imap/post-actions';
+import { describeUids, NOT_ATTEMPTED, type PostActionOutcome } from '../../../transports/imap/post-actions';
 
 export const POST_ACTION_FAILED = 'IMAP_POST_ACTION_FAILED';
 
@@ -46,18 +46,23 @@ export function recordPostAction(
 	const missed = outcomes.filter((o) => !o.done);
 	if (missed.length === 0) return undefined;
 	const reached = outcomes.filter((o) => o.done);
+	const unconfirmed = missed.filter((o) => o.unconfirmed);
+	const notReached = missed.filter((o) => !o.unconfirmed);
 	const what = label(action);
-	const where =
-		action.type === 'move' ? `moved to "${action.folder}"${reached.some((o) => o.newUid) ? ` as UIDs ${describeUids(reached.flatMap((o) => (o.newUid ? [o.newUid] : [])))}` : ''}` : 'done';
-	const firstReason = missed.find((o) => o.reason && !o.reason.startsWith('not attempted'))?.reason ?? missed[0].reason ?? 'unknown';
+	const newUids = reached.flatMap((o) => (o.newUid ? [o.newUid] : []));
+	const where = action.type === 'move' ? `moved to "${action.folder}"${newUids.length ? ` as UIDs ${describeUids(newUids)}` : ''}` : 'done';
+	const firstReason = missed.find((o) => o.reason && o.reason !== NOT_ATTEMPTED)?.reason ?? missed[0].reason ?? 'unknown';
 	const error = new ActionableError(
 		`${what} failed for ${missed.length} of ${outcomes.length} messages read from "${folder}": ${firstReason}`,
 		POST_ACTION_FAILED,
 		[
 			`The messages were read. Reached: ${reached.length ? `UIDs ${describeUids(reached.map((o) => o.uid))} (${where})` : 'none'}.`,
-			`Not reached: UIDs ${describeUids(missed.map((o) => o.uid))}, still in "${folder}" as before, so a new run reads them again.`,
+			notReached.length ? `Not reached: UIDs ${describeUids(notReached.map((o) => o.uid))}, still in "${folder}" as before, so a new run reads them again.` : '',
+			unconfirmed.length ? `Not confirmed (connection failed): UIDs ${describeUids(unconfirmed.map((o) => o.uid))}; check them in "${folder}".` : '',
 			HINT,
-		].join(' '),
+		]
+			.filter(Boolean)
+			.join(' '),
 	);
 	const perMessage = missed.flatMap((o) => {
 		const item = byUid.get(o.uid);
