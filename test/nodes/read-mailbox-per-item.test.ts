@@ -14,6 +14,7 @@ const { startFakeIdentity } = require('../peers/fake-identity');
 const TENANT = '6c5d4e3f-2a1b-4c0d-8e9f-7a6b5c4d3e2f';
 const ROBOT = 'robot@contoso.example';
 const HR = 'hr@contoso.example';
+const CEO = 'ceo@contoso.example'; // in the tenant, but not granted to the app
 
 let idp: Awaited<ReturnType<typeof startFakeIdentity>>;
 let dovecot: Awaited<ReturnType<typeof startDovecot>>;
@@ -31,7 +32,7 @@ beforeAll(async () => {
 	const secret = `secret-${randomUUID()}`;
 	idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }], appRoles: ['IMAP.AccessAsApp'] });
 	for (const mailbox of [ROBOT, HR]) idp.grantMailbox({ tenant: TENANT, clientId, mailbox });
-	dovecot = await startDovecot({ pki, users: {}, oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: [ROBOT, HR] } });
+	dovecot = await startDovecot({ pki, users: {}, oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: [ROBOT, HR, CEO] } });
 	await dovecot.deliver(ROBOT, await mime(ROBOT, 'For the robot'));
 	await dovecot.deliver(HR, await mime(HR, 'Application: Jane'));
 	await dovecot.deliver(HR, await mime(HR, 'Application: John'), { folder: 'Applications' });
@@ -59,15 +60,17 @@ afterAll(async () => {
 	await idp?.close();
 });
 
-/** Dovecot's log lines for XOAUTH2 sign-ins, per mailbox. */
-function logins(from: number): Record<string, number> {
+/** Dovecot's log lines matching `pattern` (its first group names the mailbox), per mailbox. */
+function countLog(from: number, pattern: RegExp): Record<string, number> {
 	const counts: Record<string, number> = {};
 	for (const line of dovecot.logs.slice(from)) {
-		const user = /imap-login: Info: Login: user=<([^>]+)>/.exec(line)?.[1];
+		const user = pattern.exec(line)?.[1];
 		if (user) counts[user] = (counts[user] ?? 0) + 1;
 	}
 	return counts;
 }
+const SIGN_IN = /imap-login: Info: Login: user=<([^>]+)>/;
+const LOG_OUT = /imap\(([^)]+)\).*: Info: Disconnected: Logged out/;
 
 describe('Read Mailbox (Modern Auth): every item is read with its own parameters', () => {
 	it('items naming different mailboxes and folders each get their own mail; one connection per mailbox', async () => {
@@ -97,7 +100,28 @@ describe('Read Mailbox (Modern Auth): every item is read with its own parameters
 			[{ item: 3 }, 'Application: John', HR],
 		]);
 		// Four items, two mailboxes: two sign-ins, each connection reused by the items that share it.
-		await new Promise((resolve) => setTimeout(resolve, 200)); // Dovecot logs asynchronously
-		expect(logins(logStart)).toEqual({ [ROBOT]: 1, [HR]: 1 });
+		// Both connections were logged out when the run ended (Dovecot logs it a moment later).
+		for (const deadline = Date.now() + 5000; Date.now() < deadline && Object.keys(countLog(logStart, LOG_OUT)).length < 2; ) {
+			await new Promise((resolve) => setTimeout(resolve, 50));
+		}
+		expect(countLog(logStart, SIGN_IN)).toEqual({ [ROBOT]: 1, [HR]: 1 });
+		expect(countLog(logStart, LOG_OUT)).toEqual({ [ROBOT]: 1, [HR]: 1 });
+	});
+
+	it('an item naming a mailbox the app may not open fails alone (continueOnFail); the other mailboxes are read', async () => {
+		const { output, error } = await runNode({
+			type: 'modernAuthReadMailbox',
+			parameters: { authentication: 'microsoftAppOnly', folder: 'INBOX', limit: 5, options: { mailbox: '={{ $json.mailbox }}', downloadAttachments: false } },
+			items: [{ json: { mailbox: ROBOT } }, { json: { mailbox: CEO } }, { json: { mailbox: HR } }, { json: { mailbox: CEO } }],
+			credentials: credentials as never,
+			onError: 'continueRegularOutput',
+		});
+		expect(error).toBeUndefined();
+		expect(output.map((o) => [o.pairedItem, o.json.subject ?? (o.json.error as { code: string }).code])).toEqual([
+			[{ item: 0 }, 'For the robot'],
+			[{ item: 1 }, 'IMAP_AUTH_FAILED'],
+			[{ item: 2 }, 'Application: Jane'],
+			[{ item: 3 }, 'IMAP_AUTH_FAILED'],
+		]);
 	});
 });
