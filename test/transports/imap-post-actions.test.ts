@@ -14,7 +14,7 @@ let dovecot: Awaited<ReturnType<typeof startDovecot>>;
 
 beforeAll(async () => {
 	pki = sharedTestPki();
-	dovecot = await startDovecot({ pki, users: { [USER]: PASSWORD } });
+	dovecot = await startDovecot({ pki, users: { [USER]: PASSWORD }, acl: true });
 }, 120_000);
 
 afterAll(async () => dovecot?.stop());
@@ -66,5 +66,20 @@ describe('IMAP post-actions against Dovecot', () => {
 		const partial = await withReader((reader) => reader.apply('Atomic', [1, missing], { type: 'delete' }));
 		expect(partial.map((o) => o.done)).toEqual([true, false]);
 		expect((await dovecot.list(USER, 'Atomic')).map((m: { uid: number }) => m.uid)).toEqual([2, 3]);
+	});
+
+	it('atomic delete in a folder without the expunge right: nothing is deleted and the \\Deleted flags are taken back', async () => {
+		await dovecot.seed(USER, [1, 2, 3].map(message), { folder: 'NoExpunge' });
+		await dovecot.setRights(USER, 'NoExpunge', 'lrwsit'); // everything but expunge
+		const outcomes = await withReader((reader) => reader.apply('NoExpunge', [1, 2, 3], { type: 'delete' }, { atomic: true }));
+		expect(outcomes.map((o) => o.done)).toEqual([false, false, false]);
+		// Dovecot answers UID EXPUNGE with OK and expunges nothing; only looking again shows it.
+		expect(outcomes[0].reason).toBe('\\Deleted was set, then removed again because the server did not expunge all of them');
+		const held = await dovecot.list(USER, 'NoExpunge');
+		expect(held.map((m: { uid: number; flags: string[] }) => [m.uid, m.flags.includes('\\Deleted')])).toEqual([
+			[1, false],
+			[2, false],
+			[3, false],
+		]);
 	});
 });

@@ -146,19 +146,20 @@ async function addFlag(client: ImapFlow, chunks: UidChunk[], flag: string, outco
 		if (failed && options.atomic) break;
 	}
 	if (!failed) return added;
-	if (options.atomic) await undoFlag(client, added, flag, outcomes);
+	if (options.atomic) await undoFlag(client, added, flag, outcomes, 'the server refused other messages');
 	return undefined;
 }
 
-async function undoFlag(client: ImapFlow, added: number[], flag: string, outcomes: Outcomes): Promise<void> {
+/** Takes the flag this post-action added away again (atomic failure); `why` explains. */
+async function undoFlag(client: ImapFlow, added: number[], flag: string, outcomes: Outcomes, why: string): Promise<void> {
 	for (const chunk of uidSetChunks(added)) {
 		try {
 			await store(client, chunk.set, '-FLAGS.SILENT', flag);
-			for (const uid of chunk.uids) settle(outcomes, uid, false, `${flag} was set, then removed again because the server refused other messages`);
+			for (const uid of chunk.uids) settle(outcomes, uid, false, `${flag} was set, then removed again because ${why}`);
 		} catch (error) {
 			if (!(error instanceof ServerRefusal)) throw error;
-			// Still done: say so rather than pretend it was undone.
-			for (const uid of chunk.uids) settle(outcomes, uid, true, `could not be undone: ${refusedText(error)}`);
+			// Not done, but not as found either: say so rather than pretend it was undone.
+			for (const uid of chunk.uids) settle(outcomes, uid, false, `${flag} is set and could not be removed again (${why}): ${refusedText(error)}`);
 		}
 	}
 }
@@ -168,21 +169,27 @@ async function undoFlag(client: ImapFlow, added: number[], flag: string, outcome
  * chunk is refused, nothing is expunged and the flags set here are removed again.
  */
 async function deleteMessages(client: ImapFlow, chunks: UidChunk[], outcomes: Outcomes, options: PostActionOptions): Promise<void> {
-	const flagged = await addFlag(client, chunks, '\\Deleted', outcomes, options);
-	if (!flagged && options.atomic) return;
-	const toExpunge = [...outcomes.values()].filter((o) => o.done).map((o) => o.uid);
+	const added = await addFlag(client, chunks, '\\Deleted', outcomes, options);
+	if (!added && options.atomic) return;
+	const toExpunge = uidSetChunks([...outcomes.values()].filter((o) => o.done).map((o) => o.uid));
 	// Without UIDPLUS, EXPUNGE also removes messages others marked \Deleted (as imapflow does).
 	const byUid = client.capabilities.has('UIDPLUS');
-	for (const chunk of uidSetChunks(toExpunge)) {
+	// Atomic: a refused or incomplete EXPUNGE stops here and unflags what this call flagged and is still there.
+	const flaggedHere = new Set(added);
+	const undoRest = (rest: number[], why: string) => undoFlag(client, rest.filter((uid) => flaggedHere.has(uid)), '\\Deleted', outcomes, why);
+	for (const [index, chunk] of toExpunge.entries()) {
+		const later = () => toExpunge.slice(index + 1).flatMap((c) => c.uids);
 		try {
 			await runCommand(client, byUid ? 'UID EXPUNGE' : 'EXPUNGE', byUid ? [{ type: 'SEQUENCE', value: chunk.set }] : []);
 		} catch (error) {
 			if (!(error instanceof ServerRefusal)) throw error;
 			for (const uid of chunk.uids) settle(outcomes, uid, false, `marked \\Deleted, but ${refusedText(error)}`);
-			continue;
+			if (!options.atomic) continue;
+			return undoRest([...chunk.uids, ...later()], refusedText(error));
 		}
 		const left = await present(client, chunk.set);
 		for (const uid of chunk.uids) settle(outcomes, uid, !left.has(uid), left.has(uid) ? 'still in the folder after EXPUNGE' : undefined);
+		if (options.atomic && left.size > 0) return undoRest([...left, ...later()], 'the server did not expunge all of them');
 	}
 }
 
