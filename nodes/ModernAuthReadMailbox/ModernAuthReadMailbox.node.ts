@@ -14,10 +14,9 @@ import {
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
 import { IMAP_CREDENTIAL, prepareReader, ReaderPool, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
-import type { ImapReader } from '../../transports/imap/imap-reader';
 import { parseRawSearch } from '../../transports/imap/search';
 import { recordPostAction } from './actions/post-action-result';
-import { BinaryDataSink, readRequest, toItem, type ReadRequest } from './actions/read-request';
+import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
 export class ModernAuthReadMailbox implements INodeType {
@@ -89,7 +88,6 @@ export class ModernAuthReadMailbox implements INodeType {
 		const node = this.getNode();
 		const continueOnFail = this.continueOnFail();
 		const out: INodeExecutionData[] = [];
-		const postActions: PendingPostAction[] = [];
 		let pool: ReaderPool | undefined;
 		const secrets = () => pool?.secrets ?? [];
 		try {
@@ -112,24 +110,15 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);
-					if (request.postAction.type !== 'none') postActions.push({ itemIndex: i, reader, request, byUid, emitted });
-				} catch (error) {
-					if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets());
-					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: i } });
-				}
-			}
-			// Only what became output is touched on the server, and only once every item was read:
-			// a failing item discards the whole output, which must not leave messages marked or moved.
-			for (const { itemIndex, reader, request, byUid, emitted } of postActions) {
-				try {
-					// Without continueOnFail a refusal fails the node: undo what can be undone.
+					// Only what became output is touched on the server; a refusal fails this item, and
+					// without continueOnFail what can be undone is undone first (the output is discarded).
 					const outcomes = await reader.apply(request.folder, emitted, request.postAction, { atomic: !continueOnFail });
 					const failure = recordPostAction(byUid, outcomes, request.postAction, request.folder);
 					if (failure && !continueOnFail) throw failure.error;
 					for (const { item, error } of failure?.perMessage ?? []) item.json.error = describeItemError(error, secrets());
 				} catch (error) {
-					if (!continueOnFail) throw toNodeOperationError(node, error, itemIndex, secrets());
-					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: itemIndex } });
+					if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets());
+					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: i } });
 				}
 			}
 		} finally {
@@ -137,12 +126,4 @@ export class ModernAuthReadMailbox implements INodeType {
 		}
 		return [out];
 	}
-}
-
-interface PendingPostAction {
-	itemIndex: number;
-	reader: ImapReader;
-	request: ReadRequest;
-	byUid: Map<number, INodeExecutionData>;
-	emitted: number[];
 }

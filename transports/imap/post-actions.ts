@@ -98,6 +98,8 @@ const refusedText = (error: ServerRefusal) => `the server refused ${error.comman
 async function flagsOf(client: ImapFlow, set: string): Promise<Map<number, Set<string>>> {
 	const flags = new Map<number, Set<string>>();
 	for await (const message of client.fetch(set, { uid: true, flags: true }, { uid: true })) flags.set(message.uid, message.flags ?? new Set());
+	// imapflow's fetch ends quietly on a closed connection: that must not read as "messages gone".
+	if (!client.usable) throw new Error('the IMAP connection closed');
 	return flags;
 }
 
