@@ -13,8 +13,9 @@ import {
 
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
 import { describeItemError, toLoadOptionsError, toNodeOperationError } from '../shared/node-errors';
-import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
+import { IMAP_CREDENTIAL, prepareReader, ReaderPool, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
 import { parseRawSearch } from '../../transports/imap/search';
+import { recordPostAction } from './actions/post-action-result';
 import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
@@ -90,23 +91,19 @@ export class ModernAuthReadMailbox implements INodeType {
 		const node = this.getNode();
 		const continueOnFail = this.continueOnFail();
 		const out: INodeExecutionData[] = [];
-		let setup: ReaderSetup | undefined;
-		let connected = false;
+		let pool: ReaderPool | undefined;
+		const secrets = () => pool?.secrets ?? [];
 		try {
 			for (let i = 0; i < items.length; i++) {
 				try {
 					const request = readRequest(this, i);
 					// A malformed raw search fails this item before anything is read.
 					if (request.criteria.rawImapSearch) await parseRawSearch(request.criteria.rawImapSearch);
-					if (!setup) {
-						setup = await prepareReader(this, request.authentication, request.mailbox);
-						if (setup.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${setup.warning}`);
+					if (!pool) {
+						pool = await ReaderPool.open(this, request.authentication);
+						if (pool.warning) this.logger.warn(`Read Mailbox (Modern Auth): ${pool.warning}`);
 					}
-					if (!connected) {
-						await setup.reader.connect();
-						connected = true;
-					}
-					const reader = setup.reader;
+					const reader = await pool.reader(request.mailbox);
 					const { uidValidity } = await reader.openFolder(request.folder);
 					const uids = await reader.select(request.criteria, { newestFirst: request.newestFirst, limit: request.limit });
 					const sink = new BinaryDataSink(this, request);
@@ -116,17 +113,20 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);
-					// Only what became output is touched on the server.
-					await reader.apply(request.folder, emitted, request.postAction);
+					// Only what became output is touched on the server; a refusal fails this item, and
+					// without continueOnFail what can be undone is undone first (the output is discarded).
+					const outcomes = await reader.apply(request.folder, emitted, request.postAction, { atomic: !continueOnFail });
+					const failure = recordPostAction(byUid, outcomes, request.postAction, request.folder);
+					if (failure && !continueOnFail) throw failure.error;
+					for (const { item, error } of failure?.perMessage ?? []) item.json.error = describeItemError(error, secrets());
 				} catch (error) {
-					if (!continueOnFail) throw toNodeOperationError(node, error, i, setup?.secrets ?? []);
-					out.push({ json: { error: describeItemError(error, setup?.secrets ?? []) }, pairedItem: { item: i } });
+					if (!continueOnFail) throw toNodeOperationError(node, error, i, secrets());
+					out.push({ json: { error: describeItemError(error, secrets()) }, pairedItem: { item: i } });
 				}
 			}
 		} finally {
-			await setup?.reader.close();
+			await pool?.closeAll();
 		}
 		return [out];
 	}
 }
-

@@ -47,6 +47,21 @@ export async function prepareReader(
 	authentication: ReadAuthentication,
 	mailboxOverride = '',
 ): Promise<ReaderSetup> {
+	const factory = await readerFactory(ctx, authentication);
+	const mailbox = await factory.mailboxFor(mailboxOverride);
+	return { secrets: factory.secrets, warning: factory.warning, reader: factory.readerFor(mailbox) };
+}
+
+/** One credential, read once; readers for any mailbox it may open. */
+interface ReaderFactory {
+	secrets: string[];
+	warning?: string;
+	/** The mailbox a request for `requested` opens (see resolveMailbox). */
+	mailboxFor(requested: string): Promise<string>;
+	readerFor(mailbox: string): ImapReader;
+}
+
+async function readerFactory(ctx: IExecuteFunctions | ILoadOptionsFunctions, authentication: ReadAuthentication): Promise<ReaderFactory> {
 	if (authentication === 'imap') {
 		const credential = readImapCredential(await ctx.getCredentials(IMAP_CREDENTIAL));
 		if (!credential.host) throw new ActionableError('The IMAP credential has no host', 'IMAP_CONFIG', 'Open the credential and fill in Host');
@@ -62,31 +77,91 @@ export async function prepareReader(
 			warning: credential.ignoreCertificateErrors
 				? `TLS certificate checks are OFF for ${credential.host} (credential option "Ignore Certificate Errors")`
 				: undefined,
-			reader: new ImapReader({
-				host: credential.host,
-				port: credential.port,
-				security: credential.security,
-				auth: { type: 'password', user: credential.user, pass: credential.password },
-				rejectUnauthorized: !credential.ignoreCertificateErrors,
-				ca: credential.caCertificate || undefined,
-			}),
+			// A password signs in to its own user's mailbox; the Mailbox option is Microsoft's only.
+			mailboxFor: async () => credential.user,
+			readerFor: () =>
+				new ImapReader({
+					host: credential.host,
+					port: credential.port,
+					security: credential.security,
+					auth: { type: 'password', user: credential.user, pass: credential.password },
+					rejectUnauthorized: !credential.ignoreCertificateErrors,
+					ca: credential.caCertificate || undefined,
+				}),
 		};
 	}
 	if (authentication === 'microsoftAppOnly') {
 		const credential = readAppOnlyCredential(await ctx.getCredentials(APP_ONLY_CREDENTIAL));
-		const mailbox = (mailboxOverride || credential.mailbox).trim();
-		if (!mailbox) throw noMailbox();
+		const tokens = appOnlyTokens(credential);
 		return {
 			secrets: credential.secrets,
-			reader: microsoftImapReader(credential, appOnlyTokens(credential), 'app-only', mailbox),
+			mailboxFor: async (requested) => resolveMailbox(requested, credential.mailbox),
+			readerFor: (mailbox) => microsoftImapReader(credential, tokens, 'app-only', mailbox),
 		};
 	}
 	const credential = readDelegatedCredential(await ctx.getCredentials(DELEGATED_CREDENTIAL));
 	const tokens = delegatedTokensThroughN8n(ctx, credential);
-	let mailbox = (mailboxOverride || credential.mailbox).trim();
-	if (!mailbox) mailbox = tokenUser((await tokens.getToken(credential.audience)).token);
+	return {
+		secrets: credential.secrets,
+		mailboxFor: async (requested) =>
+			resolveMailbox(requested, credential.mailbox, async () => tokenUser((await tokens.getToken(credential.audience)).token)),
+		readerFor: (mailbox) => microsoftImapReader(credential, tokens, 'delegated', mailbox),
+	};
+}
+
+/**
+ * The one place that decides which mailbox a Microsoft request opens: the node's Mailbox
+ * option, else the credential's mailbox, else (delegated) the signed-in account.
+ */
+async function resolveMailbox(requested: string, credentialMailbox: string, signedInUser?: () => Promise<string>): Promise<string> {
+	let mailbox = (requested || credentialMailbox).trim();
+	if (!mailbox && signedInUser) mailbox = (await signedInUser()).trim();
 	if (!mailbox) throw noMailbox();
-	return { secrets: credential.secrets, reader: microsoftImapReader(credential, tokens, 'delegated', mailbox) };
+	return mailbox;
+}
+
+/**
+ * The readers of one execution: one connection per distinct mailbox, opened when the first
+ * item asks for it and shared by the items after it (a failed sign-in is not retried for
+ * every item). The credential is the node's (item 0's Authentication). closeAll() ends them.
+ */
+export class ReaderPool {
+	private readonly readers = new Map<string, Promise<ImapReader>>();
+
+	private constructor(private readonly factory: ReaderFactory) {}
+
+	static async open(ctx: IExecuteFunctions, authentication: ReadAuthentication): Promise<ReaderPool> {
+		return new ReaderPool(await readerFactory(ctx, authentication));
+	}
+
+	get secrets(): string[] {
+		return this.factory.secrets;
+	}
+
+	get warning(): string | undefined {
+		return this.factory.warning;
+	}
+
+	/** The connected reader for the mailbox `requested` resolves to. */
+	async reader(requested: string): Promise<ImapReader> {
+		const mailbox = await this.factory.mailboxFor(requested);
+		const key = mailbox.toLowerCase();
+		let reader = this.readers.get(key);
+		if (!reader) {
+			const created = this.factory.readerFor(mailbox);
+			reader = created.connect().then(() => created);
+			// closeAll() must not meet an unhandled rejection of a failed sign-in
+			reader.catch(() => {});
+			this.readers.set(key, reader);
+		}
+		return reader;
+	}
+
+	async closeAll(): Promise<void> {
+		const readers = [...this.readers.values()];
+		this.readers.clear();
+		await Promise.all(readers.map((reader) => reader.then((r) => r.close(), () => undefined)));
+	}
 }
 
 function noMailbox(): IdentityError {

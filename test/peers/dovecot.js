@@ -222,6 +222,8 @@ function buildConfig(s) {
 		// plaintext auth only over TLS (the relay makes the plain port non-local, see startRelay)
 		'disable_plaintext_auth = yes',
 		'mail_location = maildir:~/Maildir',
+		// per-folder rights from a dovecot-acl file in the folder (see setRights)
+		...(s.acl ? ['mail_plugins = $mail_plugins acl', 'plugin {', '  acl = vfile', '}'] : []),
 		'mail_fsync = never', // throwaway mail: no need to wait for the disk
 		`mail_uid = ${s.mailUid}`,
 		`mail_gid = ${s.mailGid}`,
@@ -343,6 +345,7 @@ function decodeWords(value) {
  *   false connects clients straight to Dovecot, which then trusts 127.0.0.1 as secure
  * @param {number} [options.maxUserIpConnections=100]
  * @param {boolean} [options.verbose] auth_verbose, and echo Dovecot's log to stderr
+ * @param {boolean} [options.acl] load the ACL plugin, so setRights can make a folder refuse changes
  */
 async function startDovecot(options) {
 	const bins = ensureDovecotInstalled();
@@ -368,6 +371,7 @@ async function startDovecot(options) {
 		internalGroup: root ? 'dovecot' : String(process.getgid()),
 		loginUser: root ? 'dovenull' : os.userInfo().username,
 		oauth2: Boolean(options.oauth2),
+		acl: Boolean(options.acl),
 		maxUserIpConnections: options.maxUserIpConnections ?? 100,
 		dovecotPort: await freePort(),
 		tlsPort: await freePort(),
@@ -638,6 +642,18 @@ async function startDovecot(options) {
 		return status(user, folder);
 	}
 
+	/**
+	 * Sets the owner's IMAP rights (RFC 4314 letters, e.g. 'lr': read only, no insert, no
+	 * flags) on one folder; needs startDovecot({ acl: true }). New sessions see them.
+	 */
+	async function setRights(user, folder, rights) {
+		if (!settings.acl) throw new Error('dovecot peer: setRights needs startDovecot({ acl: true })');
+		if (!/^[lrwsitekxa]*$/.test(rights)) throw new Error(`dovecot peer: unsupported rights ${JSON.stringify(rights)}`);
+		await inFolder(user, folder, () => status(user, folder));
+		const box = (await doveadm(['mailbox', 'path', '-u', user, folder])).stdout.trim();
+		fs.writeFileSync(path.join(box, 'dovecot-acl'), `owner ${rights}\n`, { mode: 0o644 });
+	}
+
 	async function list(user, folder = 'INBOX') {
 		checkName('user', user);
 		const { stdout } = await doveadm(['-f', 'json', 'fetch', '-u', user, 'uid flags size.virtual hdr.message-id hdr.subject', 'mailbox', folder, 'all']);
@@ -703,6 +719,7 @@ async function startDovecot(options) {
 		deliver,
 		seed,
 		createFolder,
+		setRights,
 		list,
 		status,
 		async uidValidity(user, folder = 'INBOX') {

@@ -8,6 +8,7 @@ import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/inco
 import { MailTransportError } from '../contracts';
 import { tlsClientOptions } from '../tls-options';
 import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
+import { applyPostAction, type PostActionOptions, type PostActionOutcome } from './post-actions';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
@@ -246,15 +247,15 @@ export class ImapReader {
 		};
 	}
 
-	/** Applies a post-action to UIDs of the folder (opened read-write for it). */
-	async apply(folder: string, uids: number[], action: PostAction): Promise<void> {
-		if (uids.length === 0 || action.type === 'none') return;
+	/**
+	 * Applies a post-action to UIDs of the folder (opened read-write for it) and says per UID
+	 * what the server did (nothing for `none`); a refusal or a lost connection is an outcome, not
+	 * an exception (see post-actions.ts).
+	 */
+	async apply(folder: string, uids: number[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
+		if (uids.length === 0 || action.type === 'none') return [];
 		await this.openFolder(folder, false);
-		const range = uids.join(',');
-		if (action.type === 'markRead') await this.imap.messageFlagsAdd(range, ['\\Seen'], { uid: true });
-		else if (action.type === 'flag') await this.imap.messageFlagsAdd(range, ['\\Flagged'], { uid: true });
-		else if (action.type === 'delete') await this.imap.messageDelete(range, { uid: true });
-		else if (action.type === 'move') {
+		if (action.type === 'move') {
 			const known = (await this.listFolders()).map((f) => f.path);
 			if (!known.includes(action.folder)) {
 				throw new ActionableError(
@@ -263,8 +264,8 @@ export class ImapReader {
 					`Folders in this mailbox: ${known.join(', ')}`,
 				);
 			}
-			await this.imap.messageMove(range, action.folder, { uid: true });
 		}
+		return applyPostAction(this.imap, uids, action, options);
 	}
 
 	async close(): Promise<void> {

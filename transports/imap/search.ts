@@ -4,6 +4,7 @@ import { searchCompiler, type SearchAttribute } from 'imapflow/lib/search-compil
 
 import { ActionableError } from '../../model/actionable-error';
 import type { ReadCriteria } from '../../model/incoming-message';
+import { runCommand, ServerRefusal } from './command';
 
 const COMMAND_PREFIX = 'A1 UID SEARCH ';
 const RAW_SEARCH_HINT =
@@ -49,41 +50,25 @@ export async function searchAttributes(client: ImapFlow, criteria: ReadCriteria)
 	return attributes.length ? attributes : [{ type: 'ATOM', value: 'ALL' }];
 }
 
-interface ExecResponse {
-	next(): void;
-}
-interface CommandError extends Error {
-	responseStatus?: string;
-	responseText?: string;
-}
-
 /**
  * UID SEARCH with the server's own error text. imapflow's search() answers `false` on any
  * failure, which would read as "no mail" - wrong for a typo in a raw search.
  */
 export async function uidSearch(client: ImapFlow, attributes: SearchAttribute[], rawSearch?: string): Promise<number[]> {
 	const uids = new Set<number>();
-	const exec = (client as unknown as {
-		exec(command: string, attributes: unknown, options: unknown): Promise<ExecResponse>;
-	}).exec.bind(client);
 	try {
-		const response = await exec('UID SEARCH', attributes, {
-			untagged: {
-				SEARCH: async (untagged: { attributes?: Array<{ value?: string }> }) => {
-					for (const attribute of untagged?.attributes ?? []) {
-						const uid = Number(attribute?.value);
-						if (Number.isSafeInteger(uid) && uid > 0) uids.add(uid);
-					}
-				},
+		await runCommand(client, 'UID SEARCH', attributes, {
+			SEARCH: async (untagged) => {
+				for (const attribute of (untagged as { attributes?: Array<{ value?: string }> })?.attributes ?? []) {
+					const uid = Number(attribute?.value);
+					if (Number.isSafeInteger(uid) && uid > 0) uids.add(uid);
+				}
 			},
 		});
-		response.next();
 	} catch (error) {
-		const e = error as CommandError;
-		if (e.responseStatus === 'BAD' || e.responseStatus === 'NO') {
-			const serverText = String(e.responseText || e.message).trim();
+		if (error instanceof ServerRefusal) {
 			throw new ActionableError(
-				rawSearch ? `Raw IMAP Search: the server refused "${rawSearch}": ${serverText}` : `IMAP SEARCH refused by the server: ${serverText}`,
+				rawSearch ? `Raw IMAP Search: the server refused "${rawSearch}": ${error.serverText}` : `IMAP SEARCH refused by the server: ${error.serverText}`,
 				'IMAP_BAD_SEARCH',
 				RAW_SEARCH_HINT,
 			);
