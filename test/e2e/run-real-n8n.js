@@ -668,7 +668,7 @@ async function runSuite(n8n, work, pki) {
 
 			// Start 1: the activation poll only records where the folder is.
 			await withServer(async (server) => {
-				await waitFor(() => /Activated workflow "Mailbox trigger e2e"/.test(server.readLog()), 60_000, () => `activation not logged:\n${server.readLog().slice(-3000)}`);
+				await waitFor(() => activated(server, 'Mailbox trigger e2e'), 60_000, () => `activation not logged:\n${server.readLog().slice(-3000)}`);
 				await waitFor(async () => (await folderState()) !== undefined, 10_000, 'no trigger state in the database');
 				assert.deepEqual(await folderState(), { uidValidity, lastUid: uidOf.get(preExisting[1]) }, 'baseline = the newest message at activation');
 				await new Promise((resolve) => setTimeout(resolve, 2000)); // room for a wrongly started execution to show
@@ -740,7 +740,11 @@ async function runSuite(n8n, work, pki) {
 				// 2.x stages a poll's cursor and commits it even when the poll emits nothing, through
 				// its scheduler with durable cursors (off by default in 2.41; state in poller_state).
 				const durable = n8n.major >= 2;
-				const serverEnv = durable ? { N8N_SCHEDULER_ENABLED: 'true', N8N_SCHEDULER_POLL_TRIGGERS_ENABLED: 'true', N8N_POLLER_DURABLE_CURSORS_ENABLED: 'true' } : {};
+				// Each poll time is its own scheduled job, and ticks missed while n8n was down run at
+				// once after a restart, concurrently and from the same cursor: with the default 60 s
+				// grace two missed ticks emitted the same message twice (n8n 2.41). A 10 s grace
+				// leaves at most one missed tick of polls 15 s apart.
+				const serverEnv = durable ? { N8N_SCHEDULER_ENABLED: 'true', N8N_SCHEDULER_POLL_TRIGGERS_ENABLED: 'true', N8N_POLLER_DURABLE_CURSORS_ENABLED: 'true', N8N_SCHEDULER_MISFIRE_GRACE: '10' } : {};
 				const nodemailer = require('nodemailer');
 				const deliver = async (subject) => {
 					const raw = (await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({ from: 'sender@example.org', to: WATCHED, subject, text: subject })).message;
@@ -1002,6 +1006,12 @@ function pollLog(server, workflowName) {
 	return [...server.readLog().matchAll(pattern)].map((m) => (m[1].startsWith('Received') ? 'emit' : 'poll'));
 }
 
+/** Has the server activated the workflow? 1.x logs "Activated workflow", 2.x (through its publication outbox) "Activated trigger node". */
+function activated(server, workflowName) {
+	const name = workflowName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+	return new RegExp(`Activated workflow "${name}"|Activated trigger node "[^"]*" for workflow "${name}"`).test(server.readLog());
+}
+
 /** The bytes of a binary item: inline base64 (1.x default) or a file in n8n's storage (2.x default, id "filesystem-v2:..."). */
 function binaryBytes(userFolder, binary) {
 	if (!binary.id) return Buffer.from(binary.data, 'base64');
@@ -1010,9 +1020,18 @@ function binaryBytes(userFolder, binary) {
 	return fs.readFileSync(path.join(userFolder, '.n8n', 'storage', fileId));
 }
 
-/** Runs a read-only query with n8n's own sqlite3 driver (also while n8n writes to the file). */
+/**
+ * Runs a read-only query with n8n's own sqlite3 driver (also while n8n writes to the file).
+ * That driver is built for n8n's Node: for an n8n on another Node than this script's, the
+ * query runs in a child process of that Node.
+ */
 function queryDb(n8n, dbPath, sql, params = []) {
-	const sqlite3 = require(require.resolve('sqlite3', { paths: [path.join(n8n.dir, 'node_modules', 'n8n')] }));
+	const sqliteModule = require.resolve('sqlite3', { paths: [path.join(n8n.dir, 'node_modules', 'n8n')] });
+	if (n8n.node !== process.execPath) return queryDbInChild(n8n.node, sqliteModule, dbPath, sql, params);
+	return runQuery(require(sqliteModule), dbPath, sql, params);
+}
+
+function runQuery(sqlite3, dbPath, sql, params) {
 	return new Promise((resolve, reject) => {
 		const db = new sqlite3.Database(dbPath, sqlite3.OPEN_READONLY, (error) => error && reject(error));
 		db.configure('busyTimeout', 5000);
@@ -1020,6 +1039,22 @@ function queryDb(n8n, dbPath, sql, params = []) {
 			db.close();
 			if (error) reject(error);
 			else resolve(rows);
+		});
+	});
+}
+
+function queryDbInChild(node, sqliteModule, dbPath, sql, params) {
+	const { execFile } = require('node:child_process');
+	const script = `
+		const [sqliteModule, dbPath, sql, params] = JSON.parse(process.argv[1]);
+		(${runQuery.toString()})(require(sqliteModule), dbPath, sql, params).then(
+			(rows) => process.stdout.write(JSON.stringify(rows, (k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data) ? { base64: Buffer.from(v.data).toString('base64') } : v))),
+			(error) => { process.stderr.write(String(error)); process.exit(1); },
+		);`;
+	return new Promise((resolve, reject) => {
+		execFile(node, ['-e', script, JSON.stringify([sqliteModule, dbPath, sql, params])], { maxBuffer: 512 * 1024 * 1024 }, (error, stdout, stderr) => {
+			if (error) return reject(new Error(`query failed: ${stderr || error.message}`));
+			resolve(JSON.parse(stdout, (k, v) => (v && typeof v.base64 === 'string' && Object.keys(v).length === 1 ? Buffer.from(v.base64, 'base64') : v)));
 		});
 	});
 }
