@@ -834,9 +834,16 @@ async function runSuite(n8n, work, pki) {
 			const decryptedFile = path.join(work, 'all-credentials-decrypted.json');
 			const decrypted = await runN8n(['export:credentials', '--all', '--decrypted', `--output=${decryptedFile}`], env);
 			assert.equal(decrypted.code, 0, decrypted.stdout + decrypted.stderr);
-			const stored = JSON.parse(fs.readFileSync(decryptedFile, 'utf8'));
+			const decryptedBytes = fs.readFileSync(decryptedFile);
 			fs.rmSync(decryptedFile);
-			for (const credential of stored) collectSecrets(credential.data, credential.name, canaries);
+			const stored = JSON.parse(decryptedBytes.toString('utf8'));
+			const storedSecrets = new Map();
+			for (const credential of stored) collectSecrets(credential.data, credential.name, storedSecrets);
+			// Control: the search finds every stored secret in the decrypted export, as is and base64-encoded.
+			const controls = [decryptedBytes, Buffer.from(decryptedBytes.toString('base64'))];
+			const missed = [...storedSecrets].filter(([, secret]) => !controls.every((bytes) => encodedForms(secret).some((form) => countOccurrences(bytes, form) > 0)));
+			assert.deepEqual(missed.map(([what]) => what), [], 'the search finds what it looks for');
+			for (const [what, secret] of storedSecrets) canaries.set(what, secret);
 			for (const token of presentedTokens) collectSecrets({ access_token: token }, 'presented to a mail server', canaries);
 			assert.ok(stored.length >= 8 && presentedTokens.size >= 4, `canaries from ${stored.length} credentials, ${presentedTokens.size} tokens`);
 
