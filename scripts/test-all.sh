@@ -41,8 +41,8 @@ check_status=0
 node test/peers/fake-identity.check.js | tee .cache/check-identity-results.txt || check_status=$?
 node test/peers/dovecot.check.js | tee .cache/check-dovecot-results.txt || check_status=$?
 
-echo "== real n8n end to end"
-node -e "require('./scripts/n8n-runtime').ensureN8n()"
+echo "== real n8n end to end (every check on each n8n version: MAM_N8N_VERSIONS, default 1.123.50 and 2.41.1)"
+node -e "const runtime = require('./scripts/n8n-runtime'); for (const version of runtime.selectedVersions()) runtime.ensureN8n(version)"
 e2e_status=0
 node test/e2e/run-real-n8n.js | tee .cache/e2e-results.txt || e2e_status=$?
 
