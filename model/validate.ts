@@ -186,6 +186,19 @@ export function attachmentFileName(field: string, fileName: string | undefined, 
 	return base === '' || base === '.' || base === '..' ? fallback : base;
 }
 
+/**
+ * A folder name as the item gave it. Spaces at either end belong to the name (Dovecot and
+ * Exchange allow " Archive"), so trimming would read another folder or none; only an all-blank
+ * name counts as empty. No server allows control characters in a name, and CR/LF would sit on
+ * the IMAP command line: refused before anything connects.
+ */
+export function checkFolderName(field: string, name: string, emptyHint: string): string {
+	if (!name.trim()) throw new MessageInputError(field, 'is empty', emptyHint);
+	assertNoLineBreak(field, name);
+	assertNoControl(field, name);
+	return name;
+}
+
 export function parseSingleAddress(field: string, input: unknown): MailAddress | undefined {
 	const list = parseAddressList(field, input);
 	if (list.length > 1) {
