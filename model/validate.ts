@@ -74,6 +74,10 @@ function assertNoControl(field: string, value: string): void {
 export function assertHeaderText(field: string, value: string): void {
 	assertNoLineBreak(field, value);
 	assertNoControl(field, value);
+	assertNoEncodedWord(field, value);
+}
+
+function assertNoEncodedWord(field: string, value: string): void {
 	const word = ENCODED_WORD.exec(value);
 	if (word) {
 		throw new MessageInputError(
@@ -178,6 +182,8 @@ export function attachmentFileName(field: string, fileName: string | undefined, 
 			'Rename the file without right-to-left override characters (U+202A-U+202E, U+2066-U+2069)',
 		);
 	}
+	// "=?utf-8?q?evil.exe?=" reaches the recipient as evil.exe
+	assertNoEncodedWord(field, given);
 	const base = given
 		.split(/[/\\]/)
 		.pop()!

@@ -46,6 +46,13 @@ const refusals: Refusal[] = [
 		binary: { file: { data: Buffer.from('MZ'), fileName: 'invoice\u202efdp.exe', mimeType: 'application/pdf', exactFileName: true } },
 		error: /^Attachments file name: contains a bidi control character/,
 	},
+	// recipients saw evil.exe
+	{
+		name: 'encoded-word look-alike as attachment file name',
+		json: { attachments: 'file' },
+		binary: { file: { data: Buffer.from('MZ'), fileName: 'scan =?utf-8?q?evil.exe?=', mimeType: 'application/pdf', exactFileName: true } },
+		error: /^Attachments file name: contains "=\?utf-8\?q\?evil\.exe\?="/,
+	},
 	{
 		name: 'NUL in an attachment file name',
 		json: { attachments: 'file' },
