@@ -24,6 +24,12 @@ const INVISIBLE = /\p{Cf}/u;
 // What mail programs decode as an RFC 2047 encoded word even inside quotes: sent as typed, the
 // recipient would read the decoded text instead of what the item asked for.
 const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
+// Every Unicode space is a token break to the address parser, so outside quotes one of them
+// splits an address without a visible trace: "a\u00a0b@x" is sent to b@x under the name "a".
+const HIDDEN_SPACE = /[^\S \t]/;
+// Embeddings, overrides and isolates: they reorder what a file name shows
+// ("invoice\u202Efdp.exe" reads as "invoiceexe.pdf").
+const BIDI_CONTROL = /[\u202a-\u202e\u2066-\u2069]/;
 // Deliberately simple: one @, no spaces, a dot-free domain is allowed (intranet hosts).
 const ADDRESS = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
 // RFC 5322 field-name: printable US-ASCII except colon.
@@ -55,13 +61,14 @@ export function assertNoLineBreak(field: string, value: string): void {
 	}
 }
 
+const codePoint = (char: string) => `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+
 function assertNoControl(field: string, value: string): void {
 	const found = CONTROL.exec(value);
 	if (found) {
-		const code = `U+${found[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
 		throw new MessageInputError(
 			field,
-			`contains the control character ${code}, which cannot be sent in a mail header`,
+			`contains the control character ${codePoint(found[0])}, which cannot be sent in a mail header`,
 			'Remove control characters from this field, e.g. with {{ $json.value.replace(/[\\x00-\\x1f\\x7f]/g, "") }}',
 		);
 	}
@@ -88,10 +95,6 @@ function assertNoEncodedWord(field: string, value: string): void {
 	}
 }
 
-// Every Unicode space is a token break to the address parser, so outside quotes one of them
-// splits an address without a visible trace: "a\u00a0b@x" is sent to b@x under the name "a".
-const HIDDEN_SPACE = /[^\S \t]/;
-
 function assertNoHiddenBreak(field: string, text: string): void {
 	let quoted = false;
 	for (let i = 0; i < text.length; i++) {
@@ -101,7 +104,7 @@ function assertNoHiddenBreak(field: string, text: string): void {
 		else if (!quoted && HIDDEN_SPACE.test(char)) {
 			throw new MessageInputError(
 				field,
-				`contains the invisible space U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} outside quotes, which would split an address`,
+				`contains the invisible space ${codePoint(char)} outside quotes, which would split an address`,
 				'Remove it, or put a display name that needs it in double quotes',
 			);
 		}
@@ -159,10 +162,6 @@ function checkAddress(field: string, entry: MailAddress): MailAddress {
 	}
 	return name ? { name, address } : { address };
 }
-
-// Embeddings, overrides and isolates: they reorder what a file name shows
-// ("invoice\u202Efdp.exe" reads as "invoiceexe.pdf").
-const BIDI_CONTROL = /[\u202a-\u202e\u2066-\u2069]/;
 
 /**
  * The name an attachment is sent under. Content-Disposition carries a file name, never a path:

@@ -3,7 +3,7 @@
  * node against the SMTP peer in one batch (continueOnFail) with a good item between them.
  */
 import { runNode, type InputItem } from '../harness/n8n-run';
-import { PER_ITEM_PARAMETERS, runBatch, smtpCredential, startPeer, type Peer } from './send-harness';
+import { PER_ITEM_PARAMETERS, record, runBatch, smtpCredential, startPeer, type Peer } from './send-harness';
 
 let peer: Peer;
 beforeAll(async () => {
@@ -84,8 +84,21 @@ describe('hostile-input regressions (smallest failing cases, at the SMTP peer)',
 			const error = run.output[2 * i]?.json.error as { message: string; code: string } | undefined;
 			return { name: r.name, sent: delivered.has(`bad-${i}`), code: error?.code, message: error?.message };
 		});
+		const goodArrived = refusals.map((_, i) => delivered.get(`good-${i}`)?.length ?? 0);
+		record({
+			transport: 'smtp',
+			kind: 'hostile',
+			name: 'send-known-unsafe-values-refused',
+			survived: !run.error && strays.length === 0 && goodArrived.every((n) => n === 1) && outcome.every((o, i) => !o.sent && o.code === 'INVALID_INPUT' && refusals[i].error.test(String(o.message))),
+			behaviour: 'the smallest cases behind each fixed defect (NUL, hidden spaces and invisible characters in addresses, encoded-word look-alikes, control characters, bidi overrides in file names) fail their item naming the field; the good item after each arrives',
+			cases: refusals.length,
+			sent: refusals.length,
+			delivered: goodArrived.filter((n) => n > 0).length,
+			lost: goodArrived.filter((n) => n === 0).length,
+			duplicated: goodArrived.filter((n) => n > 1).length,
+		});
 		expect(outcome).toEqual(refusals.map((r) => ({ name: r.name, sent: false, code: 'INVALID_INPUT', message: expect.stringMatching(r.error) })));
-		expect(refusals.map((_, i) => delivered.get(`good-${i}`)?.length)).toEqual(refusals.map(() => 1));
+		expect(goodArrived).toEqual(refusals.map(() => 1));
 		expect(strays).toEqual([]);
 	});
 
@@ -97,7 +110,20 @@ describe('hostile-input regressions (smallest failing cases, at the SMTP peer)',
 		const { run, delivered } = await runBatch(peer, items);
 		expect(run.error).toBeUndefined();
 		const sent = renamed.map((r, i) => ({ given: r.given, sent: delivered.get(String(i))?.[0]?.mail.attachments.map((a) => [a.filename, a.content.toString()]) }));
-		expect(sent).toEqual(renamed.map((r, i) => ({ given: r.given, sent: [[r.sent, `content ${i}`]] })));
+		const want = renamed.map((r, i) => ({ given: r.given, sent: [[r.sent, `content ${i}`]] }));
+		record({
+			transport: 'smtp',
+			kind: 'hostile',
+			name: 'send-file-name-paths-stripped',
+			survived: !run.error && JSON.stringify(sent) === JSON.stringify(want),
+			behaviour: 'attachment file names with / or \\ paths, drive letters, "." and ".." arrive as their last component (or the binary property name); content unchanged',
+			cases: renamed.length,
+			sent: renamed.length,
+			delivered: sent.filter((s) => s.sent).length,
+			lost: sent.filter((s) => !s.sent).length,
+			duplicated: renamed.filter((_, i) => (delivered.get(String(i))?.length ?? 0) > 1).length,
+		});
+		expect(sent).toEqual(want);
 	});
 
 	it('without continueOnFail the first unsafe item stops the node before anything is sent', async () => {
