@@ -104,7 +104,8 @@ export async function runBatch(peer: Peer, items: InputItem[], parameters: IData
 	for (const message of peer.received as Array<{ raw: Buffer; envelope: Delivered['envelope'] }>) {
 		const mail = await simpleParser(unfoldHeaders(message.raw));
 		const entry = { mail, envelope: message.envelope, raw: message.raw };
-		const caseId = String(mail.headers.get('x-case') ?? '');
+		// read from the wire, not from mailparser, which gives up on some huge header blocks
+		const caseId = headerLines(message.raw).find((line) => /^x-case:/i.test(line))?.replace(/^x-case:\s*/i, '') ?? '';
 		if (!caseId) strays.push(entry);
 		else delivered.set(caseId, [...(delivered.get(caseId) ?? []), entry]);
 	}

@@ -64,3 +64,45 @@ it('a 50 MB, a zero-byte and 200 attachments arrive byte for byte; a bad item am
 	expect(run.error).toBeUndefined();
 	expect(results).toEqual(expected);
 }, 180_000);
+
+it('pathological address and header sizes (the address-parser CVE shapes) finish quickly: delivered as meant or refused naming the field', async () => {
+	const cases = [
+		// GHSA-rcmh-qjqh-p98v: 3000 nested groups made the old parser recurse until RangeError
+		{ caseId: 'nested-groups', to: `${'g:'.repeat(3000)}a@example.org${';'.repeat(3000)}`, want: ['a@example.org'] },
+		// GHSA-2x7j-588g-ccc2: a megabyte of separators was quadratic
+		{ caseId: 'megabyte-of-commas', to: `${','.repeat(MB)}b@example.org`, want: ['b@example.org'] },
+		{ caseId: 'unclosed-comments', to: `${'('.repeat(100_000)}c@example.org`, want: ['c@example.org'] },
+		{ caseId: 'unclosed-angles', to: `${'<'.repeat(100_000)}d@example.org`, want: ['d@example.org'] },
+		{ caseId: 'long-display-name', to: `"${'N'.repeat(100_000)}" <e@example.org>`, want: ['e@example.org'] },
+		{ caseId: 'long-subject', to: 'f@example.org', subject: 'S'.repeat(100_000), want: ['f@example.org'] },
+	];
+	const started = Date.now();
+	const { run, delivered } = await runBatch(
+		peer,
+		cases.map((c) => ({ json: { caseId: c.caseId, from: 'sender@example.com', to: c.to, subject: c.subject ?? c.caseId, format: 'text', text: 'x', note: '', attachments: '' } })),
+	);
+	const elapsedMs = Date.now() - started;
+	const outcome = cases.map((c, i) => {
+		const error = run.output[i]?.json.error as { message?: string; code?: string } | undefined;
+		const got = delivered.get(c.caseId) ?? [];
+		const refusedClearly = got.length === 0 && error?.code === 'INVALID_INPUT' && /^To: /.test(String(error.message));
+		const deliveredAsMeant = got.length === 1 && JSON.stringify(got[0].envelope.to) === JSON.stringify(c.want) && (c.subject === undefined || got[0].mail.subject === c.subject);
+		return { caseId: c.caseId, ok: refusedClearly || deliveredAsMeant, refused: refusedClearly };
+	});
+	const refused = outcome.filter((o) => o.refused).map((o) => o.caseId);
+	record({
+		transport: 'smtp',
+		kind: 'hostile',
+		name: 'send-pathological-address-sizes',
+		survived: !run.error && outcome.every((o) => o.ok) && elapsedMs < 60_000,
+		behaviour: `nested groups x3000, 1 MB of commas, 100k unclosed comments/angles, a 100 KB display name and a 100 KB subject: each delivered to the meant address or refused naming To (refused: ${refused.join(', ') || 'none'}), in ${Math.round(elapsedMs / 1000)} s for all`,
+		cases: cases.length,
+		sent: cases.length - refused.length,
+		delivered: delivered.size,
+		lost: cases.length - refused.length - delivered.size,
+		duplicated: [...delivered.values()].filter((d) => d.length > 1).length,
+	});
+	expect(run.error).toBeUndefined();
+	expect(outcome.filter((o) => !o.ok)).toEqual([]);
+	expect(elapsedMs).toBeLessThan(60_000);
+}, 120_000);
