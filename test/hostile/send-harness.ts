@@ -2,6 +2,10 @@
  * Shared plumbing for the hostile-input send properties: a real SMTP peer, one Send Email run
  * per batch of generated cases (continueOnFail, so bad items sit among good ones), and the
  * peer's messages parsed with mailparser and matched to their item by an X-Case header.
+ *
+ * Cases come from fast-check's fc.sample with a fixed seed rather than fc.assert: a node run
+ * per case would cost seconds each, one run for the whole batch costs one. There is no
+ * shrinking, so a failure names the seed (MAM_HOSTILE_SEED replays it) and the whole case.
  */
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import type { IDataObject } from 'n8n-workflow';
