@@ -45,7 +45,11 @@ export const PACKAGE = 'n8n-nodes-modern-auth-mail';
 
 export interface InputItem {
 	json: IDataObject;
-	binary?: Record<string, { data: Buffer; fileName?: string; mimeType?: string }>;
+	/**
+	 * exactFileName: keep fileName as given (n8n's prepareBinaryData drops a POSIX directory
+	 * part; a Code node that sets binary.fileName can still hand over "../../etc/passwd").
+	 */
+	binary?: Record<string, { data: Buffer; fileName?: string; mimeType?: string; exactFileName?: boolean }>;
 }
 
 /** Emits the items a test registered, storing binaries through n8n's helpers. */
@@ -72,6 +76,7 @@ class ItemSourceNode implements INodeType {
 			const binary: INodeExecutionData['binary'] = {};
 			for (const [key, value] of Object.entries(item.binary ?? {})) {
 				binary[key] = await this.helpers.prepareBinaryData(value.data, value.fileName, value.mimeType);
+				if (value.exactFileName) binary[key].fileName = value.fileName;
 			}
 			out.push({ json: item.json, ...(item.binary ? { binary } : {}) });
 		}

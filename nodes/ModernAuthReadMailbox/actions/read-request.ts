@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
 import type { IncomingMessage, PostAction, ReadCriteria } from '../../../model/incoming-message';
-import { MessageInputError } from '../../../model/validate';
+import { checkFolderName, MessageInputError } from '../../../model/validate';
 import type { MessageSink } from '../../../transports/imap/imap-reader';
 import type { AttachmentInfo } from '../../../transports/imap/parse-message';
 import type { ReadAuthentication } from '../../shared/open-reader';
@@ -34,14 +34,12 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 	const postActionType = String(ctx.getNodeParameter('postAction', i, 'none'));
 	let postAction: PostAction = { type: 'none' };
 	if (postActionType === 'move') {
-		const folder = String(ctx.getNodeParameter('moveTo', i, '')).trim();
-		if (!folder) throw new MessageInputError('Move to Folder', 'is empty', 'Name the folder to move read messages to');
+		const folder = checkFolderName('Move to Folder', String(ctx.getNodeParameter('moveTo', i, '')), 'Name the folder to move read messages to');
 		postAction = { type: 'move', folder };
 	} else if (['markRead', 'flag', 'delete'].includes(postActionType)) {
 		postAction = { type: postActionType as 'markRead' | 'flag' | 'delete' };
 	}
-	const folder = String(ctx.getNodeParameter('folder', i, 'INBOX')).trim();
-	if (!folder) throw new MessageInputError('Folder', 'is empty', 'Choose a folder, e.g. INBOX');
+	const folder = checkFolderName('Folder', String(ctx.getNodeParameter('folder', i, 'INBOX')), 'Choose a folder, e.g. INBOX');
 	return {
 		authentication: ctx.getNodeParameter('authentication', 0) as ReadAuthentication,
 		mailbox: String(options.mailbox ?? ''),

@@ -6,7 +6,8 @@ import type {
 	OutgoingMessage,
 } from '../../../model/outgoing-message';
 import {
-	assertNoLineBreak,
+	assertHeaderText,
+	attachmentFileName,
 	checkHeader,
 	isFromAllowed,
 	MessageInputError,
@@ -66,7 +67,7 @@ export async function buildMessage(
 	const replyTo = parseAddressList('Reply To', options.replyTo);
 
 	const subject = String(param('subject') ?? '');
-	assertNoLineBreak('Subject', subject);
+	assertHeaderText('Subject', subject);
 
 	const format = String(param('emailFormat', 'text'));
 	const text = format === 'text' || format === 'both' ? String(param('text') ?? '') : undefined;
@@ -142,8 +143,7 @@ async function binaryAttachment(
 			'Raise "Max Attachment Size (MB)" if your server accepts it, or send a link instead',
 		);
 	}
-	const filename = binary.fileName || property;
-	assertNoLineBreak(`${field} file name`, filename);
+	const filename = attachmentFileName(`${field} file name`, binary.fileName, property);
 	const binaryId = binary.id;
 	const inlineData = binary.data;
 	return {
