@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON } from './common/shared-fields';
+import { MAIL_ICON, timeoutFields } from './common/shared-fields';
 
 /**
  * IMAP server with user and password, for mailboxes outside Microsoft 365. Tested through
@@ -56,5 +56,6 @@ export class ModernAuthImapApi implements ICredentialType {
 			description:
 				'Whether to accept any TLS certificate. Insecure: anyone on the network path can read the password and mail.',
 		},
+		...timeoutFields,
 	];
 }

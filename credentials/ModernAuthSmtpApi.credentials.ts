@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON } from './common/shared-fields';
+import { MAIL_ICON, timeoutFields } from './common/shared-fields';
 
 /**
  * SMTP server with password (or no) authentication. Tested through the node's
@@ -119,20 +119,6 @@ export class ModernAuthSmtpApi implements ICredentialType {
 			description:
 				'Extra CA certificate(s) to trust for this server, e.g. a company CA of an on-premises server. Public certificates only, never a private key.',
 		},
-		{
-			displayName: 'Connection Timeout (Seconds)',
-			name: 'connectionTimeout',
-			type: 'number',
-			default: 30,
-			typeOptions: { minValue: 1 },
-		},
-		{
-			displayName: 'Socket Timeout (Seconds)',
-			name: 'socketTimeout',
-			type: 'number',
-			default: 120,
-			typeOptions: { minValue: 1 },
-			description: 'How long a connection may stay silent before it is dropped',
-		},
+		...timeoutFields,
 	];
 }

@@ -57,3 +57,22 @@ export const allowedMailboxesField: INodeProperties = {
 	description:
 		'Comma-separated addresses or @domains that nodes may open, read or send as (Mailbox and From). Empty allows any mailbox the account can reach.',
 };
+
+/** Connection and silence limits, the same for every server credential (seconds). */
+export const timeoutFields: INodeProperties[] = [
+	{
+		displayName: 'Connection Timeout (Seconds)',
+		name: 'connectionTimeout',
+		type: 'number',
+		default: 30,
+		typeOptions: { minValue: 1 },
+	},
+	{
+		displayName: 'Socket Timeout (Seconds)',
+		name: 'socketTimeout',
+		type: 'number',
+		default: 120,
+		typeOptions: { minValue: 1 },
+		description: 'How long a connection may stay silent before it is dropped',
+	},
+];

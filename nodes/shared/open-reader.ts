@@ -38,7 +38,15 @@ function readImapCredential(data: ICredentialDataDecryptedObject) {
 		password: typeof data.password === 'string' ? data.password : '',
 		caCertificate: text('caCertificate'),
 		ignoreCertificateErrors: data.ignoreCertificateErrors === true,
+		connectionTimeoutMs: seconds(data.connectionTimeout, 30) * 1000,
+		// A server that stops answering mid-FETCH fails the read after this, instead of holding it.
+		socketTimeoutMs: seconds(data.socketTimeout, 120) * 1000,
 	};
+}
+
+function seconds(value: unknown, fallback: number): number {
+	const n = Number(value);
+	return Number.isFinite(n) && n > 0 ? n : fallback;
 }
 
 /** Builds the reader for the credential chosen by "Authentication" (not yet connected). */
@@ -87,6 +95,8 @@ async function readerFactory(ctx: IExecuteFunctions | ILoadOptionsFunctions, aut
 					auth: { type: 'password', user: credential.user, pass: credential.password },
 					rejectUnauthorized: !credential.ignoreCertificateErrors,
 					ca: credential.caCertificate || undefined,
+					connectionTimeoutMs: credential.connectionTimeoutMs,
+					socketTimeoutMs: credential.socketTimeoutMs,
 				}),
 		};
 	}
