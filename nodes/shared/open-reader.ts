@@ -164,7 +164,10 @@ export class ReaderPool {
 			reader.catch(() => {});
 			this.readers.set(key, reader);
 		}
-		return reader;
+		const connected = await reader;
+		// An earlier item's connection may have been reset or timed out: the next item gets a new one.
+		if (!connected.connected) await connected.reconnect();
+		return connected;
 	}
 
 	async closeAll(): Promise<void> {

@@ -8,7 +8,7 @@ import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/inco
 import { MailTransportError } from '../contracts';
 import { tlsClientOptions } from '../tls-options';
 import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
-import { applyPostAction, type PostActionOptions, type PostActionOutcome } from './post-actions';
+import { applyPostAction, confirmAfterReconnect, type PostActionOptions, type PostActionOutcome } from './post-actions';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
@@ -265,7 +265,29 @@ export class ImapReader {
 				);
 			}
 		}
-		return applyPostAction(this.imap, uids, action, options);
+		const outcomes = await applyPostAction(this.imap, uids, action, options);
+		const unconfirmed = outcomes.filter((o) => o.unconfirmed).map((o) => o.uid);
+		if (unconfirmed.length === 0) return outcomes;
+		// The connection failed before the server's answer: reconnect once and look.
+		try {
+			await this.reconnect();
+			await this.openFolder(folder, false);
+			const confirmed = new Map((await confirmAfterReconnect(this.imap, unconfirmed, action, options)).map((o) => [o.uid, o]));
+			return outcomes.map((o) => confirmed.get(o.uid) ?? o);
+		} catch {
+			return outcomes; // still unknown: the outcomes say so
+		}
+	}
+
+	/** Whether the connection is still open and signed in (a reset or time-out ends it). */
+	get connected(): boolean {
+		return Boolean(this.client?.usable);
+	}
+
+	/** A new connection in place of a failed one. */
+	async reconnect(): Promise<void> {
+		await this.close();
+		await this.connect();
 	}
 
 	async close(): Promise<void> {

@@ -90,6 +90,28 @@ export async function applyPostAction(
 	return uids.map((uid) => outcomes.get(uid)!);
 }
 
+/**
+ * After the connection failed mid post-action (on a new connection, folder selected
+ * read-write): finds out what the server did with the unconfirmed UIDs and finishes the job.
+ * Adding a flag again is harmless and is read back; a message gone from the folder after a
+ * move or delete was taken by that command (its new UID is unknown); one still there gets
+ * the action again. Without this, a lost OK would drop read mail from the run's output
+ * while the server had already marked it read or moved it.
+ */
+export async function confirmAfterReconnect(
+	client: ImapFlow,
+	uids: number[],
+	action: PostAction,
+	options: PostActionOptions = {},
+): Promise<PostActionOutcome[]> {
+	if (action.type === 'none' || uids.length === 0) return [];
+	if (action.type === 'markRead' || action.type === 'flag') return applyPostAction(client, uids, action, options);
+	const stillThere = new Set<number>();
+	for (const chunk of uidSetChunks(uids)) for (const uid of await present(client, chunk.set)) stillThere.add(uid);
+	const retried = new Map((await applyPostAction(client, [...stillThere], action, options)).map((o) => [o.uid, o]));
+	return uids.map((uid) => retried.get(uid) ?? { uid, done: true, reason: 'confirmed after reconnecting: no longer in the folder' });
+}
+
 const settle = (outcomes: Outcomes, uid: number, done: boolean, reason?: string, newUid?: number) =>
 	outcomes.set(uid, { uid, done, ...(newUid !== undefined ? { newUid } : {}), ...(reason ? { reason } : {}) });
 
