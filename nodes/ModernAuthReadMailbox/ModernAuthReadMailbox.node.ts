@@ -15,7 +15,7 @@ import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-c
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
 import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
 import { parseRawSearch } from '../../transports/imap/search';
-import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
+import { BinaryDataSink, isErrorItem, readRequest, toItem } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
 export class ModernAuthReadMailbox implements INodeType {
@@ -113,8 +113,9 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);
-					// Only what became output is touched on the server.
-					await reader.apply(request.folder, emitted, request.postAction);
+					// Only what became output is touched on the server; an unreadable message stays as it is.
+					const read = emitted.filter((uid) => !isErrorItem(byUid.get(uid)!));
+					await reader.apply(request.folder, read, request.postAction);
 				} catch (error) {
 					if (!continueOnFail) throw toNodeOperationError(node, error, i, setup?.secrets ?? []);
 					out.push({ json: { error: describeItemError(error, setup?.secrets ?? []) }, pairedItem: { item: i } });

@@ -5,9 +5,18 @@ import { Readable } from 'node:stream';
 import tls from 'node:tls';
 
 import { ActionableError } from '../../model/actionable-error';
-import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
+import type { IncomingMessage, PostAction, ReadCriteria, UnreadableMessage } from '../../model/incoming-message';
 import { MailTransportError } from '../contracts';
-import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
+import {
+	collect,
+	MessageParseError,
+	parseMessage,
+	tee,
+	type AttachmentConsumer,
+	type AttachmentInfo,
+	type ParseLimits,
+	type ParsedMessage,
+} from './parse-message';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
@@ -52,6 +61,8 @@ export interface FetchOptions {
 	includeHeaders?: boolean;
 	includeRaw?: boolean;
 	sink?: MessageSink;
+	/** Per message: parse deadline and header budget (defaults in parse-message). */
+	limits?: ParseLimits;
 }
 
 /**
@@ -168,9 +179,15 @@ export class ImapReader {
 	 * when the previous one is consumed, so one message is in memory at a time). Larger ones,
 	 * of which that FETCH brought only the first part, are then downloaded in chunks and parsed
 	 * as they arrive, so their attachments stream into the sink and never sit in memory whole.
-	 * Messages come in ascending UID order, larger ones after the smaller ones.
+	 * Messages come in ascending UID order, larger ones after the smaller ones. A message that
+	 * cannot be read comes as an UnreadableMessage in its place; only a failing connection throws.
 	 */
-	async *fetch(folder: string, uidValidity: number, uids: number[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage> {
+	async *fetch(
+		folder: string,
+		uidValidity: number,
+		uids: number[],
+		options: FetchOptions = {},
+	): AsyncGenerator<IncomingMessage | UnreadableMessage> {
 		if (uids.length === 0) return;
 		const large: number[] = [];
 		const query = { uid: true, flags: true, size: true, source: { start: 0, maxLength: STREAM_ABOVE_BYTES } };
@@ -200,25 +217,32 @@ export class ImapReader {
 		size: number,
 		source: Buffer | Readable,
 		options: FetchOptions,
-	): Promise<IncomingMessage> {
-		const sink = options.sink;
-		const collected = new Map<number, Buffer>();
-		const consume: AttachmentConsumer = sink
-			? (info, index, content) => sink.attachment(uid, index, info, content)
-			: async (_info, index, content) => void collected.set(index, await collect(content));
-		let raw: Buffer | undefined;
-		let parsed: ParsedMessage;
-		if (!options.includeRaw) parsed = await parseMessage(source, consume);
-		else if (Buffer.isBuffer(source)) {
-			if (sink) await sink.raw(uid, Readable.from([source]));
-			else raw = source;
-			parsed = await parseMessage(source, consume);
-		} else {
-			const [toParser, toRaw] = tee(source);
-			const keepRaw = sink ? sink.raw(uid, toRaw) : collect(toRaw).then((buffer) => void (raw = buffer));
-			[parsed] = await Promise.all([parseMessage(toParser, consume), keepRaw]);
-		}
+	): Promise<IncomingMessage | UnreadableMessage> {
 		const flags = [...(flagSet ?? new Set<string>())];
+		let read: Awaited<ReturnType<ImapReader['read']>>;
+		try {
+			read = await this.read(uid, source, options);
+		} catch (error) {
+			if (!Buffer.isBuffer(source)) source.destroy();
+			// A dropped connection is not the message's fault: the caller reconnects and retries.
+			if (!this.imap.usable) throw this.describe(error);
+			const failure = error instanceof MessageParseError ? error : undefined;
+			const e = error as { message?: string };
+			return {
+				id: `${uidValidity}:${uid}`,
+				uid,
+				folder,
+				...(failure?.subject !== undefined ? { subject: failure.subject } : {}),
+				size,
+				flags,
+				error: {
+					message: failure?.message ?? `Message could not be read: ${String(e?.message ?? error)}`,
+					code: failure?.code ?? 'MESSAGE_UNREADABLE',
+					hint: failure?.hint ?? 'Storing or parsing this message failed; the other messages are unaffected',
+				},
+			};
+		}
+		const { parsed, collected, raw } = read;
 		const headers: Record<string, string> = {};
 		if (options.includeHeaders) {
 			for (const line of parsed.headerLines) headers[line.key] = line.line.slice(line.line.indexOf(':') + 1).trim();
@@ -247,6 +271,35 @@ export class ImapReader {
 			})),
 			...(raw ? { raw } : {}),
 		};
+	}
+
+	/** Parses one message, its attachments (and raw bytes, if asked) going to the sink. */
+	private async read(uid: number, source: Buffer | Readable, options: FetchOptions) {
+		const sink = options.sink;
+		const collected = new Map<number, Buffer>();
+		const consume: AttachmentConsumer = sink
+			? (info, index, content) => sink.attachment(uid, index, info, content)
+			: async (_info, index, content) => void collected.set(index, await collect(content));
+		let raw: Buffer | undefined;
+		let parsed: ParsedMessage;
+		if (!options.includeRaw) parsed = await parseMessage(source, consume, options.limits);
+		else if (Buffer.isBuffer(source)) {
+			if (sink) await sink.raw(uid, Readable.from([source]));
+			else raw = source;
+			parsed = await parseMessage(source, consume, options.limits);
+		} else {
+			const [toParser, toRaw] = tee(source);
+			const keepRaw = sink ? sink.raw(uid, toRaw) : collect(toRaw).then((buffer) => void (raw = buffer));
+			try {
+				[parsed] = await Promise.all([parseMessage(toParser, consume, options.limits), keepRaw]);
+			} catch (error) {
+				// Ends the raw copy too, so its consumer does not wait for bytes that never come.
+				toRaw.destroy(error as Error);
+				keepRaw.catch(() => {});
+				throw error;
+			}
+		}
+		return { parsed, collected, raw };
 	}
 
 	/** Applies a post-action to UIDs of the folder (opened read-write for it). */
