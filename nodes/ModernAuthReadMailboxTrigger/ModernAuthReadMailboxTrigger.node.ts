@@ -81,6 +81,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 	};
 
 	async poll(this: IPollFunctions): Promise<INodeExecutionData[][] | null> {
+		const deadline = pollDeadline(this);
 		const authentication = this.getNodeParameter('authentication') as ReadAuthentication;
 		const folder = String(this.getNodeParameter('folder', 'INBOX')).trim() || 'INBOX';
 		const options = this.getNodeParameter('options', {}) as IDataObject;
@@ -115,7 +116,6 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			}
 
 			const maxAttempts = Math.max(1, Math.floor(Number(this.getNodeParameter('maxAttempts', DEFAULT_MAX_ATTEMPTS))) || DEFAULT_MAX_ATTEMPTS);
-			const deadline = pollDeadline(this);
 			let uids: number[];
 			if (!saved || saved.uidValidity !== uidValidity) {
 				// First activation, or the server renumbered the folder (UIDVALIDITY changed): start

@@ -298,6 +298,8 @@ export interface PollerOptions {
 	/** Static data as n8n would have persisted it (JSON), e.g. from a previous poller. */
 	staticData?: IDataObject;
 	mode?: WorkflowExecuteMode;
+	/** Gives each poll context n8n 2.x's getPollBudgetMs() (n8n-core 1.x here has none). */
+	pollBudgetMs?: number;
 }
 
 /**
@@ -338,6 +340,8 @@ export async function createPoller(options: PollerOptions) {
 			const started = executions.length;
 			const emit = (data: INodeExecutionData[][]) => void executions.push(data[0] ?? []);
 			const context = new PollContext(workflow, node, additionalData, options.mode ?? 'trigger', 'activate', emit);
+			const budget = options.pollBudgetMs;
+			if (budget !== undefined) Object.assign(context, { getPollBudgetMs: () => budget });
 			const result = await trigger.poll!.call(context);
 			if (result) executions.push(result[0] ?? []);
 			return executions.slice(started).flat();

@@ -9,6 +9,8 @@ import { createPoller } from '../harness/n8n-run';
 const { sharedTestPki } = require('../peers/certs');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startDovecot } = require('../peers/dovecot');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { record } = require('../harness/reliability');
 
 const USER = 'watcher@example.com';
 const PASSWORD = 'Watcher-imap-Passw0rd';
@@ -156,4 +158,110 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		await dovecot.deliver(USER, await mime('after recreate 2'), { folder });
 		expect(subjects(await poller.poll())).toEqual(['after recreate 2']);
 	});
+
+	it('a message that always fails is emitted once as an error item after 3 polls, across a restart; mail before and after it flows once', async () => {
+		const folder = 'Poison';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		let poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const delivered: string[] = [];
+		const deliverGood = async (subject: string) => {
+			await dovecot.deliver(USER, await mime(subject), { folder });
+			delivered.push(subject);
+		};
+		for (const k of [1, 2, 3]) await deliverGood(`before ${k}`);
+		// A header over the parser's budget: refused on every attempt.
+		const poison = `From: a@example.org\r\nSubject: poison\r\nTo: ${'x'.repeat(300 * 1024)}@example.com\r\n\r\nbody\r\n`;
+		const { uid: poisonUid } = await dovecot.deliver(USER, Buffer.from(poison), { folder });
+		for (const k of [1, 2, 3]) await deliverGood(`after ${k}`);
+
+		const goods: string[] = [];
+		const errors: Array<Record<string, unknown>> = [];
+		const errorsAtPoll: number[] = [];
+		const take = (items: Array<{ json: Record<string, unknown> }>) => {
+			for (const item of items) {
+				if (item.json.error) errors.push(item.json);
+				else goods.push(String(item.json.subject));
+			}
+		};
+		for (let round = 1; round <= 4; round++) {
+			take(await poller.poll());
+			if (errors.length && !errorsAtPoll.length) errorsAtPoll.push(round);
+			if (round === 1) {
+				// n8n restarts after the first failed attempt: the count comes back from static data.
+				expect(poller.staticData()).toMatchObject({ 'node:Trigger': { folders: { [folder]: { failing: { [poisonUid]: { attempts: 1 } } } } } });
+				poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData() });
+			}
+			if (round === 2) await deliverGood('later 1');
+		}
+		await deliverGood('later 2');
+		take(await poller.poll());
+		take(await poller.poll());
+
+		const duplicated = goods.length - new Set(goods).size + Math.max(0, errors.length - 1);
+		const lost = delivered.filter((subject) => !goods.includes(subject)).length;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: poison message between good ones',
+			survived: lost === 0 && duplicated === 0 && errors.length === 1 && errorsAtPoll[0] === 3,
+			behaviour: `poison message emitted once as an error item at poll ${errorsAtPoll[0]} (attempts ${String(errors[0]?.attempts)}), mail before and after it emitted once each, one restart between attempts`,
+			sent: delivered.length,
+			delivered: goods.length,
+			lost,
+			duplicated,
+		});
+		expect([...goods].sort()).toEqual([...delivered].sort());
+		expect(new Set(goods).size).toBe(goods.length);
+		expect(errors).toHaveLength(1);
+		expect(errorsAtPoll).toEqual([3]);
+		expect(errors[0]).toMatchObject({ uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_HEADER_TOO_LARGE' } });
+		const state = (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
+		expect(state.failing).toEqual({});
+		expect(state.skipped).toEqual([expect.objectContaining({ uid: poisonUid, subject: 'poison', attempts: 3 })]);
+	}, 120_000);
+
+	it('with the poll budget of n8n 2.x, a backlog is split over polls that stop in time, losing and repeating nothing', async () => {
+		const folder = 'Budget';
+		await dovecot.createFolder(USER, folder);
+		const budgetMs = 1000;
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials(), pollBudgetMs: budgetMs });
+		await poller.poll();
+		const buffers = await Promise.all(Array.from({ length: 2000 }, (_, k) => mime(`budget ${k}`)));
+		await dovecot.seed(USER, buffers, { folder });
+		const perPoll: number[] = [];
+		const durations: number[] = [];
+		const emitted: string[] = [];
+		for (let round = 0; round < 40 && emitted.length < buffers.length; round++) {
+			const started = Date.now();
+			const items = await poller.poll();
+			durations.push(Date.now() - started);
+			perPoll.push(items.length);
+			emitted.push(...subjects(items));
+		}
+		expect(await poller.poll()).toEqual([]);
+		const expected = buffers.map((_, k) => `budget ${k}`);
+		const lost = expected.filter((subject) => !emitted.includes(subject)).length;
+		const duplicated = emitted.length - new Set(emitted).size;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: 2000-message backlog under a 1 s poll budget',
+			survived: perPoll.length > 1 && lost === 0 && duplicated === 0,
+			behaviour: `split over ${perPoll.length} polls (${perPoll.join('/')}), longest poll ${Math.max(...durations)} ms for a ${budgetMs} ms budget`,
+			sent: buffers.length,
+			delivered: emitted.length,
+			lost,
+			duplicated,
+			value: Math.max(...durations),
+			unit: 'ms',
+		});
+		expect(perPoll.length).toBeGreaterThan(1);
+		expect(perPoll[0]).toBeLessThan(buffers.length);
+		expect(emitted).toEqual(expected); // oldest first, once each
+		// Connect and sign-in happen before the budget is checked; allow one chunk's overrun on a loaded machine.
+		expect(Math.max(...durations)).toBeLessThan(2 * budgetMs);
+	}, 180_000);
 });
