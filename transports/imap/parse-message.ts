@@ -56,7 +56,7 @@ const SUBJECT_SCAN_BYTES = 64 * 1024;
 export class MessageParseError extends ActionableError {
 	constructor(
 		message: string,
-		code: 'MESSAGE_PARSE_TIMEOUT' | 'MESSAGE_HEADER_TOO_LARGE' | 'MESSAGE_UNPARSEABLE' | 'MESSAGE_STORE_FAILED',
+		code: 'MESSAGE_PARSE_TIMEOUT' | 'MESSAGE_HEADER_TOO_LARGE' | 'MESSAGE_TOO_MANY_PARTS' | 'MESSAGE_UNPARSEABLE' | 'MESSAGE_STORE_FAILED',
 		hint: string,
 		/** The Subject as far as it could be read from the raw header. */
 		readonly subject?: string,
@@ -207,6 +207,9 @@ function asParseError(error: unknown, subject: string | undefined, maxHeaderByte
 			'Such a header is not legitimate mail (Exchange Online refuses headers over 256 KB); the message was skipped',
 			subject,
 		);
+	}
+	if (/child nodes/i.test(reason)) {
+		return new MessageParseError('Message has more than 1,000 MIME parts', 'MESSAGE_TOO_MANY_PARTS', 'Such a message is not legitimate mail; it was skipped', subject);
 	}
 	return new MessageParseError(`Message could not be parsed: ${reason}`, 'MESSAGE_UNPARSEABLE', 'The message is malformed; it was skipped', subject);
 }
