@@ -298,6 +298,8 @@ export interface PollerOptions {
 	/** Static data as n8n would have persisted it (JSON), e.g. from a previous poller. */
 	staticData?: IDataObject;
 	mode?: WorkflowExecuteMode;
+	/** The same workflow after a restart keeps its id. */
+	workflowId?: string;
 	/** Gives each poll context n8n 2.x's getPollBudgetMs() (n8n-core 1.x here has none). */
 	pollBudgetMs?: number;
 }
@@ -321,7 +323,7 @@ export async function createPoller(options: PollerOptions) {
 		credentials: nodeCredentials,
 	};
 	const workflow = new Workflow({
-		id: `wf-poll-${randomUUID().slice(0, 8)}`,
+		id: options.workflowId ?? `wf-poll-${randomUUID().slice(0, 8)}`,
 		nodes: [node],
 		connections: {},
 		nodeTypes: new TestNodeTypes(),
@@ -335,6 +337,7 @@ export async function createPoller(options: PollerOptions) {
 	// (n8n starts an execution for each), then what the poll returned.
 	const executions: INodeExecutionData[][] = [];
 	return {
+		workflowId: workflow.id,
 		/** One poll; resolves to every item it emitted, over all its executions. */
 		async poll(): Promise<INodeExecutionData[]> {
 			const started = executions.length;

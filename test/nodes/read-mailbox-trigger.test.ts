@@ -1,6 +1,8 @@
 import { Container } from '@n8n/di';
-import { BinaryDataService } from 'n8n-core';
+import { BinaryDataConfig, BinaryDataService } from 'n8n-core';
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import nodemailer from 'nodemailer';
 
 import { createPoller } from '../harness/n8n-run';
@@ -162,18 +164,22 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 	it('a message that always fails is emitted once as an error item after 3 polls, across a restart; mail before and after it flows once', async () => {
 		const folder = 'Poison';
 		await dovecot.createFolder(USER, folder);
-		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const parameters = { authentication: 'imap', folder };
 		let poller = await createPoller({ parameters, credentials: credentials() });
 		await poller.poll();
+		// n8n's binary data store cannot store anything for this workflow (a file where its
+		// directory belongs): the one message with an attachment fails on every attempt.
+		const blocked = path.join(Container.get(BinaryDataConfig).localStoragePath, 'workflows', poller.workflowId);
+		fs.mkdirSync(path.dirname(blocked), { recursive: true });
+		fs.writeFileSync(blocked, 'not a directory');
 		const delivered: string[] = [];
 		const deliverGood = async (subject: string) => {
 			await dovecot.deliver(USER, await mime(subject), { folder });
 			delivered.push(subject);
 		};
 		for (const k of [1, 2, 3]) await deliverGood(`before ${k}`);
-		// A header over the parser's budget: refused on every attempt.
-		const poison = `From: a@example.org\r\nSubject: poison\r\nTo: ${'x'.repeat(300 * 1024)}@example.com\r\n\r\nbody\r\n`;
-		const { uid: poisonUid } = await dovecot.deliver(USER, Buffer.from(poison), { folder });
+		const poison = await transport.sendMail({ from: 'sender@example.org', to: USER, subject: 'poison', text: 'x', attachments: [{ filename: 'a.bin', content: randomBytes(1000) }] });
+		const { uid: poisonUid } = await dovecot.deliver(USER, poison.message as Buffer, { folder });
 		for (const k of [1, 2, 3]) await deliverGood(`after ${k}`);
 
 		const goods: string[] = [];
@@ -191,13 +197,14 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 			if (round === 1) {
 				// n8n restarts after the first failed attempt: the count comes back from static data.
 				expect(poller.staticData()).toMatchObject({ 'node:Trigger': { folders: { [folder]: { failing: { [poisonUid]: { attempts: 1 } } } } } });
-				poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData() });
+				poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData(), workflowId: poller.workflowId });
 			}
 			if (round === 2) await deliverGood('later 1');
 		}
 		await deliverGood('later 2');
 		take(await poller.poll());
 		take(await poller.poll());
+		fs.rmSync(blocked);
 
 		const duplicated = goods.length - new Set(goods).size + Math.max(0, errors.length - 1);
 		const lost = delivered.filter((subject) => !goods.includes(subject)).length;
@@ -216,7 +223,7 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(new Set(goods).size).toBe(goods.length);
 		expect(errors).toHaveLength(1);
 		expect(errorsAtPoll).toEqual([3]);
-		expect(errors[0]).toMatchObject({ uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_HEADER_TOO_LARGE' } });
+		expect(errors[0]).toMatchObject({ uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_STORE_FAILED' } });
 		const state = (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
 		expect(state.failing).toEqual({});
 		expect(state.skipped).toEqual([expect.objectContaining({ uid: poisonUid, subject: 'poison', attempts: 3 })]);
