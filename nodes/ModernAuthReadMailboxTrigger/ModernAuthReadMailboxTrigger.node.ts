@@ -30,6 +30,8 @@ export interface FolderState {
 	uidValidity: number;
 	/** Every UID up to this one was emitted or given up on, except those in `failing`. */
 	lastUid: number;
+	/** Existing unread messages of the first activation not emitted yet (cut short by the poll budget). */
+	carry?: number[];
 	/** Messages that failed and are retried by later polls: UID -> attempts and last reason. */
 	failing?: Record<string, { attempts: number; reason: string; code: string; subject?: string }>;
 	/** The newest messages given up on after the last attempt (at most SKIPPED_KEPT). */
@@ -125,6 +127,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 				if (!(firstActivation && this.getNodeParameter('includeExistingUnread', false))) return null;
 				uids = await setup.reader.search({ unreadOnly: true });
 				if (uids.length) state.folders[folder].lastUid = Math.max(state.folders[folder].lastUid, uids[uids.length - 1]);
+				state.folders[folder].carry = uids;
 			} else {
 				uids = await pendingUids(setup.reader, saved);
 			}
@@ -149,6 +152,11 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 				batch.push(...settle(current, items, maxAttempts));
 				// Advance past what was emitted or is retried from `failing`; the rest is read next poll.
 				if (processed.length) current.lastUid = Math.max(current.lastUid, processed[processed.length - 1]);
+				if (current.carry) {
+					const done = new Set(processed);
+					current.carry = current.carry.filter((uid) => !done.has(uid));
+					if (!current.carry.length) delete current.carry;
+				}
 				if (pending.length && batch.length) {
 					this.__emit([batch]);
 					batch = [];
@@ -174,15 +182,16 @@ function pollDeadline(ctx: IPollFunctions): number {
 	return Date.now() + ms - Math.min(30_000, ms / 5);
 }
 
-/** New UIDs after lastUid plus the failing ones still in the folder, oldest first. */
+/** New UIDs after lastUid plus the failing and carried ones still in the folder, oldest first. */
 async function pendingUids(reader: ImapReader, saved: FolderState): Promise<number[]> {
 	const failing = Object.keys(saved.failing ?? {}).map(Number);
-	const from = Math.min(saved.lastUid, ...failing.map((uid) => uid - 1));
+	const retry = new Set([...failing, ...(saved.carry ?? [])]);
+	const from = Math.min(saved.lastUid, ...[...retry].map((uid) => uid - 1));
 	const found = await reader.search({ uidAfter: from });
-	const retry = new Set(failing);
 	const existing = new Set(found);
-	// A failing message deleted meanwhile is forgotten.
+	// A message deleted meanwhile is forgotten.
 	for (const uid of failing) if (!existing.has(uid)) delete saved.failing![uid];
+	if (saved.carry) saved.carry = saved.carry.filter((uid) => existing.has(uid));
 	return found.filter((uid) => uid > saved.lastUid || retry.has(uid));
 }
 
