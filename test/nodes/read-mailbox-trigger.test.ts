@@ -229,6 +229,61 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(state.skipped).toEqual([expect.objectContaining({ uid: poisonUid, subject: 'poison', attempts: 3 })]);
 	}, 120_000);
 
+	it('a message the server cannot serve fails each poll at it; after 3 such polls it is emitted as an error item and mail flows', async () => {
+		const folder = 'Unservable';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const delivered: string[] = [];
+		const deliverGood = async (subject: string) => {
+			await dovecot.deliver(USER, await mime(subject), { folder });
+			delivered.push(subject);
+		};
+		for (const k of [1, 2]) await deliverGood(`before ${k}`);
+		const box = (await dovecot.doveadm(['mailbox', 'path', '-u', USER, folder])).stdout.trim();
+		const files = () => new Set(['new', 'cur'].flatMap((dir) => fs.readdirSync(path.join(box, dir)).map((name) => path.join(box, dir, name))));
+		const previous = files();
+		const { uid: badUid } = await dovecot.deliver(USER, await mime('unservable'), { folder });
+		const [badFile] = [...files()].filter((name) => !previous.has(name));
+		for (const k of [1, 2]) await deliverGood(`after ${k}`);
+		// Dovecot (running as an unprivileged mail user) can no longer open this one message.
+		fs.chownSync(badFile, 0, 0);
+		fs.chmodSync(badFile, 0o000);
+
+		const goods: string[] = [];
+		const errors: Array<Record<string, unknown>> = [];
+		let failedPolls = 0;
+		for (let round = 1; round <= 6; round++) {
+			try {
+				for (const item of await poller.poll()) {
+					if (item.json.error) errors.push(item.json);
+					else goods.push(String(item.json.subject));
+				}
+			} catch {
+				failedPolls++;
+			}
+			if (round === 2) await deliverGood('later 1');
+		}
+		const lost = delivered.filter((subject) => !goods.includes(subject)).length;
+		const duplicated = goods.length - new Set(goods).size + Math.max(0, errors.length - 1);
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: message the server cannot serve between good ones',
+			survived: lost === 0 && duplicated === 0 && errors.length === 1,
+			behaviour: `${failedPolls} polls failed at the message, then it was emitted once as an error item (attempts ${String(errors[0]?.attempts)}); good mail emitted once each`,
+			sent: delivered.length,
+			delivered: goods.length,
+			lost,
+			duplicated,
+		});
+		expect(failedPolls).toBe(3);
+		expect(errors).toEqual([expect.objectContaining({ uid: badUid, attempts: 3, error: expect.objectContaining({ message: expect.any(String) }) })]);
+		expect([...goods].sort()).toEqual([...delivered].sort());
+		expect(new Set(goods).size).toBe(goods.length);
+	}, 120_000);
+
 	it.each([
 		['new mail', false],
 		['the existing unread mail of the first activation', true],
