@@ -104,21 +104,24 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 	afterAll(async () => dovecot?.stop());
 
 	it.each([
-		['fetched whole', 50_000],
-		['streamed', 3 * 1024 * 1024],
-	])('attachment store stalls on a message %s', async (_label, size) => {
-		const folder = `Stall${size}`;
+		['attachment', 'fetched whole', 50_000],
+		['attachment', 'streamed', 3 * 1024 * 1024],
+		['raw message', 'fetched whole', 50_000],
+		['raw message', 'streamed', 3 * 1024 * 1024],
+	])('%s store stalls on a message %s', async (stalling, _label, size) => {
+		const folder = `Stall${stalling === 'raw message' ? 'Raw' : ''}${size}`;
 		await dovecot.createFolder(USER, folder);
 		await dovecot.deliver(USER, await build({ subject: 'first', text: '1' }), { folder });
-		await dovecot.deliver(USER, await build({ subject: 'stalls', text: '2', attachments: [{ filename: 'stall.bin', content: randomBytes(size) }] }), { folder });
+		const { uid: stalledUid } = await dovecot.deliver(USER, await build({ subject: 'stalls', text: '2', attachments: [{ filename: 'stall.bin', content: randomBytes(size) }] }), { folder });
 		await dovecot.deliver(USER, await build({ subject: 'third', text: '3', attachments: [{ filename: 'ok.bin', content: randomBytes(1000) }] }), { folder });
 		const sink: MessageSink = {
 			async attachment(_uid, _index, info, content) {
-				if (info.filename === 'stall.bin') return new Promise<void>(() => {});
+				if (stalling === 'attachment' && info.filename === 'stall.bin') return new Promise<void>(() => {});
 				content.resume();
 				await finished(content);
 			},
-			async raw(_uid, content) {
+			async raw(uid, content) {
+				if (stalling === 'raw message' && uid === stalledUid) return new Promise<void>(() => {});
 				content.resume();
 				await finished(content);
 			},
@@ -130,7 +133,7 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 			const uids = await reader.search({});
 			const started = Date.now();
 			const out: Array<IncomingMessage | UnreadableMessage> = [];
-			for await (const message of reader.fetch(folder, uidValidity, uids, { sink, limits: { timeoutMs: 1000 } })) out.push(message);
+			for await (const message of reader.fetch(folder, uidValidity, uids, { sink, includeRaw: stalling === 'raw message', limits: { timeoutMs: 1000 } })) out.push(message);
 			expect(Date.now() - started).toBeLessThan(10_000);
 			expect(out.map((m) => [m.subject, isUnreadable(m) ? m.error.code : 'read'])).toEqual(
 				expect.arrayContaining([

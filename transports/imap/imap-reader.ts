@@ -9,9 +9,12 @@ import type { IncomingMessage, PostAction, ReadCriteria, UnreadableMessage } fro
 import { MailTransportError } from '../contracts';
 import {
 	collect,
+	DEFAULT_PARSE_TIMEOUT_MS,
 	MessageParseError,
 	parseMessage,
+	subjectOf,
 	tee,
+	within,
 	type AttachmentConsumer,
 	type AttachmentInfo,
 	type ParseLimits,
@@ -220,19 +223,24 @@ export class ImapReader {
 	): Promise<IncomingMessage | UnreadableMessage> {
 		const flags = [...(flagSet ?? new Set<string>())];
 		let read: Awaited<ReturnType<ImapReader['read']>>;
+		// The parser keeps its own deadline; this one also covers storing the raw message.
+		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_PARSE_TIMEOUT_MS;
 		try {
-			read = await this.read(uid, source, options);
+			read = await within(this.read(uid, source, options), timeoutMs + 1000, () => {
+				if (!Buffer.isBuffer(source)) source.destroy();
+			});
 		} catch (error) {
 			if (!Buffer.isBuffer(source)) source.destroy();
 			// A dropped connection is not the message's fault: the caller reconnects and retries.
 			if (!this.imap.usable) throw this.describe(error);
 			const failure = error instanceof MessageParseError ? error : undefined;
 			const e = error as { message?: string };
+			const subject = failure?.subject ?? (Buffer.isBuffer(source) ? subjectOf(source) : undefined);
 			return {
 				id: `${uidValidity}:${uid}`,
 				uid,
 				folder,
-				...(failure?.subject !== undefined ? { subject: failure.subject } : {}),
+				...(subject !== undefined ? { subject } : {}),
 				size,
 				flags,
 				error: {
@@ -293,8 +301,9 @@ export class ImapReader {
 			try {
 				[parsed] = await Promise.all([parseMessage(toParser, consume, options.limits), keepRaw]);
 			} catch (error) {
-				// Ends the raw copy too, so its consumer does not wait for bytes that never come.
-				toRaw.destroy(error as Error);
+				// Ends the raw copy too, so its consumer does not wait for bytes that never come
+				// (without an error: that consumer may not listen for one).
+				toRaw.destroy();
 				keepRaw.catch(() => {});
 				throw error;
 			}

@@ -86,11 +86,7 @@ export async function parseMessage(source: Buffer | Readable, consume: Attachmen
 	try {
 		return await new Promise<ParsedMessage>((resolve, reject) => {
 			timer = setTimeout(() => {
-				const error = new MessageParseError(
-					`Message could not be parsed within ${timeoutMs / 1000} s`,
-					'MESSAGE_PARSE_TIMEOUT',
-					'The message is malformed or very large, or storing its attachments stalled; it was skipped',
-				);
+				const error = parseTimeout(timeoutMs);
 				reject(error);
 				stop(error);
 			}, timeoutMs);
@@ -104,6 +100,8 @@ export async function parseMessage(source: Buffer | Readable, consume: Attachmen
 			});
 			guard.run(() => {
 				parser = new MailParser({ skipImageLinks: true, maxHeadSize: maxHeaderBytes });
+				// The first error settles the promise; later ones (after destroy) must not crash n8n.
+				parser.on('error', () => {});
 				parse(parser, source, consume).then(resolve, reject);
 			});
 		});
@@ -112,6 +110,35 @@ export async function parseMessage(source: Buffer | Readable, consume: Attachmen
 	} finally {
 		clearTimeout(timer);
 		if (!Buffer.isBuffer(source)) source.off('data', head.listener);
+	}
+}
+
+export function parseTimeout(timeoutMs: number): MessageParseError {
+	return new MessageParseError(
+		`Message could not be read within ${timeoutMs / 1000} s`,
+		'MESSAGE_PARSE_TIMEOUT',
+		'The message is malformed or very large, or storing it stalled; it was skipped',
+	);
+}
+
+/**
+ * Settles like `work`, or fails with a timeout after `timeoutMs` (then calls `abandon`), for
+ * work around the parser that its own deadline does not cover, such as storing the raw message.
+ */
+export async function within<T>(work: Promise<T>, timeoutMs: number, abandon: (error: Error) => void): Promise<T> {
+	let timer: NodeJS.Timeout | undefined;
+	const timeout = new Promise<never>((_resolve, reject) => {
+		timer = setTimeout(() => {
+			const error = parseTimeout(timeoutMs);
+			abandon(error);
+			reject(error);
+		}, timeoutMs);
+	});
+	work.catch(() => {}); // settles later, after the timeout, unobserved
+	try {
+		return await Promise.race([work, timeout]);
+	} finally {
+		clearTimeout(timer);
 	}
 }
 
@@ -228,14 +255,13 @@ class HeadCapture {
 	};
 
 	subject(): string | undefined {
-		const bytes = (this.whole ?? Buffer.concat(this.chunks)).subarray(0, SUBJECT_SCAN_BYTES);
-		return subjectOf(bytes);
+		return subjectOf(this.whole ?? Buffer.concat(this.chunks));
 	}
 }
 
 /** The Subject of a raw header, unfolded and with encoded words decoded where possible. */
 export function subjectOf(raw: Buffer): string | undefined {
-	const text = raw.toString('latin1');
+	const text = raw.subarray(0, SUBJECT_SCAN_BYTES).toString('latin1');
 	const end = text.search(/\r?\n\r?\n/);
 	const header = end === -1 ? text : text.slice(0, end);
 	const match = /(?:^|\n)subject:[ \t]*((?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*)/i.exec(header);
