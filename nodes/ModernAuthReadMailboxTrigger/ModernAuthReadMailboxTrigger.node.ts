@@ -30,7 +30,10 @@ export interface FolderState {
 	uidValidity: number;
 	/** Every UID up to this one was emitted or given up on, except those in `failing`. */
 	lastUid: number;
-	/** Existing unread messages of the first activation not emitted yet (cut short by the poll budget). */
+	/**
+	 * UIDs at or below lastUid still to emit: the existing unread mail of the first activation,
+	 * or messages a poll cut short by its time budget did not get to.
+	 */
 	carry?: number[];
 	/** Messages that failed and are retried by later polls: UID -> attempts and last reason. */
 	failing?: Record<string, { attempts: number; reason: string; code: string; subject?: string }>;
@@ -147,16 +150,18 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 				const { items, unprocessed } = await emit(this, setup.reader, sink, folder, uidValidity, chunk, request, deadline, (uid, error) =>
 					countFailure(current, uid, error, maxAttempts),
 				);
-				const processed = chunk.slice(0, chunk.length - unprocessed);
-				pending = unprocessed ? [] : pending.slice(chunk.length);
+				const left = new Set(unprocessed);
+				const processed = chunk.filter((uid) => !left.has(uid));
+				pending = unprocessed.length ? [] : pending.slice(chunk.length);
 				batch.push(...settle(current, items, maxAttempts));
-				// Advance past what was emitted or is retried from `failing`; the rest is read next poll.
-				if (processed.length) current.lastUid = Math.max(current.lastUid, processed[processed.length - 1]);
-				if (current.carry) {
-					const done = new Set(processed);
-					current.carry = current.carry.filter((uid) => !done.has(uid));
-					if (!current.carry.length) delete current.carry;
-				}
+				// Advance past what was emitted or is retried from `failing`; the rest is read next
+				// poll, those below the new position (not read after a reconnect) from `carry`.
+				if (processed.length) current.lastUid = Math.max(current.lastUid, ...processed);
+				const done = new Set(processed);
+				const carry = new Set((current.carry ?? []).filter((uid) => !done.has(uid)));
+				for (const uid of unprocessed) if (uid <= current.lastUid && !current.failing?.[uid]) carry.add(uid);
+				if (carry.size) current.carry = [...carry].sort((a, b) => a - b);
+				else delete current.carry;
 				if (pending.length && batch.length) {
 					this.__emit([batch]);
 					batch = [];
@@ -269,7 +274,7 @@ function giveUpExhausted(state: FolderState, maxAttempts: number): INodeExecutio
 /**
  * Fetches the UIDs in order, FETCH_CHUNK at a time, until the deadline. If the connection
  * drops midway, reconnects once and resumes after the last message already read, so nothing
- * is skipped or read twice. `unprocessed`: how many UIDs at the end were left for later.
+ * is skipped or read twice. `unprocessed`: the UIDs left for later (deadline reached).
  */
 async function emit(
 	ctx: IPollFunctions,
@@ -282,7 +287,7 @@ async function emit(
 	deadline: number,
 	/** The poll fails at this message (the first not read): counted as its attempt. */
 	onStuck: (uid: number, error: unknown) => void,
-): Promise<{ items: INodeExecutionData[]; unprocessed: number }> {
+): Promise<{ items: INodeExecutionData[]; unprocessed: number[] }> {
 	const items: INodeExecutionData[] = [];
 	let queue = uids;
 	let reconnected = false;
@@ -313,5 +318,5 @@ async function emit(
 	for (const item of items) delete item.pairedItem;
 	// Oldest first, as the mail arrived (the reader brings large messages last).
 	items.sort((a, b) => Number(a.json.uid) - Number(b.json.uid));
-	return { items, unprocessed: queue.length };
+	return { items, unprocessed: queue };
 }
