@@ -9,6 +9,7 @@ import {
 } from 'n8n-workflow';
 
 import type { ImapReader } from '../../transports/imap/imap-reader';
+import { DEFAULT_PARSE_TIMEOUT_MS } from '../../transports/imap/parse-message';
 import { BinaryDataSink, isErrorItem, outputOptions, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
 import { readMailboxProperties } from '../ModernAuthReadMailbox/description';
 import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
@@ -295,8 +296,10 @@ async function emit(
 	while (queue.length && (queue === uids || Date.now() < deadline)) {
 		const chunk = queue.slice(0, FETCH_CHUNK);
 		const done = new Set<number>();
+		// A message that stalls may not take longer than what is left of the budget.
+		const timeoutMs = Math.min(DEFAULT_PARSE_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
 		try {
-			for await (const message of reader.fetch(folder, uidValidity, chunk, { ...request.fetch, sink })) {
+			for await (const message of reader.fetch(folder, uidValidity, chunk, { ...request.fetch, sink, limits: { timeoutMs } })) {
 				done.add(message.uid!);
 				items.push(toItem(message, sink, 0, request));
 			}
