@@ -8,9 +8,11 @@ import nodemailer from 'nodemailer';
 import { randomBytes } from 'node:crypto';
 import { finished } from 'node:stream/promises';
 
-import { isUnreadable, type IncomingMessage, type UnreadableMessage } from '../../model/incoming-message';
 import { ImapReader, type MessageSink } from '../../transports/imap/imap-reader';
-import { DEFAULT_MAX_HEADER_BYTES, MessageParseError, parseMessage } from '../../transports/imap/parse-message';
+import { parseMessage } from '../../transports/imap/parse-message';
+
+/** The header budget parse-message documents (Exchange Online's limit). */
+const HEADER_BUDGET = 256 * 1024;
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -43,18 +45,18 @@ async function loopLag<T>(work: () => Promise<T>): Promise<{ result: T | Error; 
 
 describe('parseMessage bounds', () => {
 	it('a 1 MB To header is refused within a second without blocking the event loop, naming the subject', async () => {
-		const to = Array.from({ length: 55_000 }, (_, k) => `u${k}@example.com`).join(', ');
+		const to = Array.from({ length: 45_000 }, (_, k) => `u${k}@example.com`).join(', ');
 		const raw = Buffer.from(`From: a@example.org\r\nSubject: huge to\r\nTo: ${to}\r\n\r\nbody\r\n`);
-		expect(raw.length).toBeGreaterThan(1024 * 1024);
+		// Just under 1 MiB: mailparser 3.9.0 spent 8 s of blocked event loop on it; above that its own limit applied.
+		expect(raw.length).toBeGreaterThan(850_000);
 		const { result, lagMs, elapsedMs } = await loopLag(() => parseMessage(raw, drain));
-		expect(result).toBeInstanceOf(MessageParseError);
 		expect(result).toMatchObject({ code: 'MESSAGE_HEADER_TOO_LARGE', subject: 'huge to' });
 		expect(elapsedMs).toBeLessThan(1000);
 		expect(lagMs).toBeLessThan(500);
 	});
 
 	it('a header just under the budget is parsed', async () => {
-		const raw = Buffer.from(`From: a@example.org\r\nSubject: fits\r\nX-Pad: ${'p'.repeat(DEFAULT_MAX_HEADER_BYTES - 1024)}\r\n\r\nbody\r\n`);
+		const raw = Buffer.from(`From: a@example.org\r\nSubject: fits\r\nX-Pad: ${'p'.repeat(HEADER_BUDGET - 1024)}\r\n\r\nbody\r\n`);
 		await expect(parseMessage(raw, drain)).resolves.toMatchObject({ subject: 'fits' });
 	});
 
@@ -132,10 +134,11 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 			const { uidValidity } = await reader.openFolder(folder);
 			const uids = await reader.search({});
 			const started = Date.now();
-			const out: Array<IncomingMessage | UnreadableMessage> = [];
-			for await (const message of reader.fetch(folder, uidValidity, uids, { sink, includeRaw: stalling === 'raw message', limits: { timeoutMs: 1000 } })) out.push(message);
+			const out: Array<{ subject?: string; error?: { code: string } }> = [];
+			const options = { sink, includeRaw: stalling === 'raw message', limits: { timeoutMs: 1000 } };
+			for await (const message of reader.fetch(folder, uidValidity, uids, options)) out.push(message);
 			expect(Date.now() - started).toBeLessThan(10_000);
-			expect(out.map((m) => [m.subject, isUnreadable(m) ? m.error.code : 'read'])).toEqual(
+			expect(out.map((m) => [m.subject, m.error?.code ?? 'read'])).toEqual(
 				expect.arrayContaining([
 					['first', 'read'],
 					['stalls', 'MESSAGE_PARSE_TIMEOUT'],
