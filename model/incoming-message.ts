@@ -62,3 +62,23 @@ export type PostAction =
 	| { type: 'flag' }
 	| { type: 'move'; folder: string }
 	| { type: 'delete' };
+
+/**
+ * A message that could not be read (malformed, too large a header, its parse timed out, its
+ * attachments could not be stored). Readers report it in place of the message, so one bad
+ * message never stops the others; nodes emit it as an error item and leave it on the server.
+ */
+export interface UnreadableMessage {
+	id: string;
+	uid?: number;
+	folder: string;
+	/** As far as it could be read from the raw header. */
+	subject?: string;
+	size: number;
+	flags: string[];
+	error: { message: string; code: string; hint: string };
+}
+
+export function isUnreadable(message: IncomingMessage | UnreadableMessage): message is UnreadableMessage {
+	return 'error' in message;
+}

@@ -16,7 +16,7 @@ import { describeItemError, toLoadOptionsError, toNodeOperationError } from '../
 import { IMAP_CREDENTIAL, prepareReader, ReaderPool, type ReadAuthentication, type ReaderSetup } from '../shared/open-reader';
 import { parseRawSearch } from '../../transports/imap/search';
 import { recordPostAction } from './actions/post-action-result';
-import { BinaryDataSink, readRequest, toItem } from './actions/read-request';
+import { BinaryDataSink, isErrorItem, readRequest, toItem } from './actions/read-request';
 import { readMailboxProperties } from './description';
 
 export class ModernAuthReadMailbox implements INodeType {
@@ -113,9 +113,11 @@ export class ModernAuthReadMailbox implements INodeType {
 					}
 					const emitted = uids.filter((uid) => byUid.has(uid));
 					for (const uid of emitted) out.push(byUid.get(uid)!);
-					// Only what became output is touched on the server; a refusal fails this item, and
-					// without continueOnFail what can be undone is undone first (the output is discarded).
-					const outcomes = await reader.apply(request.folder, emitted, request.postAction, { atomic: !continueOnFail });
+					// Only what became output is touched on the server, and an unreadable message stays as
+					// it is; a refusal fails this item, and without continueOnFail what can be undone is
+					// undone first (the output is discarded).
+					const read = emitted.filter((uid) => !isErrorItem(byUid.get(uid)!));
+					const outcomes = await reader.apply(request.folder, read, request.postAction, { atomic: !continueOnFail });
 					const failure = recordPostAction(byUid, outcomes, request.postAction, request.folder);
 					if (failure && !continueOnFail) throw failure.error;
 					for (const { item, error } of failure?.perMessage ?? []) item.json.error = describeItemError(error, secrets());

@@ -308,6 +308,10 @@ export interface PollerOptions {
 	/** Static data as n8n would have persisted it (JSON), e.g. from a previous poller. */
 	staticData?: IDataObject;
 	mode?: WorkflowExecuteMode;
+	/** The same workflow after a restart keeps its id. */
+	workflowId?: string;
+	/** Gives each poll context n8n 2.x's getPollBudgetMs() (n8n-core 1.x here has none). */
+	pollBudgetMs?: number;
 }
 
 /**
@@ -329,7 +333,7 @@ export async function createPoller(options: PollerOptions) {
 		credentials: nodeCredentials,
 	};
 	const workflow = new Workflow({
-		id: `wf-poll-${randomUUID().slice(0, 8)}`,
+		id: options.workflowId ?? `wf-poll-${randomUUID().slice(0, 8)}`,
 		nodes: [node],
 		connections: {},
 		nodeTypes: new TestNodeTypes(),
@@ -343,11 +347,14 @@ export async function createPoller(options: PollerOptions) {
 	// (n8n starts an execution for each), then what the poll returned.
 	const executions: INodeExecutionData[][] = [];
 	return {
+		workflowId: workflow.id,
 		/** One poll; resolves to every item it emitted, over all its executions. */
 		async poll(): Promise<INodeExecutionData[]> {
 			const started = executions.length;
 			const emit = (data: INodeExecutionData[][]) => void executions.push(data[0] ?? []);
 			const context = new PollContext(workflow, node, additionalData, options.mode ?? 'trigger', 'activate', emit);
+			const budget = options.pollBudgetMs;
+			if (budget !== undefined) Object.assign(context, { getPollBudgetMs: () => budget });
 			const result = await trigger.poll!.call(context);
 			if (result) executions.push(result[0] ?? []);
 			return executions.slice(started).flat();

@@ -1,6 +1,8 @@
 import { Container } from '@n8n/di';
-import { BinaryDataService } from 'n8n-core';
+import { BinaryDataConfig, BinaryDataService } from 'n8n-core';
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import nodemailer from 'nodemailer';
 
 import { createPoller } from '../harness/n8n-run';
@@ -9,6 +11,8 @@ import { createPoller } from '../harness/n8n-run';
 const { sharedTestPki } = require('../peers/certs');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startDovecot } = require('../peers/dovecot');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { record } = require('../harness/reliability');
 
 const USER = 'watcher@example.com';
 const PASSWORD = 'Watcher-imap-Passw0rd';
@@ -156,4 +160,219 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		await dovecot.deliver(USER, await mime('after recreate 2'), { folder });
 		expect(subjects(await poller.poll())).toEqual(['after recreate 2']);
 	});
+
+	it('a message that always fails is emitted once as an error item after 3 polls, across a restart; mail before and after it flows once', async () => {
+		const folder = 'Poison';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder };
+		let poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		// n8n's binary data store cannot store anything for this workflow (a file where its
+		// directory belongs): the one message with an attachment fails on every attempt.
+		const blocked = path.join(Container.get(BinaryDataConfig).localStoragePath, 'workflows', poller.workflowId);
+		fs.mkdirSync(path.dirname(blocked), { recursive: true });
+		fs.writeFileSync(blocked, 'not a directory');
+		const delivered: string[] = [];
+		const deliverGood = async (subject: string) => {
+			await dovecot.deliver(USER, await mime(subject), { folder });
+			delivered.push(subject);
+		};
+		for (const k of [1, 2, 3]) await deliverGood(`before ${k}`);
+		const poison = await transport.sendMail({ from: 'sender@example.org', to: USER, subject: 'poison', text: 'x', attachments: [{ filename: 'a.bin', content: randomBytes(1000) }] });
+		const { uid: poisonUid } = await dovecot.deliver(USER, poison.message as Buffer, { folder });
+		for (const k of [1, 2, 3]) await deliverGood(`after ${k}`);
+
+		const goods: string[] = [];
+		const errors: Array<Record<string, unknown>> = [];
+		const errorsAtPoll: number[] = [];
+		const take = (items: Array<{ json: Record<string, unknown> }>) => {
+			for (const item of items) {
+				if (item.json.error) errors.push(item.json);
+				else goods.push(String(item.json.subject));
+			}
+		};
+		for (let round = 1; round <= 4; round++) {
+			take(await poller.poll());
+			if (errors.length && !errorsAtPoll.length) errorsAtPoll.push(round);
+			if (round === 1) {
+				// n8n restarts after the first failed attempt: the count comes back from static data.
+				expect(poller.staticData()).toMatchObject({ 'node:Trigger': { folders: { [folder]: { failing: { [poisonUid]: { attempts: 1 } } } } } });
+				poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData(), workflowId: poller.workflowId });
+			}
+			if (round === 2) await deliverGood('later 1');
+		}
+		await deliverGood('later 2');
+		take(await poller.poll());
+		take(await poller.poll());
+		fs.rmSync(blocked);
+
+		const duplicated = goods.length - new Set(goods).size + Math.max(0, errors.length - 1);
+		const lost = delivered.filter((subject) => !goods.includes(subject)).length;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: poison message between good ones',
+			survived: lost === 0 && duplicated === 0 && errors.length === 1 && errorsAtPoll[0] === 3,
+			behaviour: `poison message emitted once as an error item at poll ${errorsAtPoll[0]} (attempts ${String(errors[0]?.attempts)}), mail before and after it emitted once each, one restart between attempts`,
+			sent: delivered.length,
+			delivered: goods.length,
+			lost,
+			duplicated,
+		});
+		expect([...goods].sort()).toEqual([...delivered].sort());
+		expect(new Set(goods).size).toBe(goods.length);
+		expect(errors).toHaveLength(1);
+		expect(errorsAtPoll).toEqual([3]);
+		expect(errors[0]).toMatchObject({ uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_STORE_FAILED' } });
+		const state = (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
+		expect(state.failing).toEqual({});
+		expect(state.skipped).toEqual([expect.objectContaining({ uid: poisonUid, subject: 'poison', attempts: 3 })]);
+	}, 120_000);
+
+	it('a message the server cannot serve fails each poll at it; after 3 such polls it is emitted as an error item and mail flows', async () => {
+		const folder = 'Unservable';
+		await dovecot.createFolder(USER, folder);
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials() });
+		await poller.poll();
+		const delivered: string[] = [];
+		const deliverGood = async (subject: string) => {
+			await dovecot.deliver(USER, await mime(subject), { folder });
+			delivered.push(subject);
+		};
+		for (const k of [1, 2]) await deliverGood(`before ${k}`);
+		const box = (await dovecot.doveadm(['mailbox', 'path', '-u', USER, folder])).stdout.trim();
+		const files = () => new Set(['new', 'cur'].flatMap((dir) => fs.readdirSync(path.join(box, dir)).map((name) => path.join(box, dir, name))));
+		const previous = files();
+		const { uid: badUid } = await dovecot.deliver(USER, await mime('unservable'), { folder });
+		const [badFile] = [...files()].filter((name) => !previous.has(name));
+		for (const k of [1, 2]) await deliverGood(`after ${k}`);
+		// Dovecot (running as an unprivileged mail user) can no longer open this one message.
+		fs.chownSync(badFile, 0, 0);
+		fs.chmodSync(badFile, 0o000);
+
+		const goods: string[] = [];
+		const errors: Array<Record<string, unknown>> = [];
+		let failedPolls = 0;
+		for (let round = 1; round <= 6; round++) {
+			try {
+				for (const item of await poller.poll()) {
+					if (item.json.error) errors.push(item.json);
+					else goods.push(String(item.json.subject));
+				}
+			} catch {
+				failedPolls++;
+			}
+			if (round === 2) await deliverGood('later 1');
+		}
+		const lost = delivered.filter((subject) => !goods.includes(subject)).length;
+		const duplicated = goods.length - new Set(goods).size + Math.max(0, errors.length - 1);
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: message the server cannot serve between good ones',
+			survived: lost === 0 && duplicated === 0 && errors.length === 1,
+			behaviour: `${failedPolls} polls failed at the message, then it was emitted once as an error item (attempts ${String(errors[0]?.attempts)}); good mail emitted once each`,
+			sent: delivered.length,
+			delivered: goods.length,
+			lost,
+			duplicated,
+		});
+		expect(failedPolls).toBe(3);
+		expect(errors).toEqual([expect.objectContaining({ uid: badUid, attempts: 3, error: expect.objectContaining({ message: expect.any(String) }) })]);
+		expect([...goods].sort()).toEqual([...delivered].sort());
+		expect(new Set(goods).size).toBe(goods.length);
+	}, 120_000);
+
+	it.each([
+		['new mail', false],
+		['the existing unread mail of the first activation', true],
+	])('with the poll budget of n8n 2.x, a backlog of %s is split over polls that stop in time, losing and repeating nothing', async (label, existing) => {
+		const folder = existing ? 'BudgetUnread' : 'Budget';
+		await dovecot.createFolder(USER, folder);
+		const budgetMs = 1000;
+		const parameters = { authentication: 'imap', folder, includeExistingUnread: existing, options: { downloadAttachments: false } };
+		const buffers = await Promise.all(Array.from({ length: 2000 }, (_, k) => mime(`budget ${k}`)));
+		if (existing) {
+			// Read mail is not part of the backlog.
+			await dovecot.seed(USER, [await mime('already read')], { folder, flags: ['\\Seen'] });
+			await dovecot.seed(USER, buffers, { folder });
+		}
+		const poller = await createPoller({ parameters, credentials: credentials(), pollBudgetMs: budgetMs });
+		if (!existing) {
+			await poller.poll();
+			await dovecot.seed(USER, buffers, { folder });
+		}
+		const perPoll: number[] = [];
+		const durations: number[] = [];
+		const emitted: string[] = [];
+		for (let round = 0; round < 40 && emitted.length < buffers.length; round++) {
+			const started = Date.now();
+			const items = await poller.poll();
+			durations.push(Date.now() - started);
+			perPoll.push(items.length);
+			emitted.push(...subjects(items));
+		}
+		expect(await poller.poll()).toEqual([]);
+		const expected = buffers.map((_, k) => `budget ${k}`);
+		const lost = expected.filter((subject) => !emitted.includes(subject)).length;
+		const duplicated = emitted.length - new Set(emitted).size;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: `trigger: 2000-message backlog of ${label} under a 1 s poll budget`,
+			survived: perPoll.length > 1 && lost === 0 && duplicated === 0,
+			behaviour: `split over ${perPoll.length} polls (${perPoll.join('/')}), longest poll ${Math.max(...durations)} ms for a ${budgetMs} ms budget`,
+			sent: buffers.length,
+			delivered: emitted.length,
+			lost,
+			duplicated,
+			value: Math.max(...durations),
+			unit: 'ms',
+		});
+		expect(perPoll.length).toBeGreaterThan(1);
+		expect(perPoll[0]).toBeLessThan(buffers.length);
+		expect(emitted).toEqual(expected); // oldest first, once each
+		// The chunk in flight when the margin starts may overrun it on a loaded machine.
+		expect(Math.max(...durations)).toBeLessThan(2 * budgetMs);
+	}, 180_000);
+
+	it('under the poll budget, a server restart in the middle of a poll still loses and repeats nothing', async () => {
+		const folder = 'BudgetRestart';
+		await dovecot.createFolder(USER, folder);
+		const budgetMs = 1000;
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials(), pollBudgetMs: budgetMs });
+		await poller.poll();
+		const buffers = await Promise.all(Array.from({ length: 1500 }, (_, k) => mime(`budget restart ${k}`)));
+		await dovecot.seed(USER, buffers, { folder });
+		let failedPolls = 0;
+		const interrupted = poller.poll();
+		await new Promise((resolve) => setTimeout(resolve, 300));
+		await dovecot.restart();
+		await interrupted.catch(() => failedPolls++);
+		for (let round = 0; round < 40 && new Set(subjects(poller.emitted())).size < buffers.length; round++) {
+			await poller.poll().catch(() => failedPolls++);
+		}
+		expect(await poller.poll()).toEqual([]);
+		// Batches already handed to n8n count too, even from a poll that failed.
+		const emitted = subjects(poller.emitted());
+		const expected = buffers.map((_, k) => `budget restart ${k}`);
+		const lost = expected.filter((subject) => !emitted.includes(subject)).length;
+		const duplicated = emitted.length - new Set(emitted).size;
+		record({
+			transport: 'imap',
+			kind: 'fault',
+			name: 'trigger: server restart mid-poll under a 1 s poll budget',
+			survived: lost === 0 && duplicated === 0,
+			behaviour: `1500-message backlog over ${poller.executionSizes().length} executions, ${failedPolls} failed polls, Dovecot restarted during the first poll`,
+			sent: buffers.length,
+			delivered: new Set(emitted).size,
+			lost,
+			duplicated,
+		});
+		expect(duplicated).toBe(0);
+		expect(lost).toBe(0);
+		expect(failedPolls).toBeLessThanOrEqual(1);
+	}, 180_000);
 });

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
 
 import { ImapReader, type ImapReaderOptions } from '../../transports/imap/imap-reader';
-import type { IncomingMessage } from '../../model/incoming-message';
+import { isUnreadable, type IncomingMessage, type UnreadableMessage } from '../../model/incoming-message';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -53,9 +53,12 @@ function reader(overrides: Partial<ImapReaderOptions> = {}): ImapReader {
 	});
 }
 
-async function collect(generator: AsyncGenerator<IncomingMessage>): Promise<IncomingMessage[]> {
+async function collect(generator: AsyncGenerator<IncomingMessage | UnreadableMessage>): Promise<IncomingMessage[]> {
 	const out: IncomingMessage[] = [];
-	for await (const message of generator) out.push(message);
+	for await (const message of generator) {
+		if (isUnreadable(message)) throw new Error(`unexpected unreadable message: ${message.error.message}`);
+		out.push(message);
+	}
 	return out;
 }
 

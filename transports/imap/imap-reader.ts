@@ -4,11 +4,23 @@ import { packMessageRange } from 'imapflow/lib/tools';
 import { Readable } from 'node:stream';
 
 import { ActionableError } from '../../model/actionable-error';
-import type { IncomingMessage, PostAction, ReadCriteria } from '../../model/incoming-message';
+import type { IncomingMessage, PostAction, ReadCriteria, UnreadableMessage } from '../../model/incoming-message';
 import { MailTransportError } from '../contracts';
 import { tlsClientOptions } from '../tls-options';
-import { collect, parseMessage, tee, type AttachmentConsumer, type AttachmentInfo, type ParsedMessage } from './parse-message';
-import { applyPostAction, confirmAfterReconnect, type PostActionOptions, type PostActionOutcome } from './post-actions';
+import {
+	collect,
+	DEFAULT_PARSE_TIMEOUT_MS,
+	MessageParseError,
+	parseMessage,
+	subjectOf,
+	tee,
+	within,
+	type AttachmentConsumer,
+	type AttachmentInfo,
+	type ParseLimits,
+	type ParsedMessage,
+} from './parse-message';
+import { applyPostAction, confirmAfterReconnect, uidSetChunks, type PostActionOptions, type PostActionOutcome } from './post-actions';
 import { hasAttachments, searchAttributes, uidSearch } from './search';
 
 /** Messages above this are downloaded in chunks and parsed as they arrive. */
@@ -53,6 +65,8 @@ export interface FetchOptions {
 	includeHeaders?: boolean;
 	includeRaw?: boolean;
 	sink?: MessageSink;
+	/** Per message: parse deadline and header budget (defaults in parse-message). */
+	limits?: ParseLimits;
 }
 
 /**
@@ -166,27 +180,43 @@ export class ImapReader {
 	 * when the previous one is consumed, so one message is in memory at a time). Larger ones,
 	 * of which that FETCH brought only the first part, are then downloaded in chunks and parsed
 	 * as they arrive, so their attachments stream into the sink and never sit in memory whole.
-	 * Messages come in ascending UID order, larger ones after the smaller ones.
+	 * Messages come in ascending UID order, larger ones after the smaller ones. A message that
+	 * cannot be read comes as an UnreadableMessage in its place; only a failing connection throws.
 	 */
-	async *fetch(folder: string, uidValidity: number, uids: number[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage> {
+	async *fetch(
+		folder: string,
+		uidValidity: number,
+		uids: number[],
+		options: FetchOptions = {},
+	): AsyncGenerator<IncomingMessage | UnreadableMessage> {
 		if (uids.length === 0) return;
 		const large: number[] = [];
 		const query = { uid: true, flags: true, size: true, source: { start: 0, maxLength: STREAM_ABOVE_BYTES } };
-		for await (const message of this.imap.fetch(packMessageRange(uids), query, { uid: true })) {
-			const source = message.source as Buffer;
-			if ((message.size ?? 0) > STREAM_ABOVE_BYTES || !source) {
-				large.push(message.uid);
-				continue;
+		try {
+			// Scattered UIDs (filters leave gaps) would make one FETCH line longer than servers take.
+			for (const chunk of uidSetChunks(uids)) {
+				for await (const message of this.imap.fetch(chunk.set, query, { uid: true })) {
+					const source = message.source as Buffer;
+					if ((message.size ?? 0) > STREAM_ABOVE_BYTES || !source) {
+						large.push(message.uid);
+						continue;
+					}
+					yield await this.toMessage(folder, uidValidity, message.uid, message.flags, message.size ?? source.length, source, options);
+				}
+				// imapflow's fetch ends quietly when the connection drops: that is not "no more mail".
+				if (!this.imap.usable) throw new Error('the connection closed during FETCH');
 			}
-			yield await this.toMessage(folder, uidValidity, message.uid, message.flags, message.size ?? source.length, source, options);
-		}
-		// Not inside the FETCH loop above: imapflow runs one command at a time.
-		for (const uid of large) {
-			const meta = await this.imap.fetchOne(String(uid), { uid: true, flags: true, size: true }, { uid: true });
-			if (!meta) continue; // deleted meanwhile
-			const download = await this.imap.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK_BYTES });
-			if (!download.content) continue;
-			yield await this.toMessage(folder, uidValidity, uid, meta.flags, meta.size ?? 0, download.content, options);
+			// Not inside the FETCH loop above: imapflow runs one command at a time.
+			for (const uid of large) {
+				const meta = await this.imap.fetchOne(String(uid), { uid: true, flags: true, size: true }, { uid: true });
+				if (!meta) continue; // deleted meanwhile
+				const download = await this.imap.download(String(uid), undefined, { uid: true, chunkSize: DOWNLOAD_CHUNK_BYTES });
+				if (!download.content) continue;
+				yield await this.toMessage(folder, uidValidity, uid, meta.flags, meta.size ?? 0, download.content, options);
+			}
+		} catch (error) {
+			// imapflow's own errors ("Connection not available") name no server and no fix.
+			throw this.describe(error);
 		}
 	}
 
@@ -198,25 +228,37 @@ export class ImapReader {
 		size: number,
 		source: Buffer | Readable,
 		options: FetchOptions,
-	): Promise<IncomingMessage> {
-		const sink = options.sink;
-		const collected = new Map<number, Buffer>();
-		const consume: AttachmentConsumer = sink
-			? (info, index, content) => sink.attachment(uid, index, info, content)
-			: async (_info, index, content) => void collected.set(index, await collect(content));
-		let raw: Buffer | undefined;
-		let parsed: ParsedMessage;
-		if (!options.includeRaw) parsed = await parseMessage(source, consume);
-		else if (Buffer.isBuffer(source)) {
-			if (sink) await sink.raw(uid, Readable.from([source]));
-			else raw = source;
-			parsed = await parseMessage(source, consume);
-		} else {
-			const [toParser, toRaw] = tee(source);
-			const keepRaw = sink ? sink.raw(uid, toRaw) : collect(toRaw).then((buffer) => void (raw = buffer));
-			[parsed] = await Promise.all([parseMessage(toParser, consume), keepRaw]);
-		}
+	): Promise<IncomingMessage | UnreadableMessage> {
 		const flags = [...(flagSet ?? new Set<string>())];
+		let read: Awaited<ReturnType<ImapReader['read']>>;
+		// The parser keeps its own deadline; this one also covers storing the raw message.
+		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_PARSE_TIMEOUT_MS;
+		try {
+			read = await within(this.read(uid, source, options), timeoutMs + 1000, () => {
+				if (!Buffer.isBuffer(source)) source.destroy();
+			});
+		} catch (error) {
+			if (!Buffer.isBuffer(source)) source.destroy();
+			// A dropped connection is not the message's fault: the caller reconnects and retries.
+			if (!this.imap.usable) throw this.describe(error);
+			const failure = error instanceof MessageParseError ? error : undefined;
+			const e = error as { message?: string };
+			const subject = failure?.subject ?? (Buffer.isBuffer(source) ? subjectOf(source) : undefined);
+			return {
+				id: `${uidValidity}:${uid}`,
+				uid,
+				folder,
+				...(subject !== undefined ? { subject } : {}),
+				size,
+				flags,
+				error: {
+					message: failure?.message ?? `Message could not be read: ${String(e?.message ?? error)}`,
+					code: failure?.code ?? 'MESSAGE_UNREADABLE',
+					hint: failure?.hint ?? 'Storing or parsing this message failed; the other messages are unaffected',
+				},
+			};
+		}
+		const { parsed, collected, raw } = read;
 		const headers: Record<string, string> = {};
 		if (options.includeHeaders) {
 			for (const line of parsed.headerLines) headers[line.key] = line.line.slice(line.line.indexOf(':') + 1).trim();
@@ -245,6 +287,36 @@ export class ImapReader {
 			})),
 			...(raw ? { raw } : {}),
 		};
+	}
+
+	/** Parses one message, its attachments (and raw bytes, if asked) going to the sink. */
+	private async read(uid: number, source: Buffer | Readable, options: FetchOptions) {
+		const sink = options.sink;
+		const collected = new Map<number, Buffer>();
+		const consume: AttachmentConsumer = sink
+			? (info, index, content) => sink.attachment(uid, index, info, content)
+			: async (_info, index, content) => void collected.set(index, await collect(content));
+		let raw: Buffer | undefined;
+		let parsed: ParsedMessage;
+		if (!options.includeRaw) parsed = await parseMessage(source, consume, options.limits);
+		else if (Buffer.isBuffer(source)) {
+			if (sink) await sink.raw(uid, Readable.from([source]));
+			else raw = source;
+			parsed = await parseMessage(source, consume, options.limits);
+		} else {
+			const [toParser, toRaw] = tee(source);
+			const keepRaw = sink ? sink.raw(uid, toRaw) : collect(toRaw).then((buffer) => void (raw = buffer));
+			try {
+				[parsed] = await Promise.all([parseMessage(toParser, consume, options.limits), keepRaw]);
+			} catch (error) {
+				// Ends the raw copy too, so its consumer does not wait for bytes that never come
+				// (without an error: that consumer may not listen for one).
+				toRaw.destroy();
+				keepRaw.catch(() => {});
+				throw error;
+			}
+		}
+		return { parsed, collected, raw };
 	}
 
 	/**

@@ -2,7 +2,7 @@ import type { IBinaryKeyData, IDataObject, IExecuteFunctions, INodeExecutionData
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
-import type { IncomingMessage, PostAction, ReadCriteria } from '../../../model/incoming-message';
+import { isUnreadable, type IncomingMessage, type PostAction, type ReadCriteria, type UnreadableMessage } from '../../../model/incoming-message';
 import { checkFolderName, MessageInputError } from '../../../model/validate';
 import type { MessageSink } from '../../../transports/imap/imap-reader';
 import type { AttachmentInfo } from '../../../transports/imap/parse-message';
@@ -118,8 +118,20 @@ export class BinaryDataSink implements MessageSink {
 	}
 }
 
-/** One message as an n8n item: the shared model as JSON, its streamed binaries from the sink. */
-export function toItem(message: IncomingMessage, sink: BinaryDataSink, itemIndex: number, request: ReadRequest): INodeExecutionData {
+/**
+ * One message as an n8n item: the shared model as JSON, its streamed binaries from the sink.
+ * A message that could not be read becomes an item of its own with `error` (message, code,
+ * hint) in place of the content, so the execution goes on with the other messages.
+ */
+export function toItem(
+	message: IncomingMessage | UnreadableMessage,
+	sink: BinaryDataSink,
+	itemIndex: number,
+	request: ReadRequest,
+): INodeExecutionData {
+	// Whatever was stored before a failure is dropped: a half-read message is not output.
+	const binary = message.uid !== undefined ? sink.take(message.uid) : undefined;
+	if (isUnreadable(message)) return { json: { ...message } as unknown as IDataObject, pairedItem: { item: itemIndex } };
 	const { attachments, ...rest } = message;
 	delete rest.raw; // raw bytes only ever go to binary data
 	const json: IDataObject = {
@@ -133,6 +145,10 @@ export function toItem(message: IncomingMessage, sink: BinaryDataSink, itemIndex
 			...(request.downloadAttachments ? { binaryProperty: `${request.attachmentPrefix}${index}` } : {}),
 		})),
 	};
-	const binary = message.uid !== undefined ? sink.take(message.uid) : undefined;
 	return { json, ...(binary && Object.keys(binary).length ? { binary } : {}), pairedItem: { item: itemIndex } };
+}
+
+/** Whether an item stands for a message that could not be read (see toItem). */
+export function isErrorItem(item: INodeExecutionData): boolean {
+	return typeof item.json.error === 'object' && item.json.error !== null;
 }
