@@ -210,6 +210,16 @@ export function assertMailboxAllowed(credential: { allowedMailboxes: string[] },
 	);
 }
 
+/** SASL XOAUTH2 as `mailbox` with tokens for the Exchange audience (SMTP and IMAP alike). */
+function exchangeXoauth2(tokens: TokenProvider, flavour: 'app-only' | 'delegated', mailbox: string) {
+	return {
+		type: 'oauth2' as const,
+		flavour,
+		user: mailbox,
+		getAccessToken: (rejectedToken?: string) => tokens.getToken('exchange', { rejectedToken }),
+	};
+}
+
 /** SMTP submission with SASL XOAUTH2 as `mailbox`, tokens for the Exchange audience. */
 export function createMicrosoftSmtpSender(
 	target: { smtpHost: string; smtpPort: number; caCertificate?: string; allowedMailboxes: string[] },
@@ -223,12 +233,7 @@ export function createMicrosoftSmtpSender(
 		host: target.smtpHost,
 		port: target.smtpPort,
 		security: 'starttls',
-		auth: {
-			type: 'oauth2',
-			flavour,
-			user: mailbox,
-			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
-		},
+		auth: exchangeXoauth2(tokens, flavour, mailbox),
 		rejectUnauthorized: true,
 		ca: target.caCertificate || undefined,
 		maxConnections: options.maxConnections,
@@ -249,12 +254,7 @@ export function microsoftImapReader(
 		host: target.imapHost,
 		port: target.imapPort,
 		security: 'tls',
-		auth: {
-			type: 'oauth2',
-			flavour,
-			user: mailbox,
-			getAccessToken: (rejectedToken) => tokens.getToken('exchange', { rejectedToken }),
-		},
+		auth: exchangeXoauth2(tokens, flavour, mailbox),
 		rejectUnauthorized: true,
 		ca: target.caCertificate || undefined,
 	});
