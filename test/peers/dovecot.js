@@ -553,7 +553,16 @@ async function startDovecot(options) {
 	};
 	// the running server's config socket saves doveadm from parsing the config (~12 -> ~6 ms)
 	const configSocket = path.join(dir, 'run', 'config');
-	const doveadm = (args, input) => run(bins.doveadm, ['-c', child && fs.existsSync(configSocket) ? configSocket : confPath, ...args], input);
+	const doveadm = async (args, input) => {
+		if (!(child && fs.existsSync(configSocket))) return run(bins.doveadm, ['-c', confPath, ...args], input);
+		try {
+			return await run(bins.doveadm, ['-c', configSocket, ...args], input);
+		} catch (error) {
+			// the config process restarts now and then (reload, a busy machine): parse the file instead
+			if (!/Error reading configuration/.test(String(error.stderr ?? error.message))) throw error;
+			return run(bins.doveadm, ['-c', confPath, ...args], input);
+		}
+	};
 
 	async function createFolder(user, name) {
 		checkName('user', user);
