@@ -20,7 +20,7 @@ const { record } = require('../harness/reliability');
 const TENANT = '0b7c5e2a-94f1-4d3e-8a6b-5c4d3e2f1a0b';
 const MAILBOX = 'robot@faults.example';
 const EXCHANGE = 'https://outlook.office365.com';
-/** The token request deadline these tests configure (h5: MAM_TOKEN_TIMEOUT_MS, read per request). */
+/** The token request deadline these tests configure (MAM_TOKEN_TIMEOUT_MS, read per request). */
 const TOKEN_TIMEOUT_MS = 1500;
 /** A stalled token request must have failed by then (the deadline plus slack for a busy machine). */
 const TIMEOUT_BOUND_MS = TOKEN_TIMEOUT_MS + 8000;
@@ -129,12 +129,10 @@ async function bounded<T>(ms: number, work: () => Promise<T>) {
 }
 
 describe('identity platform faults (app-only token for SMTP)', () => {
-	// PENDING-FIX (h5, auth/app-only-token-provider.ts): MSAL answers a 5xx by caching a
-	// "throttle" for that request for 60 s (msal-common ThrottlingUtils, DEFAULT_THROTTLE_TIME_SECONDS)
-	// and replays the error without asking the identity platform again; a single transient 500
-	// then blocks that credential's sign-in in the whole process for a minute. The package
-	// should retry (or drop MSAL's throttle entry) so that the next run, or the same one,
-	// gets a token once the platform is healthy again.
+	// MSAL answers a 5xx by caching a "throttle" for that request for 60 s (msal-common
+	// ThrottlingUtils) and replays the error without asking the identity platform again; the
+	// package retries once and clears MSAL's cache after a failure, so one transient 500 does
+	// not block the credential's sign-in in the whole process for a minute.
 	it('one 500 from the token endpoint: a clear error or a recovery; the next run signs in again', async () => {
 		const app = newApp();
 		idp.failTokenRequests(1);
@@ -208,8 +206,7 @@ describe('identity platform faults (app-only token for SMTP)', () => {
 		expect(requests).toBeLessThanOrEqual(5);
 	});
 
-	// PENDING-FIX until h5's token deadline is merged (MAM_TOKEN_TIMEOUT_MS; without it the
-	// request waits for fetch's own limit of about 300 s).
+	// Without the package's own deadline the request would wait for fetch's limit of about 300 s.
 	it('a token endpoint that never answers: "did not answer" within the configured deadline, nothing sent', async () => {
 		const app = newApp();
 		idp.stallTokenRequests();

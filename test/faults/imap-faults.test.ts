@@ -5,9 +5,6 @@
  *
  * The proxy sits on Dovecot's plain port (security "none"): protocol steps are matched on the
  * IMAP stream, which TLS would hide. The TLS layer is not what these tests are about.
- *
- * Tests marked PENDING-FIX assert the correct behaviour of code another part of issue 8 owns
- * and fail until that fix is merged (see the comment at each).
  */
 import nodemailer from 'nodemailer';
 
@@ -153,9 +150,8 @@ describe('IMAP: connection reset in the middle of a FETCH', () => {
 		expect(figures).toEqual({ sent: 20, delivered: 20, lost: 0, duplicated: 0 });
 	});
 
-	// PENDING-FIX (h1 fetch / h2 Read Mailbox node): today the item fails with imapflow's bare
-	// "Connection not available" (code UNEXPECTED, hint "Unexpected failure"), and every later
-	// item of the run fails the same way because the node keeps using the dead connection.
+	// Regression: the item failed with imapflow's bare "Connection not available" (code
+	// UNEXPECTED), and every later item failed the same way on the dead connection.
 	it('Read Mailbox: the failure is clear (server, not "unexpected") and the next item reconnects and reads', async () => {
 		const folder = 'ResetItems';
 		const offered = await fill(folder, 10);
@@ -228,11 +224,9 @@ describe('IMAP: connection reset in the middle of a FETCH', () => {
 });
 
 describe('IMAP: the server stalls in the middle of a FETCH', () => {
-	// PENDING-FIX (h2 nodes/shared/open-reader.ts, h5 credentials/ModernAuthImapApi): the IMAP
-	// credential has no Socket Timeout (the SMTP one does) and open-reader passes none, so the
-	// reader waits imapflow's fixed 120 s, the trigger twice that (it reconnects once). These
-	// tests set `socketTimeout` (seconds, as on the SMTP credential) and expect it honoured;
-	// the Read Mailbox one also expects the clear error of the reset test above.
+	// Regression: the IMAP credential had no Socket Timeout, so a stalled read waited imapflow's
+	// fixed 120 s (the trigger twice that). These tests set `socketTimeout` (seconds) and expect
+	// it honoured; the Read Mailbox one also expects the clear error of the reset test above.
 	it('Read Mailbox fails clearly within the socket timeout, nothing marked, no hang', async () => {
 		const folder = 'StallRead';
 		const offered = await fill(folder, 10);
@@ -324,9 +318,9 @@ describe('IMAP: connection reset during the post-action', () => {
 		return { figures, first, retry };
 	}
 
-	// PENDING-FIX (h2, defect 3): imapflow's messageFlagsAdd returns false when the connection
-	// drops instead of throwing; unless the result is checked the run reports success with
-	// nothing marked, and the retry emits every message again.
+	// Regression (defect 3): imapflow's messageFlagsAdd returns false when the connection drops
+	// instead of throwing; unchecked, the run reported success with nothing marked, and the
+	// retry emitted every message again.
 	it('mark read: reset before UID STORE reaches the server; the retry emits each message once', async () => {
 		const { figures } = await postActionFault({
 			name: 'read mailbox: reset before UID STORE (mark read)',
@@ -338,10 +332,9 @@ describe('IMAP: connection reset during the post-action', () => {
 		expect(figures).toEqual({ sent: 10, delivered: 10, lost: 0, duplicated: 0 });
 	});
 
-	// PENDING-FIX (h2): the server has marked the messages read but its OK never arrives; the
-	// run fails and n8n discards its output, and the retry (unread only) finds nothing: the
-	// messages are never emitted. The package has to find out what the server did (reconnect,
-	// look at the flags) or keep the items in its output.
+	// The server has marked the messages read but its OK never arrives. Failing the run would
+	// make n8n discard its output while the retry (unread only) finds nothing: the package
+	// reconnects and reads the flags back to learn what the server did.
 	it('mark read: reset after the server stored \\Seen, before its OK; no message is lost', async () => {
 		const { figures } = await postActionFault({
 			name: 'read mailbox: reset after UID STORE completed (mark read)',
@@ -353,8 +346,8 @@ describe('IMAP: connection reset during the post-action', () => {
 		expect(figures).toMatchObject({ lost: 0, duplicated: 0 });
 	});
 
-	// PENDING-FIX (h2): as above for MOVE: the messages are in the target folder, the run
-	// failed, and the retry reads an empty source folder.
+	// As above for MOVE: the messages are already in the target folder; the package reconnects
+	// and finds them gone from the source.
 	it('move: reset after the server moved, before its OK; no message is lost', async () => {
 		await dovecot.createFolder(USER, 'MovedTo');
 		const { figures } = await postActionFault({
