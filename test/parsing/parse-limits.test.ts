@@ -6,6 +6,7 @@
  */
 import nodemailer from 'nodemailer';
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
 import { ImapReader, type MessageSink } from '../../transports/imap/imap-reader';
@@ -68,23 +69,24 @@ describe('parseMessage bounds', () => {
 		expect(Date.now() - started).toBeLessThan(2000);
 	});
 
-	it('an exception thrown in a callback while parsing lands in the promise, not as an uncaught exception', async () => {
+	it('an exception thrown by the attachment consumer lands in the promise, not as an uncaught exception', async () => {
 		const raw = await build({ subject: 'thrower', text: 'x', attachments: [{ filename: 'a.bin', content: randomBytes(1000) }] });
 		const uncaught: Error[] = [];
 		const onUncaught = (error: Error) => uncaught.push(error);
 		// jest installs its own handler; ours only records that nothing reached the process.
 		process.on('uncaughtException', onUncaught);
 		try {
-			const thrower = (_info: unknown, _index: number, content: NodeJS.ReadableStream) => {
-				content.resume();
-				setImmediate(() => {
-					throw new RangeError('Maximum call stack size exceeded (simulated)');
-				});
-				return new Promise<void>(() => {});
+			// Thrown at once when the parser hands over the attachment: it must fail the parse.
+			const thrower = () => {
+				throw new RangeError('Maximum call stack size exceeded (simulated)');
 			};
 			await expect(parseMessage(raw, thrower, { timeoutMs: 5000 })).rejects.toMatchObject({
-				code: 'MESSAGE_UNPARSEABLE',
+				code: 'MESSAGE_STORE_FAILED',
 				message: expect.stringContaining('Maximum call stack size exceeded'),
+			});
+			// The same from a stream source, fed chunk by chunk.
+			await expect(parseMessage(Readable.from([raw.subarray(0, 200), raw.subarray(200)]), thrower, { timeoutMs: 5000 })).rejects.toMatchObject({
+				code: 'MESSAGE_STORE_FAILED',
 			});
 			await new Promise((resolve) => setTimeout(resolve, 50));
 			expect(uncaught).toEqual([]);
