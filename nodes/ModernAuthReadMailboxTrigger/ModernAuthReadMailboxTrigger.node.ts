@@ -314,8 +314,7 @@ async function emit(
 				throw error;
 			}
 			reconnected = true;
-			await reader.close();
-			await reader.connect();
+			await reader.reconnect();
 			const reopened = await reader.openFolder(folder);
 			if (reopened.uidValidity !== uidValidity) break;
 		}

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import nodemailer from 'nodemailer';
 
 import { runNode } from '../harness/n8n-run';
+import { dovecotImapCredential } from '../harness/imap-credential';
 import { describeFailure, seedFor } from './send-harness';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -29,13 +30,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => dovecot?.stop());
 
-const credentials = () => ({
-	modernAuthImapApi: {
-		id: 'imapHostile00001',
-		name: 'Hostile IMAP',
-		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca },
-	},
-});
+const credentials = () => dovecotImapCredential({ dovecot, pki, user: USER, password: PASSWORD }, { id: 'imapHostile00001', name: 'Hostile IMAP' });
 
 const FIXED = [
 	' leading',

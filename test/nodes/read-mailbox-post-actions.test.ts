@@ -1,4 +1,5 @@
 import { runNode } from '../harness/n8n-run';
+import { dovecotImapCredential } from '../harness/imap-credential';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -23,13 +24,7 @@ beforeAll(async () => {
 
 afterAll(async () => dovecot?.stop());
 
-const credentials = () => ({
-	modernAuthImapApi: {
-		id: 'imapBulk00000001',
-		name: 'Bulk IMAP',
-		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca },
-	},
-});
+const credentials = () => dovecotImapCredential({ dovecot, pki, user: USER, password: PASSWORD }, { id: 'imapBulk00000001', name: 'Bulk IMAP' });
 
 const message = (folder: string, n: number) =>
 	`From: sender@example.org\r\nTo: ${USER}\r\nSubject: ${folder} ${n}\r\nMessage-ID: <${folder}.${n}@example.org>\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\n\r\nbody ${n}\r\n`;

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
 
 import { runNode } from '../harness/n8n-run';
+import { dovecotImapCredential } from '../harness/imap-credential';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -30,13 +31,8 @@ beforeAll(async () => {
 
 afterAll(async () => dovecot?.stop());
 
-const credentials = (overrides: Record<string, unknown> = {}) => ({
-	modernAuthImapApi: {
-		id: 'imapCred00000001',
-		name: 'Test IMAP',
-		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca, ...overrides },
-	},
-});
+const credentials = (overrides: Record<string, unknown> = {}) =>
+	dovecotImapCredential({ dovecot, pki, user: USER, password: PASSWORD }, { id: 'imapCred00000001', name: 'Test IMAP' }, overrides);
 
 const bytesOf = (binary: IBinaryData) => Container.get(BinaryDataService).getAsBuffer(binary);
 

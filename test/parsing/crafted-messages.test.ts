@@ -7,6 +7,7 @@
 import nodemailer from 'nodemailer';
 
 import { createPoller, runNode } from '../harness/n8n-run';
+import { dovecotImapCredential } from '../harness/imap-credential';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -30,13 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => dovecot?.stop());
 
-const credentials = () => ({
-	modernAuthImapApi: {
-		id: 'imapCrafted00001',
-		name: 'Crafted IMAP',
-		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca },
-	},
-});
+const credentials = () => dovecotImapCredential({ dovecot, pki, user: USER, password: PASSWORD }, { id: 'imapCrafted00001', name: 'Crafted IMAP' });
 
 const good = async (subject: string) =>
 	(await nodemailer.createTransport({ streamTransport: true, buffer: true }).sendMail({ from: 'sender@example.org', to: USER, subject, text: subject }))

@@ -5,6 +5,7 @@
  * session closed.
  */
 import { runNode } from '../harness/n8n-run';
+import { dovecotImapCredential } from '../harness/imap-credential';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -27,13 +28,7 @@ beforeAll(async () => {
 
 afterAll(async () => dovecot?.stop());
 
-const credentials = () => ({
-	modernAuthImapApi: {
-		id: 'imapHostile00001',
-		name: 'Hostile IMAP',
-		data: { host: dovecot.host, port: dovecot.tlsPort, security: 'tls', user: USER, password: PASSWORD, caCertificate: pki.ca },
-	},
-});
+const credentials = () => dovecotImapCredential({ dovecot, pki, user: USER, password: PASSWORD }, { id: 'imapHostile00001', name: 'Hostile IMAP' });
 
 const HEAD = 'From: a@example.org\r\nTo: hostile@example.com\r\n';
 const bytes = (text: string) => Buffer.from(text, 'latin1');
