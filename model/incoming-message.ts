@@ -16,18 +16,24 @@ export interface IncomingAttachment {
 }
 
 export interface IncomingMessage {
-	/** Stable within the protocol: for IMAP `<uidValidity>:<uid>`. */
+	/** Opaque, stable within the folder and transport (IMAP `<uidValidity>:<uid>`, Graph message id). */
 	id: string;
+	/** IMAP only: the UID, kept in the output for existing workflows. Nodes key on `id`. */
 	uid?: number;
+	/** The Internet Message-ID header. */
 	messageId?: string;
+	/** Thread id where the server keeps one (Graph conversationId). */
+	conversationId?: string;
 	folder: string;
 	from?: MailAddress;
 	to: MailAddress[];
 	cc: MailAddress[];
 	replyTo: MailAddress[];
 	subject: string;
-	/** ISO 8601 */
+	/** ISO 8601: the Date header (Graph sentDateTime). */
 	date?: string;
+	/** ISO 8601: when the mailbox received it (IMAP INTERNALDATE, Graph receivedDateTime). */
+	receivedDate?: string;
 	flags: string[];
 	seen: boolean;
 	flagged: boolean;
@@ -40,8 +46,8 @@ export interface IncomingMessage {
 	raw?: Buffer;
 }
 
-/** What to look for; every field narrows the result (AND). */
-export interface ReadCriteria {
+/** What to look for, the same for every transport; every field narrows the result (AND). */
+export interface ReadFilter {
 	unreadOnly?: boolean;
 	since?: Date;
 	before?: Date;
@@ -50,10 +56,11 @@ export interface ReadCriteria {
 	subjectContains?: string;
 	/** Only messages with at least one attachment (inline images of the HTML body do not count). */
 	hasAttachments?: boolean;
-	/** Raw IMAP SEARCH keys for power users, e.g. `OR FROM a@x FROM b@y`. */
-	rawImapSearch?: string;
-	/** Only messages with a UID greater than this (triggers resume from the last one seen). */
-	uidAfter?: number;
+	/**
+	 * The transport's own query language for power users (IMAP SEARCH keys such as
+	 * `OR FROM a@x FROM b@y`); a transport without one refuses it with a clear error.
+	 */
+	rawQuery?: string;
 }
 
 export type PostAction =
@@ -81,4 +88,10 @@ export interface UnreadableMessage {
 
 export function isUnreadable(message: IncomingMessage | UnreadableMessage): message is UnreadableMessage {
 	return 'error' in message;
+}
+
+/** @deprecated Transitional, until the IMAP reader implements MailReader: IMAP-only fields. */
+export interface ReadCriteria extends ReadFilter {
+	rawImapSearch?: string;
+	uidAfter?: number;
 }

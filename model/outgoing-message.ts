@@ -38,7 +38,14 @@ export interface OutgoingMessage {
 	html?: string;
 	attachments: OutgoingAttachment[];
 	headers: Array<{ name: string; value: string }>;
+	/** Importance: SMTP writes X-Priority/Importance headers, Graph its importance property. */
 	priority: MessagePriority;
+	/** "On behalf of": the mailbox that actually sends when it differs from From (Sender header / Graph sender). */
+	sender?: MailAddress;
+	/** Ask for a read receipt (Disposition-Notification-To / Graph isReadReceiptRequested). */
+	readReceipt?: boolean;
+	/** Keep a copy in Sent Items where the server decides that (Graph, EWS); SMTP ignores it. Default true. */
+	saveToSentItems?: boolean;
 }
 
 /** A recipient the server refused while it took the message for others. */
