@@ -118,6 +118,7 @@ async function startFakeGraph(options) {
 		serviceTimeMs: options.serviceTimeMs ?? 0,
 		mailboxConcurrencyLimit: options.mailboxConcurrencyLimit ?? Infinity,
 		uploadFinalBody: options.uploadFinalBody ?? false,
+		deltaReplays: 0,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -260,6 +261,7 @@ async function startFakeGraph(options) {
 		newRestId(mailbox, message);
 		mailbox.messages.set(message.immutableId, message);
 		touch(mailbox, message);
+		message.arrivedSeq = message.seq; // when it entered its folder (delta's changeType=created)
 		return message;
 	}
 
@@ -269,6 +271,7 @@ async function startFakeGraph(options) {
 		message.folderId = folder.id;
 		newRestId(mailbox, message);
 		touch(mailbox, message);
+		message.arrivedSeq = message.seq;
 		return message;
 	}
 	function removeMessage(mailbox, message) {
@@ -523,7 +526,6 @@ async function startFakeGraph(options) {
 	function deltaQuery(ctx, mailbox, folder) {
 		const skiptoken = ctx.query.get('$skiptoken');
 		const deltatoken = ctx.query.get('$deltatoken');
-		const pageSize = ctx.maxPageSize ?? DEFAULT_DELTA_PAGE;
 		let session;
 		if (skiptoken !== null) {
 			session = deltaPages.get(skiptoken);
@@ -532,17 +534,37 @@ async function startFakeGraph(options) {
 			ctx.select = session.select; // $select and the page size live in the token, as in Graph
 		} else {
 			let fromSeq = 0;
+			// query options of the first request live on in the tokens, as Graph encodes them
+			let options = { select: ctx.select, filter: null, changeType: null, top: null };
 			if (deltatoken !== null) {
 				const state = deltaTokens.get(deltatoken);
 				if (!state || state.mailbox !== mailbox || state.folderId !== folder.id || state.expired) throw syncStateGone(ctx);
 				fromSeq = state.seq;
-				if (ctx.query.get('$select') === null) ctx.select = state.select;
+				options = state.options;
+			} else {
+				options.filter = parseDeltaFilter(ctx.query.get('$filter'));
+				options.changeType = ctx.query.get('changeType');
+				if (options.changeType !== null && !['created', 'updated', 'deleted'].includes(options.changeType)) throw badRequest('ErrorInvalidUrlQuery', `changeType '${options.changeType}' is not one of created, updated, deleted.`);
+				options.top = intParam(ctx.query, '$top', null, MAX_PAGE);
 			}
+			ctx.select = options.select;
+			const wanted = (m) => {
+				if (options.filter && !options.filter(m)) return false;
+				if (fromSeq === 0 || !options.changeType) return true;
+				return options.changeType === 'created' ? m.arrivedSeq > fromSeq : options.changeType === 'updated' && m.arrivedSeq <= fromSeq;
+			};
 			const entries = [...mailbox.messages.values()]
-				.filter((m) => m.folderId === folder.id && m.seq > fromSeq)
+				.filter((m) => m.folderId === folder.id && m.seq > fromSeq && wanted(m))
 				.sort((a, b) => a.seq - b.seq)
 				.map((m) => ({ immutableId: m.immutableId }));
-			if (fromSeq > 0) {
+			if (fromSeq > 0 && settings.deltaReplays > 0) {
+				// documented "Replays": a change already reported may come again
+				const seen = new Set(entries.map((e) => e.immutableId));
+				const old = [...mailbox.messages.values()].filter((m) => m.folderId === folder.id && !seen.has(m.immutableId)).sort((a, b) => b.seq - a.seq).slice(0, settings.deltaReplays);
+				settings.deltaReplays = 0;
+				entries.unshift(...old.reverse().map((m) => ({ immutableId: m.immutableId })));
+			}
+			if (fromSeq > 0 && (!options.changeType || options.changeType === 'deleted')) {
 				const present = new Set(entries.map((e) => e.immutableId));
 				for (const r of mailbox.removals) {
 					if (r.folderId !== folder.id || r.seq <= fromSeq || present.has(r.immutableId)) continue;
@@ -552,8 +574,9 @@ async function startFakeGraph(options) {
 					entries.push({ removed: true, immutableId: r.immutableId, restId: r.restId });
 				}
 			}
-			session = { mailbox, folderId: folder.id, entries, offset: 0, seq: mailbox.seq, select: ctx.select };
+			session = { mailbox, folderId: folder.id, entries, offset: 0, seq: mailbox.seq, select: ctx.select, options };
 		}
+		const pageSize = ctx.maxPageSize ?? session.options.top ?? DEFAULT_DELTA_PAGE;
 		const slice = session.entries.slice(session.offset, session.offset + pageSize);
 		session.offset += slice.length;
 		const value = [];
@@ -569,18 +592,27 @@ async function startFakeGraph(options) {
 		if (session.offset < session.entries.length) {
 			const token = b64url(crypto.randomBytes(18));
 			deltaPages.set(token, session);
-			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null });
+			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		} else {
 			const token = b64url(crypto.randomBytes(18));
-			deltaTokens.set(token, { mailbox, folderId: folder.id, seq: session.seq, select: session.select, expired: false });
-			body['@odata.deltaLink'] = linkWith(ctx, { $deltatoken: token, $skiptoken: null, $select: null });
+			deltaTokens.set(token, { mailbox, folderId: folder.id, seq: session.seq, options: session.options, expired: false });
+			body['@odata.deltaLink'] = linkWith(ctx, { $deltatoken: token, $skiptoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		}
 		const headers = ctx.maxPageSize ? { 'preference-applied': `odata.maxpagesize=${ctx.maxPageSize}` } : {};
 		return { status: 200, body, headers };
 	}
+	/** Delta takes only receivedDateTime ge|gt (documented). */
+	function parseDeltaFilter(raw) {
+		if (raw === null) return null;
+		const m = /^receivedDateTime\s+(ge|gt)\s+(\d{4}-\d{2}-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2}))?)$/i.exec(raw.trim());
+		if (!m) throw badRequest('ErrorInvalidUrlQueryFilter', 'The query filter contains one or more invalid nodes.');
+		const at = Date.parse(m[2]);
+		return lower(m[1]) === 'ge' ? (msg) => Date.parse(msg.receivedDateTime) >= at : (msg) => Date.parse(msg.receivedDateTime) > at;
+	}
 	function syncStateGone(ctx) {
-		// Documented: an invalid/expired delta token is 410 Gone; the client restarts from a fresh delta
-		return new GraphError(410, 'SyncStateNotFound', 'The sync state could not be found. Restart the synchronization with a new delta request (resync required).', { location: linkWith(ctx, { $deltatoken: null, $skiptoken: null }) });
+		// Documented ("Synchronization reset"): 410 Gone with a Location header holding the initial
+		// query (no token); error code syncStateNotFound for an expired token
+		return new GraphError(410, 'syncStateNotFound', 'The sync state generation is not found. The delta token is expired and data must be synchronized again.', { location: linkWith(ctx, { $deltatoken: null, $skiptoken: null }) });
 	}
 
 	// ---- auth ----
@@ -1071,7 +1103,7 @@ async function startFakeGraph(options) {
 			const headers = { ...Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, v]) => [lower(k), v])), authorization: req.headers.authorization };
 			const body = r.body === undefined ? Buffer.alloc(0) : Buffer.from(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
 			if (r.body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
-			const relative = String(r.url).replace(/^\/?(v1\.0\/)?/, '/');
+			const relative = String(r.url).replace(/^\/?/, '/'); // relative to /v1.0, as documented
 			const pathname = `/v1.0${relative.split('?')[0]}`;
 			const logRecord = { at: Date.now(), method: r.method, path: pathname, query: relative.includes('?') ? relative.slice(relative.indexOf('?') + 1) : '', headers: logHeaders(headers), bodySize: body.length, status: null, batch: outerCtx.requestId, fault: null, mailbox: null };
 			requests.push(logRecord);
@@ -1109,7 +1141,9 @@ async function startFakeGraph(options) {
 			pending.set(r.id, runPart(r));
 		}
 		for (const r of list) results.set(r.id, await pending.get(r.id));
-		return { status: 200, body: { responses: list.map((r) => results.get(r.id)) } };
+		// documented: responses may come in any order; a seeded shuffle keeps callers honest
+		const order = list.map((r) => ({ id: r.id, key: random() })).sort((a, b) => a.key - b.key);
+		return { status: 200, body: { responses: order.map((o) => results.get(o.id)) } };
 	}
 
 	async function handleUpload(req, res, url, record) {
@@ -1126,7 +1160,8 @@ async function startFakeGraph(options) {
 		}
 		if (!session || url.searchParams.get('authtoken') !== session.authtoken) return reply(new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found.'));
 		if (session.expires < Date.now()) return reply(new GraphError(404, 'ErrorItemNotFound', 'The upload session has expired.'));
-		const status = () => ({ expirationDateTime: iso(session.expires), nextExpectedRanges: session.done ? [] : [`${session.received}-`] });
+		// Outlook answers the next start offset alone (["2097152"]), unlike OneDrive's "start-end" ranges
+		const status = () => ({ expirationDateTime: iso(session.expires), nextExpectedRanges: session.done ? [] : [String(session.received)] });
 		if (req.method === 'GET') {
 			await readBody(req, 0);
 			record.status = 200;
@@ -1218,7 +1253,7 @@ async function startFakeGraph(options) {
 
 	async function handle(req, res) {
 		const url = new URL(req.url, 'https://127.0.0.1');
-		const record = { at: Date.now(), seq: ++requestCounter, method: req.method, path: url.pathname, query: url.search.slice(1), headers: logHeaders(req.headers), bodySize: 0, status: null, fault: null, mailbox: null, batch: null };
+		const record = { at: Date.now(), seq: ++requestCounter, method: req.method, path: url.pathname, query: url.search.slice(1).replace(/(authtoken=)[^&]*/i, '$1<redacted>'), headers: logHeaders(req.headers), bodySize: 0, status: null, fault: null, mailbox: null, batch: null };
 		if (url.pathname.startsWith('/_fake/')) return handleControl(req, res, url);
 		requests.push(record);
 		res.on('finish', () => {
@@ -1333,6 +1368,10 @@ async function startFakeGraph(options) {
 			for (const state of deltaTokens.values()) if (!state.expired) (state.expired = true), n++;
 			deltaPages.clear();
 			return n;
+		},
+		/** The next delta round (any folder) repeats up to `count` already reported messages, as Graph may. */
+		replayDelta(count) {
+			settings.deltaReplays = count;
 		},
 		/** Next `count` matching requests answer `status` (429|500|503|504 ...) with optional Retry-After seconds. */
 		failNext(count, { status = 503, retryAfter, code, method, path } = {}) {
