@@ -85,7 +85,7 @@ async function main() {
 		headers: { 'content-type': 'application/x-www-form-urlencoded' },
 		body: new URLSearchParams({ grant_type: 'client_credentials', client_id: APP, client_secret: SECRET, scope: 'https://graph.microsoft.com/.default' }).toString(),
 	});
-	const token = tokenResponse.json.access_token;
+	let token = tokenResponse.json.access_token;
 	const app = (opts = {}) => ({ token, ...opts });
 	const mbx = (address) => `/users/${encodeURIComponent(address)}`;
 	const delegated = (scp) => identity.mintAccessToken({ tenant: TENANT, clientId: APP, username: USER, audience: 'https://graph.microsoft.com', scp });
@@ -146,6 +146,18 @@ async function main() {
 		const res = await call(`/users/${graph.mailbox(SENDER).id}/mailFolders/inbox`, app());
 		assert.equal(res.status, 200);
 		assert.equal(res.json.displayName, 'Inbox');
+	});
+
+	await check('a revoked token gets 401; a renewed token works; an injected 401 is InvalidAuthenticationToken', async () => {
+		const old = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.ReadWrite'] });
+		graph.revokeIssuedTokens();
+		assert.equal((await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: old })).status, 401);
+		const fresh = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.ReadWrite', 'Mail.Send'] });
+		assert.equal((await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: fresh })).status, 200);
+		graph.failNext(1, { status: 401 });
+		const injected = await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: fresh });
+		assert.equal(injected.json.error.code, 'InvalidAuthenticationToken');
+		token = fresh;
 	});
 
 	// ---- sendMail ----
@@ -254,6 +266,7 @@ async function main() {
 		const { uploadUrl, nextExpectedRanges } = created.json;
 		assert.deepEqual(nextExpectedRanges, ['0-']);
 		assert.ok(!uploadUrl.includes('/v1.0/'), 'the upload URL is not a Graph URL');
+		assert.notEqual(new URL(uploadUrl).host, new URL(graph.url).host, 'another host, so SDK middleware adds no token');
 		const chunk = 8 * UPLOAD_CHUNK_UNIT; // 2.5 MiB
 		const withAuth = await put(uploadUrl, data.subarray(0, chunk), 0, size, { authorization: `Bearer ${token}` });
 		assert.equal(withAuth.status, 401);

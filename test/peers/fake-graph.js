@@ -131,6 +131,8 @@ async function startFakeGraph(options) {
 	const concurrency = new Map(); // mailbox address -> {inFlight, max}
 	const timers = new Set();
 	let baseUrl = '';
+	let uploadBase = ''; // another host name, like outlook.office.com beside graph.microsoft.com
+	const revokedTokens = new Set();
 	let requestCounter = 0;
 
 	// ---- store ----
@@ -635,6 +637,7 @@ async function startFakeGraph(options) {
 		const match = /^Bearer\s+(\S+)$/i.exec(ctx.headers.authorization ?? '');
 		if (!match) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
 		const token = match[1];
+		if (revokedTokens.has(token)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.');
 		const basic = identity.introspect(token, { audience: GRAPH_AUDIENCE });
 		const claims = decodeClaims(token);
 		const tokenOk = basic.active || basic.reason === 'app-only token needs a mailbox';
@@ -800,7 +803,7 @@ async function startFakeGraph(options) {
 		const expires = Date.now() + 24 * 3600 * 1000;
 		const session = { id: sessionId, authtoken, mailbox, messageId: message.immutableId, name: item.name, size: item.size, contentType: item.contentType ?? 'application/octet-stream', isInline: Boolean(item.isInline), contentId: item.contentId ?? null, received: 0, hash: crypto.createHash('sha256'), file, expires, done: false, chunks: 0 };
 		uploadSessions.set(sessionId, session);
-		const uploadUrl = `${baseUrl}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/AttachmentSessions('${sessionId}')?authtoken=${authtoken}`;
+		const uploadUrl = `${uploadBase}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/AttachmentSessions('${sessionId}')?authtoken=${authtoken}`;
 		return { status: 201, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#microsoft.graph.uploadSession`, uploadUrl, expirationDateTime: iso(expires), nextExpectedRanges: ['0-'] } };
 	}
 
@@ -956,6 +959,7 @@ async function startFakeGraph(options) {
 	function faultError(rule) {
 		const headers = rule.retryAfter === undefined || rule.retryAfter === null ? {} : { 'retry-after': String(rule.retryAfter) };
 		const known = {
+			401: ['InvalidAuthenticationToken', 'Access token has expired or is not yet valid.'],
 			429: ['TooManyRequests', 'Too many requests.'],
 			500: ['InternalServerError', 'An internal server error occurred.'],
 			502: ['BadGateway', 'Bad gateway.'],
@@ -1228,7 +1232,7 @@ async function startFakeGraph(options) {
 		message.attachments.push(attachment);
 		touch(mailbox, message);
 		record.status = 201;
-		const location = `${baseUrl}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/Attachments('${attachment.id}')`;
+		const location = `${uploadBase}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/Attachments('${attachment.id}')`;
 		if (settings.uploadFinalBody) return send(res, { status: 201, headers: { location }, body: attachmentJson({ ...attachment, file: null }, {}) }, ctx);
 		return send(res, { status: 201, headers: { location, 'content-length': '0' } }, ctx);
 	}
@@ -1315,13 +1319,23 @@ async function startFakeGraph(options) {
 			resolve();
 		});
 	});
-	baseUrl = `https://127.0.0.1:${server.address().port}`;
+	const port = server.address().port;
+	baseUrl = `https://127.0.0.1:${port}`;
+	// `localhost` may resolve to ::1 first: listen there too when the host has IPv6
+	const server6 = https.createServer({ key: options.pki.key, cert: options.pki.cert }, server.listeners('request')[0]);
+	const has6 = await new Promise((resolve) => {
+		server6.once('error', () => resolve(false));
+		server6.listen(port, '::1', () => resolve(true));
+	});
+	uploadBase = `https://localhost:${port}`;
 
 	const scopeOf = (o) => ({ method: o.method ?? null, path: o.path ? (o.path instanceof RegExp ? o.path.source : String(o.path)) : null });
 	const api = {
 		url: baseUrl,
 		/** Graph root for the cloud table's graphHost (https://127.0.0.1:port). */
 		host: baseUrl.replace(/^https:\/\//, ''),
+		/** Where upload sessions live: https://localhost:port (a different host, as outlook.office.com is). */
+		uploadUrl: uploadBase,
 		requests,
 		deliveries,
 		addMailbox,
@@ -1385,6 +1399,11 @@ async function startFakeGraph(options) {
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
 		},
+		/** Every token the identity minted so far is refused with 401 from now on (a renewed one works). */
+		revokeIssuedTokens() {
+			for (const t of identity.issuedTokens) revokedTokens.add(t);
+			return revokedTokens.size;
+		},
 		clearFaults() {
 			faults.length = 0;
 		},
@@ -1398,10 +1417,16 @@ async function startFakeGraph(options) {
 		concurrency: (address) => concurrency.get(requireMailbox(address).address) ?? { inFlight: 0, max: 0, throttled: 0 },
 		close() {
 			for (const timer of timers) clearTimeout(timer);
-			return new Promise((resolve) => {
-				server.close(() => resolve());
-				server.closeAllConnections();
-			}).finally(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
+			const servers = has6 ? [server, server6] : [server];
+			return Promise.all(
+				servers.map(
+					(s) =>
+						new Promise((resolve) => {
+							s.close(() => resolve());
+							s.closeAllConnections();
+						}),
+				),
+			).finally(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 		},
 	};
 	return api;
