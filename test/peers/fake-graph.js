@@ -405,14 +405,25 @@ async function startFakeGraph(options) {
 
 	// ---- query options ----
 
-	function parseSelect(query) {
+	// $select names the properties of what the path returns: folders and attachments have their own
+	// (a derived type's property with its cast, e.g. microsoft.graph.fileAttachment/contentId).
+	const FOLDER_SELECTABLE = new Set(['displayName', 'parentFolderId', 'childFolderCount', 'unreadItemCount', 'totalItemCount', 'sizeInBytes', 'isHidden']);
+	const ATTACHMENT_SELECTABLE = new Set(['name', 'contentType', 'size', 'isInline', 'lastModifiedDateTime', 'microsoft.graph.fileAttachment/contentId', 'microsoft.graph.fileAttachment/contentBytes', 'microsoft.graph.fileAttachment/contentLocation']);
+	function parseSelect(query, rawPath = '') {
 		const raw = query.get('$select');
 		if (raw === null) return null;
 		const fields = raw.split(',').map((s) => s.trim()).filter(Boolean);
+		const [allowed, type] = /(^|\/)(mailFolders|childFolders)(\/[^/]+)?$/.test(rawPath) ? [FOLDER_SELECTABLE, 'mailFolder'] : /\/attachments$/.test(rawPath) ? [ATTACHMENT_SELECTABLE, 'attachment'] : [SELECTABLE, 'message'];
 		for (const f of fields) {
-			if (f !== 'id' && !SELECTABLE.has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f}' on type 'microsoft.graph.message'.`);
+			if (f !== 'id' && !allowed.has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f}' on type 'microsoft.graph.${type}'.`);
 		}
 		return fields.filter((f) => f !== 'id');
+	}
+	/** An attachment listing with $select carries only those properties (no contentBytes unless asked). */
+	function selectAttachment(json, select) {
+		if (!select) return json;
+		const keep = new Set(select.map((f) => f.replace(/^microsoft\.graph\.fileAttachment\//, '')));
+		return Object.fromEntries(Object.entries(json).filter(([k]) => k === 'id' || k === '@odata.type' || keep.has(k)));
 	}
 
 	const FILTER_CLAUSES = [
@@ -882,7 +893,7 @@ async function startFakeGraph(options) {
 				if (!destination) throw badRequest('ErrorInvalidParameter', "The value of the parameter 'DestinationId' is empty.");
 				return { status: 201, body: messageJson(moveMessage(mb, messageOf(mb, s[1]), folderOf(mb, destination)), ctx, null) };
 			}],
-			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => attachmentJson(a, ctx)) } })],
+			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => selectAttachment(attachmentJson(a, ctx), ctx.select)) } })],
 			'POST messages/{}/attachments': ['write', (mb) => addAttachment(ctx, mb, messageOf(mb, s[1]))],
 			'POST messages/{}/attachments/createUploadSession': ['write', (mb) => createUploadSession(ctx, mb, messageOf(mb, s[1]))],
 			'GET messages/{}/attachments/{}': ['read', (mb) => ({ status: 200, body: attachmentJson(attachmentOf(messageOf(mb, s[1]), s[3]), ctx, /itemattachment\/item/i.test(ctx.query.get('$expand') ?? '')) })],
@@ -1053,7 +1064,7 @@ async function startFakeGraph(options) {
 			logRecord,
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
 		};
-		ctx.select = parseSelect(query);
+		ctx.select = parseSelect(query, rawPath);
 		return ctx;
 	}
 
