@@ -126,7 +126,7 @@ async function startFakeGraph(options) {
 	const requests = [];
 	const uploadSessions = new Map();
 	const deltaTokens = new Map(); // token -> {mailbox, folderId, seq, expired}
-	const deltaPages = new Map(); // skiptoken -> {mailbox, folderId, entries, offset, seq}
+	const deltaPages = new Map(); // skiptoken -> {session: {mailbox, folderId, entries, seq, ...}, offset}
 	const faults = [];
 	const concurrency = new Map(); // mailbox address -> {inFlight, max}
 	const timers = new Set();
@@ -529,10 +529,12 @@ async function startFakeGraph(options) {
 		const skiptoken = ctx.query.get('$skiptoken');
 		const deltatoken = ctx.query.get('$deltatoken');
 		let session;
+		let offset = 0;
 		if (skiptoken !== null) {
-			session = deltaPages.get(skiptoken);
-			if (!session || session.mailbox !== mailbox || session.folderId !== folder.id) throw syncStateGone(ctx);
-			deltaPages.delete(skiptoken);
+			// a skiptoken names a page: asking again (a retry after a lost answer) gets that page again
+			const page = deltaPages.get(skiptoken);
+			if (!page || page.session.mailbox !== mailbox || page.session.folderId !== folder.id) throw syncStateGone(ctx);
+			({ session, offset } = page);
 			ctx.select = session.select; // $select and the page size live in the token, as in Graph
 		} else {
 			let fromSeq = 0;
@@ -576,11 +578,11 @@ async function startFakeGraph(options) {
 					entries.push({ removed: true, immutableId: r.immutableId, restId: r.restId });
 				}
 			}
-			session = { mailbox, folderId: folder.id, entries, offset: 0, seq: mailbox.seq, select: ctx.select, options };
+			session = { mailbox, folderId: folder.id, entries, seq: mailbox.seq, select: ctx.select, options };
 		}
 		const pageSize = ctx.maxPageSize ?? session.options.top ?? DEFAULT_DELTA_PAGE;
-		const slice = session.entries.slice(session.offset, session.offset + pageSize);
-		session.offset += slice.length;
+		const slice = session.entries.slice(offset, offset + pageSize);
+		offset += slice.length;
 		const value = [];
 		for (const entry of slice) {
 			const message = entry.removed ? null : mailbox.messages.get(entry.immutableId);
@@ -591,9 +593,9 @@ async function startFakeGraph(options) {
 			}
 		}
 		const body = { '@odata.context': `${baseUrl}/v1.0/$metadata#Collection(message)`, value };
-		if (session.offset < session.entries.length) {
+		if (offset < session.entries.length) {
 			const token = b64url(crypto.randomBytes(18));
-			deltaPages.set(token, session);
+			deltaPages.set(token, { session, offset });
 			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		} else {
 			const token = b64url(crypto.randomBytes(18));
