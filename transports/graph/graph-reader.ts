@@ -9,7 +9,7 @@ import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
 import type { GraphClient } from './graph-client';
-import { withQuery, type GraphPage } from './graph-calls';
+import { withQuery } from './graph-calls';
 import { statusOf } from './graph-status';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
@@ -140,8 +140,9 @@ export class GraphReader implements MailReader {
 
 	async apply(_folder: string, ids: string[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
 		if (ids.length === 0 || action.type === 'none') return [];
-		const destination = action.type === 'move' ? (await this.folders.resolve(action.folder)).ref : undefined;
-		if (destination) await this.ensureFolder(action.folder, destination);
+		if (action.type !== 'move') return applyPostAction(this.graph, ids, action, options);
+		const destination = (await this.folders.resolve(action.folder)).ref;
+		await this.ensureFolder(action.folder, destination);
 		return applyPostAction(this.graph, ids, action, options, destination);
 	}
 
