@@ -405,11 +405,14 @@ async function startFakeGraph(options) {
 
 	// ---- query options ----
 
-	function parseSelect(query) {
+	// attachment collections take $select of attachment properties (Graph: name, size, ... without contentBytes)
+	const ATTACHMENT_SELECTABLE = new Set(['name', 'contentType', 'size', 'isInline', 'contentId', 'lastModifiedDateTime', 'contentBytes']);
+	function parseSelect(query, attachments = false) {
 		const raw = query.get('$select');
 		if (raw === null) return null;
 		const fields = raw.split(',').map((s) => s.trim()).filter(Boolean);
 		for (const f of fields) {
+			if (attachments && ATTACHMENT_SELECTABLE.has(f)) continue;
 			if (f !== 'id' && !SELECTABLE.has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f}' on type 'microsoft.graph.message'.`);
 		}
 		return fields.filter((f) => f !== 'id');
@@ -1053,7 +1056,7 @@ async function startFakeGraph(options) {
 			logRecord,
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
 		};
-		ctx.select = parseSelect(query);
+		ctx.select = parseSelect(query, /\/attachments(\/[^/]+)?$/.test(rawPath));
 		return ctx;
 	}
 
