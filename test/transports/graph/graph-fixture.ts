@@ -19,10 +19,9 @@ export const RCPT = 'rcpt@contoso.example';
 export const MB = 1024 * 1024;
 const GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+// The peers are plain JavaScript.
 export type FakeGraph = any;
 export type FakeIdentity = any;
-/* eslint-enable @typescript-eslint/no-explicit-any */
 
 export interface GraphFixture {
 	graph: FakeGraph;
@@ -46,15 +45,15 @@ export interface GraphFixture {
  */
 export async function startGraphFixture(options: { roles?: string[]; mailboxes?: Array<Record<string, unknown>>; graphOptions?: Record<string, unknown> } = {}): Promise<GraphFixture> {
 	const pki = sharedTestPki();
-	let idp: FakeIdentity;
+	const started: { idp?: FakeIdentity } = {};
 	const identity = {
-		introspect: (...args: unknown[]) => idp.introspect(...args),
+		introspect: (...args: unknown[]) => started.idp.introspect(...args),
 		get issuedTokens() {
-			return idp.issuedTokens;
+			return started.idp.issuedTokens;
 		},
 	};
 	const graph = await startFakeGraph({ identity, pki, ...options.graphOptions });
-	idp = await startFakeIdentity({ pki, resources: { [graph.url]: GRAPH_APP_ID } });
+	const idp = (started.idp = await startFakeIdentity({ pki, resources: { [graph.url]: GRAPH_APP_ID } }));
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
 	const clientId = randomUUID();
 	const secret = `secret-${randomUUID()}`;
