@@ -56,7 +56,14 @@ const WELL_KNOWN = [
 ];
 // message fields Graph returns by default (internetMessageHeaders only when $select-ed)
 const DEFAULT_FIELDS = ['createdDateTime', 'lastModifiedDateTime', 'changeKey', 'categories', 'receivedDateTime', 'sentDateTime', 'hasAttachments', 'internetMessageId', 'subject', 'bodyPreview', 'importance', 'parentFolderId', 'conversationId', 'conversationIndex', 'isDeliveryReceiptRequested', 'isReadReceiptRequested', 'isRead', 'isDraft', 'webLink', 'inferenceClassification', 'body', 'sender', 'from', 'toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo', 'flag'];
-const SELECTABLE = new Set([...DEFAULT_FIELDS, 'internetMessageHeaders', 'uniqueBody', 'attachments']);
+// $select names per resource; derived-type properties need their OData type cast
+// (microsoft.graph.fileAttachment/contentId), as on the attachment base type in Graph
+const SELECTABLE = {
+	message: new Set([...DEFAULT_FIELDS, 'internetMessageHeaders', 'uniqueBody', 'attachments']),
+	attachment: new Set(['name', 'contentType', 'size', 'isInline', 'lastModifiedDateTime', 'microsoft.graph.fileAttachment/contentId', 'microsoft.graph.fileAttachment/contentBytes', 'microsoft.graph.fileAttachment/contentLocation']),
+	mailFolder: new Set(['displayName', 'parentFolderId', 'childFolderCount', 'unreadItemCount', 'totalItemCount', 'sizeInBytes', 'isHidden']),
+	user: new Set(['displayName', 'mail', 'userPrincipalName']),
+};
 const JSON_TYPE = 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8';
 
 const lower = (value) => String(value ?? '').toLowerCase();
@@ -126,7 +133,7 @@ async function startFakeGraph(options) {
 	const requests = [];
 	const uploadSessions = new Map();
 	const deltaTokens = new Map(); // token -> {mailbox, folderId, seq, expired}
-	const deltaPages = new Map(); // skiptoken -> {mailbox, folderId, entries, offset, seq}
+	const deltaPages = new Map(); // skiptoken -> {session: {mailbox, folderId, entries, seq, ...}, offset}
 	const faults = [];
 	const concurrency = new Map(); // mailbox address -> {inFlight, max}
 	const timers = new Set();
@@ -337,16 +344,21 @@ async function startFakeGraph(options) {
 		if (want === 'text') return { contentType: 'text', content: htmlToText(body.content) };
 		return { contentType: 'html', content: textToHtml(body.content) };
 	}
-	function attachmentJson(a, ctx, expandItem = false) {
+	/** `select`: the attachment request's own $select (null: every property). */
+	function attachmentJson(a, ctx, expandItem = false, select = null) {
+		const wants = (field) => !select || select.includes(field) || select.includes(`microsoft.graph.fileAttachment/${field}`);
+		const pick = (out) => Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith('@') || k === 'id' || k === 'item' || wants(k)));
 		if (a.kind === 'item') {
 			const out = { '@odata.type': '#microsoft.graph.itemAttachment', id: a.id, lastModifiedDateTime: a.lastModifiedDateTime, name: a.name, contentType: null, size: a.size, isInline: false };
 			if (expandItem) out.item = { '@odata.type': '#microsoft.graph.message', ...messageJsonFields(a.item, ctx, null, a.id) };
-			return out;
+			return pick(out);
 		}
 		const out = { '@odata.type': '#microsoft.graph.fileAttachment', '@odata.mediaContentType': a.contentType, id: a.id, lastModifiedDateTime: a.lastModifiedDateTime, name: a.name, contentType: a.contentType, size: a.size, isInline: a.isInline, contentId: a.contentId, contentLocation: null };
-		if (a.data) out.contentBytes = a.data.toString('base64');
-		else if (a.file && a.size <= 10 * MB) out.contentBytes = fs.readFileSync(a.file).toString('base64');
-		return out;
+		if (wants('contentBytes')) {
+			if (a.data) out.contentBytes = a.data.toString('base64');
+			else if (a.file && a.size <= 10 * MB) out.contentBytes = fs.readFileSync(a.file).toString('base64');
+		}
+		return pick(out);
 	}
 	function messageJsonFields(m, ctx, select, id) {
 		const all = {
@@ -391,9 +403,9 @@ async function startFakeGraph(options) {
 	function messageJson(m, ctx, select = ctx.select) {
 		return { '@odata.etag': `W/"${m.changeKey}"`, ...messageJsonFields(m, ctx, select, idOf(m, ctx)) };
 	}
-	function folderJson(mailbox, folder) {
+	function folderJson(mailbox, folder, select = null) {
 		const inFolder = [...mailbox.messages.values()].filter((m) => m.folderId === folder.id);
-		return {
+		const out = {
 			id: folder.id,
 			displayName: folder.displayName,
 			parentFolderId: folder.parentFolderId,
@@ -403,29 +415,20 @@ async function startFakeGraph(options) {
 			sizeInBytes: inFolder.reduce((n, m) => n + m.attachments.reduce((s, a) => s + a.size, 0) + m.body.content.length, 0),
 			isHidden: false,
 		};
+		return select ? Object.fromEntries(Object.entries(out).filter(([k]) => k === 'id' || select.includes(k))) : out;
 	}
 
 	// ---- query options ----
 
-	// $select names the properties of what the path returns: folders and attachments have their own
-	// (a derived type's property with its cast, e.g. microsoft.graph.fileAttachment/contentId).
-	const FOLDER_SELECTABLE = new Set(['displayName', 'parentFolderId', 'childFolderCount', 'unreadItemCount', 'totalItemCount', 'sizeInBytes', 'isHidden']);
-	const ATTACHMENT_SELECTABLE = new Set(['name', 'contentType', 'size', 'isInline', 'lastModifiedDateTime', 'microsoft.graph.fileAttachment/contentId', 'microsoft.graph.fileAttachment/contentBytes', 'microsoft.graph.fileAttachment/contentLocation']);
-	function parseSelect(query, rawPath = '') {
+	/** The $select of a request for one resource type; an unknown name is Graph's 400. */
+	function parseSelect(query, type) {
 		const raw = query.get('$select');
 		if (raw === null) return null;
 		const fields = raw.split(',').map((s) => s.trim()).filter(Boolean);
-		const [allowed, type] = /(^|\/)(mailFolders|childFolders)(\/[^/]+)?$/.test(rawPath) ? [FOLDER_SELECTABLE, 'mailFolder'] : /\/attachments$/.test(rawPath) ? [ATTACHMENT_SELECTABLE, 'attachment'] : [SELECTABLE, 'message'];
 		for (const f of fields) {
-			if (f !== 'id' && !allowed.has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f}' on type 'microsoft.graph.${type}'.`);
+			if (f !== 'id' && !SELECTABLE[type].has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f.split('/').pop()}' on type 'microsoft.graph.${type}'.`);
 		}
 		return fields.filter((f) => f !== 'id');
-	}
-	/** An attachment listing with $select carries only those properties (no contentBytes unless asked). */
-	function selectAttachment(json, select) {
-		if (!select) return json;
-		const keep = new Set(select.map((f) => f.replace(/^microsoft\.graph\.fileAttachment\//, '')));
-		return Object.fromEntries(Object.entries(json).filter(([k]) => k === 'id' || k === '@odata.type' || keep.has(k)));
 	}
 
 	const FILTER_CLAUSES = [
@@ -531,7 +534,7 @@ async function startFakeGraph(options) {
 		const all = [...mailbox.folders.values()].filter((f) => f.parentFolderId === parent.id && f.wellKnownName !== 'outbox');
 		const body = { '@odata.context': `${baseUrl}/v1.0/$metadata#users('${encodeURIComponent(mailbox.address)}')/mailFolders` };
 		if (lower(ctx.query.get('$count')) === 'true') body['@odata.count'] = all.length;
-		body.value = all.slice(skip, skip + top).map((f) => folderJson(mailbox, f));
+		body.value = all.slice(skip, skip + top).map((f) => folderJson(mailbox, f, ctx.select));
 		if (skip + top < all.length) body['@odata.nextLink'] = linkWith(ctx, { $skip: skip + top });
 		return { status: 200, body };
 	}
@@ -542,10 +545,12 @@ async function startFakeGraph(options) {
 		const skiptoken = ctx.query.get('$skiptoken');
 		const deltatoken = ctx.query.get('$deltatoken');
 		let session;
+		let offset = 0;
 		if (skiptoken !== null) {
-			session = deltaPages.get(skiptoken);
-			if (!session || session.mailbox !== mailbox || session.folderId !== folder.id) throw syncStateGone(ctx);
-			deltaPages.delete(skiptoken);
+			// a skiptoken names a page: asking again (a retry after a lost answer) gets that page again
+			const page = deltaPages.get(skiptoken);
+			if (!page || page.session.mailbox !== mailbox || page.session.folderId !== folder.id) throw syncStateGone(ctx);
+			({ session, offset } = page);
 			ctx.select = session.select; // $select and the page size live in the token, as in Graph
 		} else {
 			let fromSeq = 0;
@@ -589,11 +594,11 @@ async function startFakeGraph(options) {
 					entries.push({ removed: true, immutableId: r.immutableId, restId: r.restId });
 				}
 			}
-			session = { mailbox, folderId: folder.id, entries, offset: 0, seq: mailbox.seq, select: ctx.select, options };
+			session = { mailbox, folderId: folder.id, entries, seq: mailbox.seq, select: ctx.select, options };
 		}
 		const pageSize = ctx.maxPageSize ?? session.options.top ?? DEFAULT_DELTA_PAGE;
-		const slice = session.entries.slice(session.offset, session.offset + pageSize);
-		session.offset += slice.length;
+		const slice = session.entries.slice(offset, offset + pageSize);
+		offset += slice.length;
 		const value = [];
 		for (const entry of slice) {
 			const message = entry.removed ? null : mailbox.messages.get(entry.immutableId);
@@ -604,9 +609,9 @@ async function startFakeGraph(options) {
 			}
 		}
 		const body = { '@odata.context': `${baseUrl}/v1.0/$metadata#Collection(message)`, value };
-		if (session.offset < session.entries.length) {
+		if (offset < session.entries.length) {
 			const token = b64url(crypto.randomBytes(18));
-			deltaPages.set(token, session);
+			deltaPages.set(token, { session, offset });
 			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		} else {
 			const token = b64url(crypto.randomBytes(18));
@@ -877,7 +882,7 @@ async function startFakeGraph(options) {
 			'POST sendMail': ['send', (mb) => sendMail(ctx, mb)],
 			'GET mailFolders': ['read', (mb) => listFolders(ctx, mb, findFolder(mb, 'msgfolderroot'))],
 			'POST mailFolders': ['write', (mb) => ({ status: 201, body: folderJson(mb, addFolder(mb, { displayName: parseJson(ctx).displayName })) })],
-			'GET mailFolders/{}': ['read', (mb) => ({ status: 200, body: folderJson(mb, folderOf(mb, s[1])) })],
+			'GET mailFolders/{}': ['read', (mb) => ({ status: 200, body: folderJson(mb, folderOf(mb, s[1]), ctx.select) })],
 			'GET mailFolders/{}/childFolders': ['read', (mb) => listFolders(ctx, mb, folderOf(mb, s[1]))],
 			'POST mailFolders/{}/childFolders': ['write', (mb) => ({ status: 201, body: folderJson(mb, addFolder(mb, { displayName: parseJson(ctx).displayName, parent: folderOf(mb, s[1]).id })) })],
 			'GET mailFolders/{}/messages': ['read', (mb) => listMessages(ctx, mb, folderOf(mb, s[1]))],
@@ -895,10 +900,10 @@ async function startFakeGraph(options) {
 				if (!destination) throw badRequest('ErrorInvalidParameter', "The value of the parameter 'DestinationId' is empty.");
 				return { status: 201, body: messageJson(moveMessage(mb, messageOf(mb, s[1]), folderOf(mb, destination)), ctx, null) };
 			}],
-			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => selectAttachment(attachmentJson(a, ctx), ctx.select)) } })],
+			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => attachmentJson(a, ctx, false, ctx.select)) } })],
 			'POST messages/{}/attachments': ['write', (mb) => addAttachment(ctx, mb, messageOf(mb, s[1]))],
 			'POST messages/{}/attachments/createUploadSession': ['write', (mb) => createUploadSession(ctx, mb, messageOf(mb, s[1]))],
-			'GET messages/{}/attachments/{}': ['read', (mb) => ({ status: 200, body: attachmentJson(attachmentOf(messageOf(mb, s[1]), s[3]), ctx, /itemattachment\/item/i.test(ctx.query.get('$expand') ?? '')) })],
+			'GET messages/{}/attachments/{}': ['read', (mb) => ({ status: 200, body: attachmentJson(attachmentOf(messageOf(mb, s[1]), s[3]), ctx, /itemattachment\/item/i.test(ctx.query.get('$expand') ?? ''), ctx.select) })],
 			'DELETE messages/{}/attachments/{}': ['write', (mb) => {
 				const message = messageOf(mb, s[1]);
 				const attachment = attachmentOf(message, s[3]);
@@ -913,6 +918,8 @@ async function startFakeGraph(options) {
 			if (Object.keys(table).some((k) => k.endsWith(` ${key}`))) throw new GraphError(405, 'Request_BadRequest', `The HTTP method '${m}' is not allowed for this resource.`);
 			throw badRequest('BadRequest', `Resource not found for the segment '${s[s.length - 1] ?? ''}'.`);
 		}
+		const resource = key === '' ? 'user' : /attachments(\/\{\})?$/.test(key) ? 'attachment' : /^mailFolders(\/\{\})?(\/childFolders)?$/.test(key) ? 'mailFolder' : 'message';
+		ctx.select = parseSelect(ctx.query, resource);
 		const mailbox = authorize(ctx, mailboxRef === null ? null : mailboxRef, entry[0]);
 		ctx.mailbox = mailbox;
 		ctx.logRecord.mailbox = mailbox.address;
@@ -1067,7 +1074,6 @@ async function startFakeGraph(options) {
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
 			expandMessageSize: /singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0E08'\)/i.test(query.get('$expand') ?? ''),
 		};
-		ctx.select = parseSelect(query, rawPath);
 		return ctx;
 	}
 
