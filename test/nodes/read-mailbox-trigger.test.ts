@@ -81,6 +81,38 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(emitted).not.toContain('old 1');
 	}, 120_000);
 
+	it('upgrade: the UID state of the version before MailReader is taken over on the first poll, re-emitting and losing nothing', async () => {
+		const folder = 'Upgraded';
+		await dovecot.createFolder(USER, folder);
+		const uidOf: Record<string, number> = {};
+		for (const subject of ['carried', 'failing', 'emitted before', 'new 1', 'new 2']) uidOf[subject] = (await dovecot.deliver(USER, await mime(subject), { folder })).uid;
+		const uidValidity = Number(await dovecot.uidValidity(USER, folder));
+		const skippedAt = '2026-11-30T08:00:00.000Z';
+		// Exactly what the trigger saved before: UIDs, one UIDVALIDITY.
+		const legacy = {
+			uidValidity,
+			lastUid: uidOf['emitted before'],
+			carry: [uidOf.carried],
+			failing: { [uidOf.failing]: { attempts: 1, reason: 'store failed', code: 'MESSAGE_STORE_FAILED', subject: 'failing' } },
+			skipped: [{ uid: 1, subject: 'given up long ago', reason: 'unparseable', attempts: 3, at: skippedAt }],
+		};
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials(), staticData: { 'node:Trigger': { folders: { [folder]: legacy } } } });
+
+		// The carried and the failing message (retried, now readable) first, then the new ones; not the one emitted before.
+		expect(subjects(await poller.poll())).toEqual(['carried', 'failing', 'new 1', 'new 2']);
+		const state = () => (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
+		expect(state()).toEqual({
+			cursor: JSON.stringify({ uidValidity, lastUid: uidOf['new 2'] }),
+			failing: {},
+			skipped: [{ id: `${uidValidity}:1`, uid: 1, subject: 'given up long ago', reason: 'unparseable', attempts: 3, at: skippedAt }],
+		});
+		expect(await poller.poll()).toEqual([]);
+		await dovecot.deliver(USER, await mime('after the upgrade'), { folder });
+		expect(subjects(await poller.poll())).toEqual(['after the upgrade']);
+		expect(state().cursor).toBe(JSON.stringify({ uidValidity, lastUid: uidOf['new 2'] + 1 }));
+	});
+
 	it('a backlog of 1,200 new messages is emitted in one poll as executions of 500, 500 and 200', async () => {
 		const folder = 'Flood';
 		await dovecot.createFolder(USER, folder);
