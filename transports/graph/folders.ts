@@ -4,7 +4,7 @@ import { ActionableError } from '../../model/actionable-error';
 import type { FolderInfo } from '../contracts';
 import { statusOf } from './graph-status';
 import type { GraphClient } from './graph-client';
-import { withQuery, type GraphPage } from './graph-calls';
+import { withQuery, type GraphPage } from './odata';
 
 /** Graph's well-known folder names (mailFolder docs), usable in place of an id, with their RFC 6154 use. */
 export const WELL_KNOWN_FOLDERS: Record<string, string> = {
