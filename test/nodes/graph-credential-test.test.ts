@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 
-import { testAppOnlyCredential } from '../../nodes/shared/microsoft-credential-test';
+import type { INodeCredentialTestResult } from 'n8n-workflow';
+
+import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -41,6 +43,15 @@ function app(roles: string[]) {
 	const requests = (scope: string) => idp.counts({ grantType: 'client_credentials', clientId, scope });
 	return { clientId, secret, data, requests };
 }
+
+/** The Test button as n8n presses it: the node's credentialTest method for the credential type. */
+const testAppOnlyCredential = async (data: Record<string, unknown>): Promise<INodeCredentialTestResult> =>
+	await new ModernAuthSendEmail().methods.credentialTest.modernAuthMicrosoftAppOnlyTest.call({} as never, {
+		id: 'graphCredTest001',
+		name: 'app-only',
+		type: 'modernAuthMicrosoftAppOnlyApi',
+		data: data as never,
+	});
 
 const masked = (clientId: string) => `app ****${clientId.slice(-4)} in tenant ****${TENANT.slice(-4)}`;
 
