@@ -94,6 +94,7 @@ export function advance(
 		floor = Math.max(floor, kept[MAX_SEEN][1]);
 		kept = kept.filter(([, at]) => at > floor);
 	}
-	const newIds = [...fresh.values()].sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((m) => m.id);
+	// Oldest first; messages of the same second keep the order the delta listed them in (a stable sort).
+	const newIds = [...fresh.values()].sort((a, b) => a.at - b.at).map((m) => m.id);
 	return { newIds, floor: new Date(floor).toISOString(), seen: kept.map(([key, at]) => [key, new Date(at).toISOString()]) };
 }
