@@ -2,6 +2,7 @@ import type { TokenProvider } from '../auth/app-only-token-provider';
 import { ActionableError } from '../model/actionable-error';
 import type { MailReader, MailSender } from '../transports/contracts';
 import { createGraphClient } from '../transports/graph/graph-client';
+import { GraphReader } from '../transports/graph/graph-reader';
 import { isValidMailbox } from '../transports/graph/mailbox-path';
 import type { TlsTrust } from '../transports/tls-options';
 import { assertMailboxAllowed } from '../nodes/shared/microsoft-connection';
@@ -138,9 +139,10 @@ function notYetAvailable(): never {
 	throw new ActionableError('The Graph transport is not built into this version', 'GRAPH_ERROR', 'Use the SMTP or IMAP authentication');
 }
 
-/** The Graph sender, reader and Inbox check (sender and reader wired once they exist on this branch). */
+/** The Graph sender, reader and Inbox check (the sender wired once it exists on this branch). */
 export const graphTransports: GraphTransports = {
 	sender: notYetAvailable,
-	reader: notYetAvailable,
+	// One client per reader: it owns the mailbox's request limiter slots and closes with it.
+	reader: (endpoint) => new GraphReader(createGraphClient(endpoint)),
 	readInbox,
 };
