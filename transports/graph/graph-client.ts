@@ -59,6 +59,8 @@ export interface RequestOptions {
 	 * connection failed before the request was sent).
 	 */
 	idempotent?: boolean;
+	/** Ask for immutable ids (default true; off for upload URLs, which are not Graph). */
+	prefer?: boolean;
 }
 
 export interface GraphResponse<T> {
@@ -146,20 +148,17 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 
 	async function send(method: string, path: string, body: unknown, requestOptions: RequestOptions, record: CallRecord, stream: boolean): Promise<Response> {
 		record.streamResponse = stream;
-		let builder = sdk
-			.api(path)
-			.responseType(ResponseType.RAW)
-			.middlewareOptions([record])
-			.header('Prefer', PREFER_IMMUTABLE);
+		let builder = sdk.api(path).responseType(ResponseType.RAW).middlewareOptions([record]);
+		if (requestOptions.prefer !== false) builder = builder.header('Prefer', PREFER_IMMUTABLE);
 		for (const [name, value] of Object.entries(requestOptions.headers ?? {})) builder = builder.header(name, value);
 		try {
 			switch (method) {
 				case 'GET':
 					return (await builder.get()) as Response;
 				case 'POST':
-					return (await builder.post(body ?? {})) as Response;
+					return (await builder.post(body)) as Response;
 				case 'PATCH':
-					return (await builder.patch(body ?? {})) as Response;
+					return (await builder.patch(body)) as Response;
 				case 'PUT':
 					return (await builder.put(body)) as Response;
 				case 'DELETE':
@@ -169,7 +168,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 			}
 		} catch (error) {
 			if (record.networkError) {
-				throw graphError({ request: describe(method, path), networkError: record.networkError.message, ambiguous: record.sent && !record.idempotent });
+				throw graphError({ request: describe(method, path), networkError: record.networkError.message, ambiguous: record.sent && !record.idempotent, attempts: record.attempts });
 			}
 			throw error;
 		}
@@ -500,6 +499,7 @@ function failureOf(method: string, path: string, status: number, body: unknown, 
 		graphMessage: error?.message ?? (typeof body === 'string' ? body : undefined),
 		request: describe(method, path),
 		ambiguous: !record.idempotent && status >= 500 && status !== 503,
+		attempts: record.attempts,
 	});
 }
 

@@ -14,18 +14,22 @@ export interface GraphFailure {
 	ambiguous?: boolean;
 	/** Connection-level failure (reset, refused, TLS, time-out), when there was one. */
 	networkError?: string;
+	/** Attempts made, retries included. */
+	attempts?: number;
 }
 
 /** A failed Graph request: stable `code`, one-line `hint` naming the fix, HTTP status as `responseCode`. */
 export class GraphApiError extends MailTransportError {
 	readonly graphCode?: string;
 	readonly ambiguous: boolean;
+	readonly attempts: number;
 
 	constructor(message: string, code: string, hint: string, failure: GraphFailure) {
 		super(message, code, hint, failure.status);
 		this.name = 'GraphApiError';
 		this.graphCode = failure.graphCode;
 		this.ambiguous = Boolean(failure.ambiguous);
+		this.attempts = failure.attempts ?? 1;
 	}
 }
 
