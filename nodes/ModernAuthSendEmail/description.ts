@@ -219,7 +219,7 @@ export const sendEmailProperties: INodeProperties[] = [
 				default: 3,
 				typeOptions: { minValue: 1, maxValue: 20 },
 				description:
-					'How many pooled SMTP connections send the items of one execution at the same time',
+					'How many pooled SMTP connections send the items of one execution at the same time (Graph: requests in flight per mailbox, at most 4)',
 			},
 			{
 				displayName: 'Read Receipt',
