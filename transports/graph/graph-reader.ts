@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
 import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
-import { readAttachments, readRaw } from './attachments';
+import { discardRest, readAttachments, readRaw } from './attachments';
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
@@ -13,7 +13,7 @@ import { withQuery } from './graph-calls';
 import { statusOf } from './graph-status';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
-import { messageSelect, toIncomingMessage } from './to-message';
+import { MESSAGE_SIZE_EXPAND, messageSelect, toIncomingMessage } from './to-message';
 
 /** Graph's largest `$top` for messages. */
 export const MAX_PAGE_SIZE = 1000;
@@ -96,7 +96,7 @@ export class GraphReader implements MailReader {
 		}, timeoutMs);
 		let message: Message | undefined;
 		try {
-			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options)), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
+			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options), MESSAGE_SIZE_EXPAND), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
 			// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
 			const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
 			const html = options.includeHtml ? await this.htmlBody(id) : undefined;
@@ -124,7 +124,7 @@ export class GraphReader implements MailReader {
 			};
 		} finally {
 			clearTimeout(timer);
-			for (const stream of streams) if (!stream.destroyed) stream.destroy();
+			for (const stream of streams) if (!stream.destroyed && !stream.readableEnded) discardRest(stream);
 		}
 	}
 
@@ -134,8 +134,8 @@ export class GraphReader implements MailReader {
 		return message.body?.contentType?.toLowerCase() === 'html' ? (message.body.content ?? undefined) : undefined;
 	}
 
-	private messagePath(id: string, select: string[]): string {
-		return withQuery(`${this.graph.mailbox}/messages/${encodeURIComponent(id)}`, { $select: select.join(',') });
+	private messagePath(id: string, select: string[], expand?: string): string {
+		return withQuery(`${this.graph.mailbox}/messages/${encodeURIComponent(id)}`, { $select: select.join(','), $expand: expand });
 	}
 
 	async apply(_folder: string, ids: string[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
