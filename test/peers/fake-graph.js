@@ -430,6 +430,7 @@ async function startFakeGraph(options) {
 		}
 		return fields.filter((f) => f !== 'id');
 	}
+
 	const FILTER_CLAUSES = [
 		{ re: /^(isRead|hasAttachments|isDraft)\s+eq\s+(true|false)$/i, build: (m) => ({ prop: m[1], test: (msg) => view(msg, m[1]) === (lower(m[2]) === 'true') }) },
 		{
