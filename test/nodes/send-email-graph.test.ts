@@ -200,6 +200,33 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 	});
 });
 
+describe('Send Email through Graph: Delivery Guarantee when the answer to sendMail is lost', () => {
+	const lostAnswer = async (deliveryGuarantee: string) => {
+		const app = registerGraphApp(peers);
+		// The connection drops after Graph took the message: delivered, but the node cannot know.
+		peers.graph.resetNext(1, { when: 'after', method: 'POST', path: '/sendMail$' });
+		return await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, options: { deliveryGuarantee } },
+			items: [{ json: { to: RECIPIENT, subject: `lost answer, ${deliveryGuarantee}` } }],
+			retryOnFail: { maxTries: 2, waitBetweenTries: 0 },
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+	};
+
+	it('At Most Once: n8n\'s Retry On Fail does not send it again; the item fails as delivery unknown', async () => {
+		const { error } = await lostAnswer('atMostOnce');
+		expect(deliveries()).toHaveLength(1);
+		expect(error?.message).toMatch(/^Item 0: Not sent again/);
+	});
+
+	it('At Least Once: the retry sends it again (it arrives twice, as the option says)', async () => {
+		const { error } = await lostAnswer('atLeastOnce');
+		expect(error).toBeUndefined();
+		expect(deliveries()).toHaveLength(2);
+	});
+});
+
 describe('Send Email (Modern Auth) with Authentication "Microsoft 365 Delegated (Graph)"', () => {
 	const send = async (options: Record<string, unknown>, overrides: Record<string, unknown> = {}) => {
 		const app = registerDelegatedApp(peers);
