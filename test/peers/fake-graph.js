@@ -929,9 +929,12 @@ async function startFakeGraph(options) {
 		return attachment;
 	}
 
+	function concurrencyOf(mailbox) {
+		if (!concurrency.has(mailbox.address)) concurrency.set(mailbox.address, { inFlight: 0, max: 0, throttled: 0 });
+		return concurrency.get(mailbox.address);
+	}
 	async function withConcurrency(mailbox, fn) {
-		const c = concurrency.get(mailbox.address) ?? { inFlight: 0, max: 0, throttled: 0 };
-		concurrency.set(mailbox.address, c);
+		const c = concurrencyOf(mailbox);
 		if (c.inFlight >= settings.mailboxConcurrencyLimit) {
 			c.throttled++;
 			throw new GraphError(429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.', { 'retry-after': '1' });
@@ -1431,7 +1434,8 @@ async function startFakeGraph(options) {
 			settings.mailboxConcurrencyLimit = n ?? Infinity;
 		},
 		/** {inFlight, max, throttled} per mailbox address. */
-		concurrency: (address) => concurrency.get(requireMailbox(address).address) ?? { inFlight: 0, max: 0, throttled: 0 },
+		/** Live counters (tests may reset max/throttled between scenarios). */
+		concurrency: (address) => concurrencyOf(requireMailbox(address)),
 		close() {
 			for (const timer of timers) clearTimeout(timer);
 			const servers = has6 ? [server, server6] : [server];
