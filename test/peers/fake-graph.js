@@ -140,6 +140,7 @@ async function startFakeGraph(options) {
 	let baseUrl = '';
 	let uploadBase = ''; // another host name, like outlook.office.com beside graph.microsoft.com
 	const revokedTokens = new Set();
+	const listeners = new Set();
 	let requestCounter = 0;
 
 	// ---- store ----
@@ -1283,6 +1284,7 @@ async function startFakeGraph(options) {
 		res.on('finish', () => {
 			record.status = record.status ?? res.statusCode;
 		});
+		for (const listener of listeners) listener({ method: req.method, path: url.pathname, query: record.query });
 		const rule = takeFault(req.method, url.pathname);
 		if (rule && rule.kind === 'reset' && rule.when === 'before') {
 			record.fault = 'reset-before';
@@ -1418,6 +1420,14 @@ async function startFakeGraph(options) {
 		/** A share of matching requests answers 429 (seeded random) until clearFaults(). */
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
+		},
+		/**
+		 * Calls `fn({method, path, query})` as each HTTP request arrives, before it is handled (e.g.
+		 * to let mail arrive between two pages of a delta round); returns a function that removes it.
+		 */
+		onRequest(fn) {
+			listeners.add(fn);
+			return () => listeners.delete(fn);
 		},
 		/** Every token the identity minted so far is refused with 401 from now on (a renewed one works). */
 		revokeIssuedTokens() {
