@@ -116,6 +116,8 @@ const textToHtml = (text) => `<html><head>\r\n<meta http-equiv="Content-Type" co
  * @param {number} [options.mailboxConcurrencyLimit] answer 429 ApplicationThrottled above this many in flight per mailbox
  * @param {number} [options.seed=1] seed of throttleRatio's random choices
  * @param {boolean} [options.uploadFinalBody=false] answer the last upload chunk 201 with the attachment JSON (default: no body, as Exchange may)
+ * @param {boolean} [options.enforceSendAs=false] refuse a From of another address without grantSendAs
+ *   (403 ErrorSendAsDenied, as Exchange does); off by default so tests that do not care need no grants
  */
 async function startFakeGraph(options) {
 	const { identity } = options;
@@ -126,6 +128,7 @@ async function startFakeGraph(options) {
 		mailboxConcurrencyLimit: options.mailboxConcurrencyLimit ?? Infinity,
 		uploadFinalBody: options.uploadFinalBody ?? false,
 		deltaReplays: 0,
+		enforceSendAs: options.enforceSendAs ?? false,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -147,7 +150,7 @@ async function startFakeGraph(options) {
 
 	function addMailbox({ address, displayName, id = crypto.randomUUID(), restEnabled = true, maxSendSize = DEFAULT_MAX_SEND_SIZE } = {}) {
 		if (maxSendSize > 150 * MB) throw new Error('fake-graph: MaxSendSize is at most 150 MB');
-		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
+		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, sendAs: new Set(), sendOnBehalf: new Set(), folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
 		const root = { id: exchangeId('AAMkADroot'), displayName: 'Top of Information Store', wellKnownName: 'msgfolderroot', parentFolderId: null };
 		mailbox.folders.set(root.id, root);
 		for (const [wellKnownName, name] of WELL_KNOWN) {
@@ -296,13 +299,30 @@ async function startFakeGraph(options) {
 		else moveMessage(mailbox, message, deleted);
 	}
 
+	/** From another address needs Send As or Send on Behalf on it (checked when options.enforceSendAs). */
+	function checkSendAs(mailbox, fields) {
+		const from = lower(fields.from?.emailAddress?.address ?? mailbox.address);
+		if (!settings.enforceSendAs || from === lower(mailbox.address) || mailbox.sendAs.has(from) || mailbox.sendOnBehalf.has(from)) return;
+		throw new GraphError(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.');
+	}
+
+	/** What Exchange refuses before a message leaves: no recipients, a From it may not use. */
+	function checkOutgoing(mailbox, fields) {
+		if (![...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients].length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
+		checkSendAs(mailbox, fields);
+	}
+
 	/** A message leaves `mailbox`: copies to fake recipients' inboxes and (by default) Sent Items. */
 	function deliver(mailbox, fields, { saveToSentItems = true, via }) {
+		checkOutgoing(mailbox, fields);
 		const all = [...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients];
-		if (!all.length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
 		const sentAt = iso();
-		const from = fields.from ?? recipient({ address: mailbox.address, name: mailbox.displayName });
-		const out = { ...fields, from, sender: fields.sender ?? from, sentDateTime: sentAt, receivedDateTime: sentAt };
+		const own = recipient({ address: mailbox.address, name: mailbox.displayName });
+		const from = fields.from ?? own;
+		const fromAddress = lower(from.emailAddress.address);
+		// Send on Behalf (without Send As): the mailbox shows as the sender
+		const onBehalf = fromAddress !== lower(mailbox.address) && mailbox.sendOnBehalf.has(fromAddress) && !mailbox.sendAs.has(fromAddress);
+		const out = { ...fields, from, sender: onBehalf ? own : (fields.sender ?? from), sentDateTime: sentAt, receivedDateTime: sentAt };
 		const delivery = {
 			seq: deliveries.length + 1,
 			at: Date.now(),
@@ -785,6 +805,7 @@ async function startFakeGraph(options) {
 		const totalSize = message.attachments.reduce((n, a) => n + a.size, 0) + message.body.content.length;
 		if (totalSize > mailbox.maxSendSize) throw badRequest('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size of ${mailbox.maxSendSize} bytes.`);
 		const fields = { ...message, attachments: message.attachments };
+		checkOutgoing(mailbox, fields); // a refused draft stays in Drafts
 		removeMessage(mailbox, message); // the draft becomes a new item in Sent Items
 		deliver(mailbox, fields, { via: 'draft' });
 		return { status: 202 };
@@ -1420,6 +1441,10 @@ async function startFakeGraph(options) {
 		/** A share of matching requests answers 429 (seeded random) until clearFaults(). */
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
+		},
+		/** Exchange's Send As (from = address) or Send on Behalf (from = address, sender = the mailbox) for `mailbox`. */
+		grantSendAs(mailboxRef, address, { onBehalf = false } = {}) {
+			requireMailbox(mailboxRef)[onBehalf ? 'sendOnBehalf' : 'sendAs'].add(lower(address));
 		},
 		/**
 		 * Calls `fn({method, path, query})` as each HTTP request arrives, before it is handled (e.g.
