@@ -199,6 +199,8 @@ describe('Graph reader: fetch', () => {
 			headers: { 'x-custom': 'one' },
 		});
 		expect(message.html).toContain('the report is attached.');
+		// Graph's size of a message is the store's PidTagMessageSize (the fake's is its content plus 1 KiB).
+		expect(message.size).toBeGreaterThan(pdf.length + logo.length + note.length);
 		const stored = peers.graph.message(MAILBOX, record.immutableId).attachments;
 		const got = attachments.get(record.immutableId)!;
 		expect(got).toHaveLength(4);
@@ -222,6 +224,7 @@ describe('Graph reader: fetch', () => {
 		expect(new URLSearchParams(get.query).get('$select')!.split(',').sort()).toEqual(
 			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'hasAttachments', 'internetMessageHeaders'].sort(),
 		);
+		expect(new URLSearchParams(get.query).get('$expand')).toBe("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
 		const values = calls.filter((r) => r.path.endsWith('/$value')).map((r) => r.path);
 		expect(values).toEqual([
 			...stored.map((a: { id: string }) => `${MAILBOX_PATH}/messages/${encodeURIComponent(record.immutableId)}/attachments/${encodeURIComponent(a.id)}/$value`),
@@ -252,6 +255,41 @@ describe('Graph reader: fetch', () => {
 		for await (const m of peers.reader().fetch('inbox', [record.immutableId], { sink })) out.push(m);
 		expect(out).toHaveLength(1);
 		expect(isUnreadable(out[0]) && out[0].error).toMatchObject({ code: 'MESSAGE_STORE_FAILED', message: expect.stringContaining('disk full') });
+	});
+});
+
+describe('Graph reader: per-message deadline', () => {
+	it('a message not read in time is unreadable; the download is dropped, not cut, and the next message reads', async () => {
+		const stalled = peers.graph.addMessage(MAILBOX, { subject: 'stalls', attachments: [{ name: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(2 * 1024 * 1024) }] }).immutableId;
+		const fine = peers.graph.addMessage(MAILBOX, { subject: 'fine', attachments: [{ name: 'small.txt', contentType: 'text/plain', content: Buffer.from('ok') }] }).immutableId;
+		let calls = 0;
+		const sink: MessageSink = {
+			// The first store never reads its stream (a hung disk); later ones do.
+			attachment: (_id, _index, _info, content) => (calls++ === 0 ? new Promise<void>(() => {}) : drain(content).then(() => undefined)),
+			raw: async (_id, content) => void (await drain(content)),
+		};
+		const reader = peers.reader();
+		await reader.verify(); // signed in: the deadline is the message's alone
+		const out: Array<IncomingMessage | UnreadableMessage> = [];
+		for await (const m of reader.fetch('inbox', [stalled, fine], { sink, limits: { timeoutMs: 500 } })) out.push(m);
+		expect(out).toHaveLength(2);
+		expect(isUnreadable(out[0]) && out[0]).toMatchObject({ id: stalled, subject: 'stalls', error: { code: 'MESSAGE_READ_TIMEOUT' } });
+		expect(isUnreadable(out[1])).toBe(false);
+		expect(out[1]).toMatchObject({ id: fine, subject: 'fine', attachments: [{ filename: 'small.txt', size: 2 }] });
+	});
+
+	it('a slow Graph answer counts against the deadline too', async () => {
+		const slow = peers.graph.addMessage(MAILBOX, { subject: 'slow' }).immutableId;
+		const reader = peers.reader();
+		await reader.verify();
+		peers.graph.setServiceTime(800);
+		try {
+			const out: Array<IncomingMessage | UnreadableMessage> = [];
+			for await (const m of reader.fetch('inbox', [slow], { limits: { timeoutMs: 300 } })) out.push(m);
+			expect(isUnreadable(out[0]) && out[0].error.code).toBe('MESSAGE_READ_TIMEOUT');
+		} finally {
+			peers.graph.setServiceTime(0);
+		}
 	});
 });
 
@@ -310,7 +348,8 @@ describe('Graph reader: post-actions through $batch', () => {
 		peers.graph.failNext(1, { status: 403, code: 'ErrorAccessDenied', method: 'PATCH', path: escape(encodeURIComponent(ids[5])) });
 		const outcomes = await reader.apply('inbox', ids, { type: 'markRead' }, { atomic: true });
 		expect(outcomes[5]).toMatchObject({ done: false, reason: expect.stringContaining('ErrorAccessDenied') });
-		expect(outcomes.every((o) => !o.done)).toBe(true);
+		// Only the message that was read before is done (it is read, as asked, and was not changed here).
+		expect(outcomes.map((o) => o.done)).toEqual(ids.map((_id, i) => i === 1));
 		expect(outcomes.slice(20).every((o) => o.reason === NOT_ATTEMPTED)).toBe(true);
 		expect(outcomes[0].reason).toMatch(/taken back/);
 		expect(ids.map((id) => stored(id).isRead)).toEqual(ids.map((_id, i) => i === 1));
