@@ -200,6 +200,27 @@ async function main() {
 		const bad = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', headers: { 'content-type': 'text/plain' }, body: '%%%not base64' }));
 		assert.equal(bad.status, 400);
 	});
+	await check('with enforceSendAs, a From of another address needs Send As (403 ErrorSendAsDenied) or Send on Behalf (sender = the mailbox)', async () => {
+		const strict = await startFakeGraph({ identity, pki, enforceSendAs: true });
+		try {
+			strict.addMailbox({ address: SENDER });
+			strict.addMailbox({ address: RCPT });
+			const asBoss = { message: { subject: 'as boss', from: { emailAddress: { address: 'boss@contoso.example' } }, toRecipients: [{ emailAddress: { address: RCPT } }] } };
+			const post = (body) => request(`${strict.url}/v1.0${mbx(SENDER)}/sendMail`, { ca, token, method: 'POST', body });
+			const denied = await post(asBoss);
+			assert.equal(denied.status, 403);
+			assert.equal(denied.json.error.code, 'ErrorSendAsDenied');
+			assert.equal(strict.deliveries.length, 0);
+			strict.grantSendAs(SENDER, 'boss@contoso.example', { onBehalf: true });
+			assert.equal((await post(asBoss)).status, 202);
+			assert.deepEqual([strict.deliveries[0].from, strict.deliveries[0].sender], ['boss@contoso.example', SENDER]);
+			strict.grantSendAs(SENDER, 'boss@contoso.example');
+			assert.equal((await post(asBoss)).status, 202);
+			assert.deepEqual([strict.deliveries[1].from, strict.deliveries[1].sender], ['boss@contoso.example', 'boss@contoso.example']);
+		} finally {
+			await strict.close();
+		}
+	});
 	await check('a request body over 4 MB is refused with 413', async () => {
 		const before = graph.deliveries.length;
 		const big = crypto.randomBytes(3.2 * MB).toString('base64');

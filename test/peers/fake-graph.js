@@ -116,6 +116,8 @@ const textToHtml = (text) => `<html><head>\r\n<meta http-equiv="Content-Type" co
  * @param {number} [options.mailboxConcurrencyLimit] answer 429 ApplicationThrottled above this many in flight per mailbox
  * @param {number} [options.seed=1] seed of throttleRatio's random choices
  * @param {boolean} [options.uploadFinalBody=false] answer the last upload chunk 201 with the attachment JSON (default: no body, as Exchange may)
+ * @param {boolean} [options.enforceSendAs=false] refuse a From of another address without grantSendAs
+ *   (403 ErrorSendAsDenied, as Exchange does); off by default so tests that do not care need no grants
  */
 async function startFakeGraph(options) {
 	const { identity } = options;
@@ -126,6 +128,7 @@ async function startFakeGraph(options) {
 		mailboxConcurrencyLimit: options.mailboxConcurrencyLimit ?? Infinity,
 		uploadFinalBody: options.uploadFinalBody ?? false,
 		deltaReplays: 0,
+		enforceSendAs: options.enforceSendAs ?? false,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -140,13 +143,14 @@ async function startFakeGraph(options) {
 	let baseUrl = '';
 	let uploadBase = ''; // another host name, like outlook.office.com beside graph.microsoft.com
 	const revokedTokens = new Set();
+	const listeners = new Set();
 	let requestCounter = 0;
 
 	// ---- store ----
 
 	function addMailbox({ address, displayName, id = crypto.randomUUID(), restEnabled = true, maxSendSize = DEFAULT_MAX_SEND_SIZE } = {}) {
 		if (maxSendSize > 150 * MB) throw new Error('fake-graph: MaxSendSize is at most 150 MB');
-		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
+		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, sendAs: new Set(), sendOnBehalf: new Set(), folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
 		const root = { id: exchangeId('AAMkADroot'), displayName: 'Top of Information Store', wellKnownName: 'msgfolderroot', parentFolderId: null };
 		mailbox.folders.set(root.id, root);
 		for (const [wellKnownName, name] of WELL_KNOWN) {
@@ -295,13 +299,30 @@ async function startFakeGraph(options) {
 		else moveMessage(mailbox, message, deleted);
 	}
 
+	/** From another address needs Send As or Send on Behalf on it (checked when options.enforceSendAs). */
+	function checkSendAs(mailbox, fields) {
+		const from = lower(fields.from?.emailAddress?.address ?? mailbox.address);
+		if (!settings.enforceSendAs || from === lower(mailbox.address) || mailbox.sendAs.has(from) || mailbox.sendOnBehalf.has(from)) return;
+		throw new GraphError(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.');
+	}
+
+	/** What Exchange refuses before a message leaves: no recipients, a From it may not use. */
+	function checkOutgoing(mailbox, fields) {
+		if (![...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients].length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
+		checkSendAs(mailbox, fields);
+	}
+
 	/** A message leaves `mailbox`: copies to fake recipients' inboxes and (by default) Sent Items. */
 	function deliver(mailbox, fields, { saveToSentItems = true, via }) {
+		checkOutgoing(mailbox, fields);
 		const all = [...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients];
-		if (!all.length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
 		const sentAt = iso();
-		const from = fields.from ?? recipient({ address: mailbox.address, name: mailbox.displayName });
-		const out = { ...fields, from, sender: fields.sender ?? from, sentDateTime: sentAt, receivedDateTime: sentAt };
+		const own = recipient({ address: mailbox.address, name: mailbox.displayName });
+		const from = fields.from ?? own;
+		const fromAddress = lower(from.emailAddress.address);
+		// Send on Behalf (without Send As): the mailbox shows as the sender
+		const onBehalf = fromAddress !== lower(mailbox.address) && mailbox.sendOnBehalf.has(fromAddress) && !mailbox.sendAs.has(fromAddress);
+		const out = { ...fields, from, sender: onBehalf ? own : (fields.sender ?? from), sentDateTime: sentAt, receivedDateTime: sentAt };
 		const delivery = {
 			seq: deliveries.length + 1,
 			at: Date.now(),
@@ -786,6 +807,7 @@ async function startFakeGraph(options) {
 		const totalSize = message.attachments.reduce((n, a) => n + a.size, 0) + message.body.content.length;
 		if (totalSize > mailbox.maxSendSize) throw badRequest('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size of ${mailbox.maxSendSize} bytes.`);
 		const fields = { ...message, attachments: message.attachments };
+		checkOutgoing(mailbox, fields); // a refused draft stays in Drafts
 		removeMessage(mailbox, message); // the draft becomes a new item in Sent Items
 		deliver(mailbox, fields, { via: 'draft' });
 		return { status: 202 };
@@ -931,9 +953,12 @@ async function startFakeGraph(options) {
 		return attachment;
 	}
 
+	function concurrencyOf(mailbox) {
+		if (!concurrency.has(mailbox.address)) concurrency.set(mailbox.address, { inFlight: 0, max: 0, throttled: 0 });
+		return concurrency.get(mailbox.address);
+	}
 	async function withConcurrency(mailbox, fn) {
-		const c = concurrency.get(mailbox.address) ?? { inFlight: 0, max: 0, throttled: 0 };
-		concurrency.set(mailbox.address, c);
+		const c = concurrencyOf(mailbox);
 		if (c.inFlight >= settings.mailboxConcurrencyLimit) {
 			c.throttled++;
 			throw new GraphError(429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.', { 'retry-after': '1' });
@@ -1283,6 +1308,7 @@ async function startFakeGraph(options) {
 		res.on('finish', () => {
 			record.status = record.status ?? res.statusCode;
 		});
+		for (const listener of listeners) listener({ method: req.method, path: url.pathname, query: record.query });
 		const rule = takeFault(req.method, url.pathname);
 		if (rule && rule.kind === 'reset' && rule.when === 'before') {
 			record.fault = 'reset-before';
@@ -1419,6 +1445,18 @@ async function startFakeGraph(options) {
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
 		},
+		/** Exchange's Send As (from = address) or Send on Behalf (from = address, sender = the mailbox) for `mailbox`. */
+		grantSendAs(mailboxRef, address, { onBehalf = false } = {}) {
+			requireMailbox(mailboxRef)[onBehalf ? 'sendOnBehalf' : 'sendAs'].add(lower(address));
+		},
+		/**
+		 * Calls `fn({method, path, query})` as each HTTP request arrives, before it is handled (e.g.
+		 * to let mail arrive between two pages of a delta round); returns a function that removes it.
+		 */
+		onRequest(fn) {
+			listeners.add(fn);
+			return () => listeners.delete(fn);
+		},
 		/** Every token the identity minted so far is refused with 401 from now on (a renewed one works). */
 		revokeIssuedTokens() {
 			for (const t of identity.issuedTokens) revokedTokens.add(t);
@@ -1434,7 +1472,8 @@ async function startFakeGraph(options) {
 			settings.mailboxConcurrencyLimit = n ?? Infinity;
 		},
 		/** {inFlight, max, throttled} per mailbox address. */
-		concurrency: (address) => concurrency.get(requireMailbox(address).address) ?? { inFlight: 0, max: 0, throttled: 0 },
+		/** Live counters (tests may reset max/throttled between scenarios). */
+		concurrency: (address) => concurrencyOf(requireMailbox(address)),
 		close() {
 			for (const timer of timers) clearTimeout(timer);
 			const servers = has6 ? [server, server6] : [server];

@@ -170,6 +170,11 @@ describe('graph client', () => {
 		const { tokens } = tokensFor(other.host);
 		const untrusted = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, retry: { attempts: 1 } });
 		await expect(untrusted.get('/me')).rejects.toMatchObject({ code: 'GRAPH_ERROR', message: expect.stringMatching(/certificate/) });
+		// No connection was made, so even a POST is repeated: Graph cannot have acted on it
+		const retrying = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, retry: { attempts: 3, firstBackoffMs: 1 } });
+		await expect(retrying.post('/users/x/sendMail', {})).rejects.toMatchObject({ code: 'GRAPH_ERROR', attempts: 3, ambiguous: false });
+		retrying.close();
+		expect(other.seen).toHaveLength(0);
 		const trusted = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, trust: { rejectUnauthorized: true, ca: otherPki.ca } });
 		await expect(trusted.get('/me')).resolves.toEqual({ id: 'ok' });
 		untrusted.close();
