@@ -295,7 +295,8 @@ describe('the Graph trigger (delta) under faults: each new message emitted exact
 		expected.push(...arrive(2, 'expired after', folder));
 		await poll(run, folder);
 		const tally = count(expected, run.emitted);
-		expect(after.baseline).toBe('invalid');
+		// Recovered, not a baseline: the contract's baseline carries no ids, and the trigger drops them then.
+		expect(after.baseline).toBeUndefined();
 		expect(tally).toEqual({ sent: 9, delivered: 9, lost: 0, duplicated: 0, unexpected: 0 });
 		row('trigger-delta-expired-token-rebaseline', tally, true, 'delta link answered 410 syncStateNotFound: re-baselined, the 3 messages that arrived meanwhile emitted once, no old mail replayed');
 	});
