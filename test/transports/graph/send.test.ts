@@ -110,6 +110,16 @@ describe('Graph sender: one sendMail', () => {
 	});
 });
 
+describe('Graph sender: draft path on request', () => {
+	it("sendPath 'draft' sends even a small message as a draft sent by id (retry-safe), attachments inline on the draft", async () => {
+		const note = randomBytes(10_000);
+		const result = await fx.sender({ sendPath: 'draft' }).send(message({ subject: 'via draft', attachments: [{ filename: 'note.bin', contentType: 'application/octet-stream', open: async () => note }] }));
+		expect(requestLines(fx.graph)).toEqual([`POST ${ENC_SENDER}/messages`, `POST ${ENC_SENDER}/messages/{id}/attachments`, `POST ${ENC_SENDER}/messages/{id}/send`]);
+		expect(fx.graph.deliveries).toMatchObject([{ via: 'draft', subject: 'via draft', attachments: [{ name: 'note.bin', sha256: sha256(note) }] }]);
+		expect(result.messageId).toMatch(/^<.+>$/);
+	});
+});
+
 describe('Graph sender: mailbox and errors', () => {
 	it('refuses a mailbox that would step out of /users/{mailbox}, before any request', () => {
 		for (const mailbox of [`${SENDER}/../../admin@contoso.example`, `${SENDER}?$x=1`, 'x%2F@contoso.example', `..%2f${SENDER}`]) {
