@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
+import { DelegatedTokenProvider } from '../../../auth/delegated-token-provider';
 import { GraphSender } from '../../../transports/graph/graph-sender';
-import { MB, message, RCPT, requestLines, SENDER, sha256, startGraphFixture, type GraphFixture } from './graph-fixture';
+import { MB, message, RCPT, requestLines, SENDER, sha256, startGraphFixture, TENANT, type GraphFixture } from './graph-fixture';
 
 let fx: GraphFixture;
 
@@ -117,6 +118,29 @@ describe('Graph sender: draft path on request', () => {
 		expect(requestLines(fx.graph)).toEqual([`POST ${ENC_SENDER}/messages`, `POST ${ENC_SENDER}/messages/{id}/attachments`, `POST ${ENC_SENDER}/messages/{id}/send`]);
 		expect(fx.graph.deliveries).toMatchObject([{ via: 'draft', subject: 'via draft', attachments: [{ name: 'note.bin', sha256: sha256(note) }] }]);
 		expect(result.messageId).toMatch(/^<.+>$/);
+	});
+});
+
+describe('Graph sender: delegated', () => {
+	/** A delegated credential of RCPT's user; n8n's refresh is the identity minting a new token. */
+	function delegatedTokens(scp: string[]) {
+		const mint = () => fx.idp.mintAccessToken({ tenant: TENANT, clientId: fx.clientId, username: RCPT, audience: fx.cloud.graphHost, scp });
+		return new DelegatedTokenProvider({ audience: 'graph', accessToken: mint(), refresh: async () => mint(), authorityHost: fx.cloud.authorityHost });
+	}
+
+	it('sends from the signed-in user through /me/sendMail when no mailbox is given', async () => {
+		const sender = fx.sender({ mailbox: undefined, tokens: delegatedTokens(['Mail.Send']) });
+		await sender.send(message({ from: { address: RCPT }, to: [{ address: SENDER }], subject: 'delegated me' }));
+		expect(requestLines(fx.graph)).toEqual(['POST /v1.0/me/sendMail']);
+		expect(fx.graph.deliveries).toMatchObject([{ mailbox: RCPT, from: RCPT, subject: 'delegated me' }]);
+	});
+
+	it('sends from a shared mailbox with Mail.Send.Shared through /users/{shared}/sendMail', async () => {
+		fx.idp.grantMailbox({ tenant: TENANT, username: RCPT, mailbox: SENDER });
+		const sender = fx.sender({ mailbox: SENDER, tokens: delegatedTokens(['Mail.Send.Shared']) });
+		await sender.send(message({ subject: 'delegated shared' }));
+		expect(requestLines(fx.graph)).toEqual([`POST ${ENC_SENDER}/sendMail`]);
+		expect(fx.graph.deliveries).toMatchObject([{ mailbox: SENDER, from: SENDER, subject: 'delegated shared' }]);
 	});
 });
 
