@@ -293,6 +293,8 @@ async function main() {
 		assert.equal(withAuth.status, 401);
 		const odd = await put(uploadUrl, data.subarray(0, chunk + 1), 0, size);
 		assert.equal(odd.status, 400);
+		const tooBig = await put(uploadUrl, data.subarray(0, 13 * UPLOAD_CHUNK_UNIT), 0, size);
+		assert.equal(tooBig.status, 413, 'one PUT carries up to 4 MB');
 		const skip = await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size);
 		assert.equal(skip.status, 416);
 		const first = await put(uploadUrl, data.subarray(0, chunk), 0, size);

@@ -8,12 +8,19 @@
 // - /users/{id|upn}/... and /me/...; mail folders (well-known names + custom), messages,
 //   drafts, sendMail (JSON and base64 MIME), send, move, PATCH, DELETE, attachments
 //   (inline < 3 MB, upload sessions 3 MB..MaxSendSize with 320 KiB chunks, stored in temp
-//   files), /$value (MIME via nodemailer's MailComposer, raw attachment bytes), lists with
-//   $top/$skip/$select/$filter/$orderby/$count and @odata.nextLink, delta with
-//   @odata.nextLink/@odata.deltaLink and 410 on an expired token, $batch (max 20);
+//   files on another host name, as outlook.office.com is; ranges of up to 4 MB; Outlook's
+//   nextExpectedRanges ["<start>"]; 201 without body), /$value (MIME via nodemailer's
+//   MailComposer, raw attachment bytes), lists with $top/$skip/$select/$filter/$orderby/$count
+//   and @odata.nextLink, delta with @odata.nextLink/@odata.deltaLink (options kept in the
+//   tokens), 410 syncStateNotFound on an expired token, documented replays, $batch (max 20);
 // - 413 for request bodies over 4 MB (upload-session PUTs excepted); optional service time,
 //   per-mailbox in-flight tracking and 429 ApplicationThrottled above a concurrency limit;
-// - fault hooks (failNext, resetNext before/after processing, throttleRatio) by method/path.
+// - Send As / Send on Behalf (grantSendAs; enforced with options.enforceSendAs);
+// - fault hooks (failNext, resetNext before/after processing, throttleRatio, revokeIssuedTokens,
+//   expireDeltaTokens, replayDelta, onRequest) scoped by method/path regex.
+// Where Microsoft's pages differ (OneDrive asks 320 KiB multiples, Outlook's own example
+// uploads 2 MiB ranges), the fake takes the stricter rule, so a client that passes here
+// passes there.
 // Every message has an immutable id (stable across moves) and a REST id (changes on move);
 // answers carry the immutable one when the request says Prefer: IdType="ImmutableId".
 // `deliveries` records every message that left a mailbox, so tests count duplicates.
@@ -1234,6 +1241,8 @@ async function startFakeGraph(options) {
 		if (start !== session.received || end >= session.size) {
 			return reply(new GraphError(416, 'ErrorInvalidRange', `The range ${start}-${end} is not the next expected range ${session.received}-.`, {}));
 		}
+		// "iteratively upload ranges of bytes (up to 4 MB each time)" (createUploadSession docs)
+		if (length > REQUEST_BODY_LIMIT) return reply(new GraphError(413, 'RequestEntityTooLarge', `A range of ${length} bytes is more than the 4 MB one PUT may carry.`));
 		const last = end === session.size - 1;
 		if (!last && length % UPLOAD_CHUNK_UNIT !== 0) return reply(badRequest('ErrorInvalidChunkSize', `Each chunk but the last must be a multiple of 320 KiB (327,680 bytes); got ${length}.`));
 		record.bodySize = length;
