@@ -1,6 +1,7 @@
 import { maskIdentifier } from '../model/redact';
 import type { ConnectionKind } from './connection';
 import { exchangeConnection } from './microsoft-exchange';
+import { checkAppOnlyTokens } from './microsoft-graph-token-check';
 import { APP_ONLY_CREDENTIAL, appOnlyTokens, assertMailboxAllowed, readAppOnlyCredential } from './microsoft-credential';
 
 /** An app registration signing in with its own secret or certificate (client credentials), to SMTP and IMAP with XOAUTH2. */
@@ -21,12 +22,10 @@ export const microsoftAppOnlyKind: ConnectionKind = {
 		const tokens = appOnlyTokens(credential);
 		return {
 			...exchangeConnection(credential, tokens, 'app-only'),
-			/** Test button: acquire an Exchange token and report the result, never the token itself. */
+			/** Test button: a Graph and an Exchange token (the credential serves both), never the tokens themselves. */
 			async test() {
 				if (credential.mailbox) assertMailboxAllowed(credential, credential.mailbox, 'Default Mailbox');
-				const { expiresAt } = await tokens.getToken('exchange', { forceRefresh: true });
-				const minutes = Math.round((expiresAt.getTime() - Date.now()) / 60_000);
-				return `Token for ${credential.cloud.exchangeHost} acquired for app ${maskIdentifier(credential.config.clientId)} in tenant ${maskIdentifier(credential.config.tenantId)} (valid ${minutes} min).`;
+				return await checkAppOnlyTokens(tokens, credential.cloud, `app ${maskIdentifier(credential.config.clientId)} in tenant ${maskIdentifier(credential.config.tenantId)}`);
 			},
 		};
 	},

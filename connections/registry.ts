@@ -3,13 +3,15 @@ import type { ConnectionKind } from './connection';
 import { imapKind } from './imap';
 import { microsoftAppOnlyKind } from './microsoft-app-only';
 import { microsoftDelegatedKind } from './microsoft-delegated';
+import { microsoftAppOnlyGraph } from './microsoft-graph-app-only';
+import { microsoftDelegatedGraph } from './microsoft-graph-delegated';
 import { smtpKind } from './smtp';
 
 /**
  * Every kind of credential the nodes offer, in the order the Authentication selector shows
  * them. A new kind is one line here: the nodes build their options and credentials from it.
  */
-export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind];
+export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind, microsoftAppOnlyGraph, microsoftDelegatedGraph];
 
 export type Direction = 'send' | 'read';
 
