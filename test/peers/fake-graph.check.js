@@ -321,6 +321,23 @@ async function main() {
 		assert.equal(sha256(value.buffer), sha256(data));
 	});
 
+	await check('uploadFinalBody: the last range may be answered 201 with the attachment JSON and a Location', async () => {
+		const withBody = await startFakeGraph({ identity, pki, uploadFinalBody: true });
+		try {
+			withBody.addMailbox({ address: SENDER });
+			const base = `${withBody.url}/v1.0${mbx(SENDER)}`;
+			const draft = await request(`${base}/messages`, { ca, token, method: 'POST', body: draftBody });
+			const size = 3 * MB + 1;
+			const created = await request(`${base}/messages/${encodeURIComponent(draft.json.id)}/attachments/createUploadSession`, { ca, token, method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name: 'x.bin', size } } });
+			const res = await put(created.json.uploadUrl, crypto.randomBytes(size), 0, size);
+			assert.equal(res.status, 201);
+			assert.equal(res.json.size, size);
+			assert.match(res.headers.location, /Attachments\('/);
+		} finally {
+			await withBody.close();
+		}
+	});
+
 	await check('upload session files stream to disk: a 149 MB attachment keeps server memory flat', async () => {
 		graph.mailbox(SENDER).maxSendSize = 150 * MB;
 		const id = await newDraft();
