@@ -523,7 +523,9 @@ async function runBatch(client: GraphClient, requests: BatchRequest[], retry: Re
 						id: String(index),
 						method: request.method,
 						url: request.url,
-						...(request.body !== undefined ? { body: request.body, headers: { 'Content-Type': 'application/json', ...request.headers } } : request.headers ? { headers: request.headers } : {}),
+						// Headers of the $batch request do not reach its parts: each asks for immutable ids itself.
+						headers: { Prefer: PREFER_IMMUTABLE, ...(request.body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...request.headers },
+						...(request.body !== undefined ? { body: request.body } : {}),
 					})),
 				},
 				{ idempotent },
