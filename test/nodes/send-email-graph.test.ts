@@ -162,6 +162,19 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		expect(deliveries().map((d) => d.subject).sort()).toEqual(['item 0', 'item 2']);
 	});
 
+	it('a custom header Graph cannot carry (not X-) fails the item with the fix; nothing is sent', async () => {
+		const app = registerGraphApp(peers);
+		const { error } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, options: { customHeaders: { header: [{ name: 'Keywords', value: 'q3' }] } } },
+			items: [{ json: { to: RECIPIENT, subject: 'header' } }],
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		expect(error?.message).toMatch(/^Item 0: Graph cannot send the header "Keywords": it accepts only custom headers starting with X-/);
+		expect(error?.description).toMatch(/Rename the header to X-/);
+		expect(deliveries()).toHaveLength(0);
+	});
+
 	it('Allowed Mailboxes: a Mailbox or Sender outside the list fails the item naming the field; Graph sees no request', async () => {
 		const app = registerGraphApp(peers, { mailboxes: [ROBOT, ASSISTANT] });
 		const credentials = appOnlyGraphCredential(peers, app, { allowedMailboxes: ROBOT });
