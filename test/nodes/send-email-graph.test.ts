@@ -66,6 +66,8 @@ const baseParameters = {
 describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (Graph)"', () => {
 	it('delivers every field to the mailbox through Graph: recipients, bodies, importance, sender, read receipt, headers, a 5 MB attachment byte for byte', async () => {
 		const app = registerGraphApp(peers);
+		// The robot mailbox sends on behalf of the boss (Set-Mailbox boss -GrantSendOnBehalfTo robot).
+		peers.graph.grantSendAs(ROBOT, 'boss@contoso.example', { onBehalf: true });
 		const file = randomBytes(5 * 1024 * 1024);
 		const { output, error, run } = await runNode({
 			type: 'modernAuthSendEmail',
@@ -172,6 +174,21 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		});
 		expect(error?.message).toMatch(/^Item 0: Graph cannot send the header "Keywords": it accepts only custom headers starting with X-/);
 		expect(error?.description).toMatch(/Rename the header to X-/);
+		expect(deliveries()).toHaveLength(0);
+	});
+
+	it('a From the mailbox has neither Send As nor Send on Behalf for: Graph refuses, the item fails with its words', async () => {
+		const app = registerGraphApp(peers);
+		const { output } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, fromEmail: 'ceo@contoso.example' },
+			items: [{ json: { to: RECIPIENT, subject: 'not allowed to send as' } }],
+			onError: 'continueRegularOutput',
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		const failure = output[0].json.error as { message: string; code: string };
+		expect(failure.code).toBe('GRAPH_ACCESS_DENIED');
+		expect(failure.message).toMatch(/does not have the right to send mail on behalf of the specified sending account/);
 		expect(deliveries()).toHaveLength(0);
 	});
 
