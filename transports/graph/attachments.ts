@@ -4,7 +4,7 @@ import { Transform } from 'node:stream';
 import type { AttachmentInfo, MessageSink } from '../contracts';
 import type { IncomingAttachment } from '../../model/incoming-message';
 import type { GraphClient } from './graph-client';
-import { withQuery, type GraphPage } from './graph-calls';
+import { withQuery, type GraphPage } from './odata';
 
 /** An attachment as listed, without its content (`$select` keeps contentBytes out of the JSON). */
 interface ListedAttachment {

@@ -2,7 +2,7 @@ import { ActionableError } from '../../model/actionable-error';
 import type { FolderChanges } from '../contracts';
 import { advance, decodeCursor, encodeCursor, type DeltaCursor, type DeltaItem } from './delta-cursor';
 import type { GraphClient } from './graph-client';
-import { withQuery } from './graph-calls';
+import { withQuery } from './odata';
 import { graphCodeOf, statusOf } from './graph-status';
 import { preferHeader } from './prefer';
 

@@ -8,8 +8,8 @@ import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
 import type { GraphClient } from './graph-client';
-import { withQuery } from './graph-calls';
 import { statusOf } from './graph-status';
+import { withQuery } from './odata';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
 import { MESSAGE_SIZE_EXPAND, messageSelect, toIncomingMessage } from './to-message';
@@ -186,9 +186,8 @@ export class GraphReader implements MailReader {
 		return !this.closed;
 	}
 
-	async reconnect(): Promise<void> {
-		this.closed = false;
-	}
+	/** Nothing to reopen: each call is its own HTTPS request (the client retries failed ones). */
+	async reconnect(): Promise<void> {}
 
 	async close(): Promise<void> {
 		if (this.closed) return;
