@@ -131,10 +131,13 @@ async function main() {
 		assert.equal(onprem.json.error.code, 'MailboxNotEnabledForRESTAPI');
 	});
 	await check('/me takes the mailbox from a delegated token; app-only /me is a 400; another mailbox needs .Shared', async () => {
-		const user = delegated(['Mail.ReadWrite', 'Mail.Send']);
+		const user = delegated(['Mail.ReadWrite', 'Mail.Send', 'User.Read']);
 		const me = await call('/me', { token: user });
 		assert.equal(me.status, 200);
 		assert.equal(me.json.mail, USER);
+		const noUserRead = await call('/me', { token: delegated(['Mail.ReadWrite']) });
+		assert.equal(noUserRead.status, 403, 'the profile is a directory read: User.Read');
+		assert.equal((await call(mbx(SENDER), app())).status, 403, 'app-only needs User.Read.All for /users/{id}');
 		assert.equal((await call('/me/mailFolders/inbox/messages', { token: user })).status, 200);
 		assert.equal((await call('/me/messages', app())).status, 400);
 		const shared = await call(`${mbx(SENDER)}/messages`, { token: user });

@@ -676,7 +676,7 @@ async function startFakeGraph(options) {
 		read: ['Mail.Read', 'Mail.ReadWrite'],
 		write: ['Mail.ReadWrite'],
 		send: ['Mail.Send'],
-		profile: null,
+		profile: null, // see authorize
 	};
 	/** Decides like Graph: 401 bad token, 404 unknown mailbox, 403 missing permission or RBAC scope. */
 	function authorize(ctx, mailboxRef, need) {
@@ -701,8 +701,13 @@ async function startFakeGraph(options) {
 		if (!mailbox) throw new GraphError(404, 'ErrorInvalidUser', `The requested user '${address}' is invalid.`);
 		if (!mailbox.restEnabled) throw new GraphError(404, 'MailboxNotEnabledForRESTAPI', 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.');
 		const own = !isApp && lower(mailbox.address) === lower(claims.upn);
-		if (need === 'profile') return mailbox;
 		const granted = isApp ? claims.roles ?? [] : String(claims.scp ?? '').split(' ');
+		if (need === 'profile') {
+			// GET /users/{id} | /me: a directory read, not a mailbox one (no RBAC for Applications)
+			const wanted = own ? ['User.Read', 'User.ReadBasic.All', 'User.Read.All'] : ['User.ReadBasic.All', 'User.Read.All'];
+			if (!wanted.some((p) => granted.includes(p))) throw new GraphError(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+			return mailbox;
+		}
 		const names = PERMISSIONS[need].flatMap((p) => (isApp || own ? [p] : [`${p}.Shared`]));
 		const permission = names.find((p) => granted.includes(p));
 		if (!permission) throw new GraphError(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
