@@ -324,7 +324,7 @@ async function main() {
 		assert.equal(sha256(value.buffer), sha256(data));
 	});
 
-	await check('uploadFinalBody: the last range may be answered 201 with the attachment JSON and a Location', async () => {
+	await check('uploadFinalBody: the last range may be answered 201 with the attachment JSON and a Location; uploadChunkMultiple 1 takes the docs example ranges', async () => {
 		const withBody = await startFakeGraph({ identity, pki, uploadFinalBody: true });
 		try {
 			withBody.addMailbox({ address: SENDER });
@@ -334,6 +334,20 @@ async function main() {
 			const created = await request(`${base}/messages/${encodeURIComponent(draft.json.id)}/attachments/createUploadSession`, { ca, token, method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name: 'x.bin', size } } });
 			const res = await put(created.json.uploadUrl, crypto.randomBytes(size), 0, size);
 			assert.equal(res.status, 201);
+			// uploadChunkMultiple 1: ranges of any size, like the 2 MiB of Outlook's own example
+			const loose = await startFakeGraph({ identity, pki, uploadChunkMultiple: 1 });
+			try {
+				loose.addMailbox({ address: SENDER });
+				const lbase = `${loose.url}/v1.0${mbx(SENDER)}`;
+				const ldraft = await request(`${lbase}/messages`, { ca, token, method: 'POST', body: draftBody });
+				const lsize = 3483322; // the documentation's example file
+				const lsession = await request(`${lbase}/messages/${encodeURIComponent(ldraft.json.id)}/attachments/createUploadSession`, { ca, token, method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name: 'flower', size: lsize } } });
+				const bytes = crypto.randomBytes(lsize);
+				assert.equal((await put(lsession.json.uploadUrl, bytes.subarray(0, 2097152), 0, lsize)).status, 200);
+				assert.equal((await put(lsession.json.uploadUrl, bytes.subarray(2097152), 2097152, lsize)).status, 201);
+			} finally {
+				await loose.close();
+			}
 			assert.equal(res.json.size, size);
 			assert.match(res.headers.location, /Attachments\('/);
 		} finally {

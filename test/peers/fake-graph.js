@@ -123,6 +123,9 @@ const textToHtml = (text) => `<html><head>\r\n<meta http-equiv="Content-Type" co
  * @param {number} [options.mailboxConcurrencyLimit] answer 429 ApplicationThrottled above this many in flight per mailbox
  * @param {number} [options.seed=1] seed of throttleRatio's random choices
  * @param {boolean} [options.uploadFinalBody=false] answer the last upload chunk 201 with the attachment JSON (default: no body, as Exchange may)
+ * @param {number} [options.uploadChunkMultiple=327680] ranges but the last must be multiples of this
+ *   (320 KiB is OneDrive's documented rule; Outlook's own example uploads 2 MiB ranges, and n8n's
+ *   Outlook node 4,000,000-byte ones: 1 accepts any size, as Exchange appears to)
  * @param {boolean} [options.enforceSendAs=false] refuse a From of another address without grantSendAs
  *   (403 ErrorSendAsDenied, as Exchange does); off by default so tests that do not care need no grants
  */
@@ -136,6 +139,7 @@ async function startFakeGraph(options) {
 		uploadFinalBody: options.uploadFinalBody ?? false,
 		deltaReplays: 0,
 		enforceSendAs: options.enforceSendAs ?? false,
+		uploadChunkMultiple: options.uploadChunkMultiple ?? UPLOAD_CHUNK_UNIT,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -1249,7 +1253,7 @@ async function startFakeGraph(options) {
 		// "iteratively upload ranges of bytes (up to 4 MB each time)" (createUploadSession docs)
 		if (length > REQUEST_BODY_LIMIT) return reply(new GraphError(413, 'RequestEntityTooLarge', `A range of ${length} bytes is more than the 4 MB one PUT may carry.`));
 		const last = end === session.size - 1;
-		if (!last && length % UPLOAD_CHUNK_UNIT !== 0) return reply(badRequest('ErrorInvalidChunkSize', `Each chunk but the last must be a multiple of 320 KiB (327,680 bytes); got ${length}.`));
+		if (!last && length % settings.uploadChunkMultiple !== 0) return reply(badRequest('ErrorInvalidChunkSize', `Each chunk but the last must be a multiple of ${settings.uploadChunkMultiple} bytes; got ${length}.`));
 		record.bodySize = length;
 		// the chunk goes to the file as it arrives; the running hash advances only if it completes
 		const hash = session.hash.copy();
