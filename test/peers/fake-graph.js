@@ -34,7 +34,8 @@
 // printed then). Control over HTTPS: GET {url}/_fake/state | /_fake/deliveries,
 // POST /_fake/faults {failNext|resetNext|throttleRatio|clear, ...}, all with header
 // `x-fake-control: <controlKey>`. Config: {tenantId, clientId, clientSecret, appRoles,
-// mailboxes: [{address, maxSendSize}], serviceTimeMs, mailboxConcurrencyLimit, seed}.
+// mailboxes: [{address, maxSendSize}], and startFakeGraph's serviceTimeMs, mailboxConcurrencyLimit,
+// seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs}.
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -1522,7 +1523,8 @@ async function serve(configText) {
 	identity.addTenant({ id: tenantId, domains: ['contoso.example'] });
 	identity.addApp({ tenant: tenantId, clientId, secrets: [clientSecret], appRoles: config.appRoles ?? ['Mail.Send', 'Mail.ReadWrite'] });
 	const controlKey = b64url(crypto.randomBytes(18));
-	const graph = await startFakeGraph({ identity, pki, serviceTimeMs: config.serviceTimeMs, mailboxConcurrencyLimit: config.mailboxConcurrencyLimit, seed: config.seed, uploadFinalBody: config.uploadFinalBody, controlKey });
+	const { serviceTimeMs, mailboxConcurrencyLimit, seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs } = config;
+	const graph = await startFakeGraph({ identity, pki, serviceTimeMs, mailboxConcurrencyLimit, seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs, controlKey });
 	const list = config.mailboxes ?? [{ address: 'sender@contoso.example' }, { address: 'rcpt@contoso.example' }];
 	for (const m of list) {
 		graph.addMailbox(m);
