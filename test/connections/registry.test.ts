@@ -11,21 +11,25 @@ describe('connection registry', () => {
 			{ name: 'SMTP (Password or None)', value: 'smtp', description: 'Any SMTP server, signing in with user and password or not at all' },
 			{ name: 'Microsoft 365 App-Only (SMTP OAuth)', value: 'microsoftAppOnly', description: 'App registration with SMTP.SendAsApp; signs in to SMTP with XOAUTH2, no user password' },
 			{ name: 'Microsoft 365 Delegated (SMTP OAuth)', value: 'microsoftDelegated', description: 'A connected Microsoft 365 account (Connect my account) with SMTP.Send' },
+			{ name: 'Microsoft 365 App-Only (Graph)', value: 'microsoftAppOnlyGraph', description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password' },
+			{ name: 'Microsoft 365 Delegated (Graph)', value: 'microsoftDelegatedGraph', description: 'A connected Microsoft 365 account (Connect my account) with Use For = Microsoft Graph Mail' },
 		]);
 		expect(authenticationOptions('read')).toEqual([
 			{ name: 'IMAP (Password)', value: 'imap', description: 'Any IMAP server with user and password' },
 			{ name: 'Microsoft 365 App-Only (IMAP OAuth)', value: 'microsoftAppOnly', description: 'App registration with IMAP.AccessAsApp; signs in with XOAUTH2' },
 			{ name: 'Microsoft 365 Delegated (IMAP OAuth)', value: 'microsoftDelegated', description: 'A connected Microsoft 365 account with IMAP.AccessAsUser.All' },
+			{ name: 'Microsoft 365 App-Only (Graph)', value: 'microsoftAppOnlyGraph', description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password' },
+			{ name: 'Microsoft 365 Delegated (Graph)', value: 'microsoftDelegatedGraph', description: 'A connected Microsoft 365 account (Connect my account) with Use For = Microsoft Graph Mail' },
 		]);
-		expect(mailboxAuthentications('read')).toEqual(['microsoftAppOnly', 'microsoftDelegated']);
+		expect(mailboxAuthentications('read')).toEqual(['microsoftAppOnly', 'microsoftDelegated', 'microsoftAppOnlyGraph', 'microsoftDelegatedGraph']);
 	});
 
 	it('lists one credential per type, shown for the Authentication values using it, with a Test button the node carries', () => {
 		const send = new ModernAuthSendEmail();
 		expect(send.description.credentials).toEqual([
 			{ name: 'modernAuthSmtpApi', required: true, testedBy: 'modernAuthSmtpConnectionTest', displayOptions: { show: { authentication: ['smtp'] } } },
-			{ name: 'modernAuthMicrosoftAppOnlyApi', required: true, testedBy: 'modernAuthMicrosoftAppOnlyTest', displayOptions: { show: { authentication: ['microsoftAppOnly'] } } },
-			{ name: 'modernAuthMicrosoftDelegatedOAuth2Api', required: true, displayOptions: { show: { authentication: ['microsoftDelegated'] } } },
+			{ name: 'modernAuthMicrosoftAppOnlyApi', required: true, testedBy: 'modernAuthMicrosoftAppOnlyTest', displayOptions: { show: { authentication: ['microsoftAppOnly', 'microsoftAppOnlyGraph'] } } },
+			{ name: 'modernAuthMicrosoftDelegatedOAuth2Api', required: true, displayOptions: { show: { authentication: ['microsoftDelegated', 'microsoftDelegatedGraph'] } } },
 		]);
 		for (const node of [send, new ModernAuthReadMailbox(), new ModernAuthReadMailboxTrigger()]) {
 			for (const credential of node.description.credentials ?? []) {
@@ -42,6 +46,6 @@ describe('connection registry', () => {
 		} catch (error) {
 			thrown = error;
 		}
-		expect(thrown).toMatchObject({ code: 'AUTHENTICATION_UNKNOWN', hint: 'Choose one of: smtp, imap, microsoftAppOnly, microsoftDelegated' });
+		expect(thrown).toMatchObject({ code: 'AUTHENTICATION_UNKNOWN', hint: 'Choose one of: smtp, imap, microsoftAppOnly, microsoftDelegated, microsoftAppOnlyGraph, microsoftDelegatedGraph' });
 	});
 });

@@ -66,6 +66,8 @@ const baseParameters = {
 describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (Graph)"', () => {
 	it('delivers every field to the mailbox through Graph: recipients, bodies, importance, sender, read receipt, headers, a 5 MB attachment byte for byte', async () => {
 		const app = registerGraphApp(peers);
+		// The robot mailbox sends on behalf of the boss (Set-Mailbox boss -GrantSendOnBehalfTo robot).
+		peers.graph.grantSendAs(ROBOT, 'boss@contoso.example', { onBehalf: true });
 		const file = randomBytes(5 * 1024 * 1024);
 		const { output, error, run } = await runNode({
 			type: 'modernAuthSendEmail',
@@ -160,6 +162,34 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		expect((output[1].json.error as { message: string }).message).toMatch(/^To: "not-an-address" is not a valid email address/);
 		expect(output[2].json.status).toBe('sent');
 		expect(deliveries().map((d) => d.subject).sort()).toEqual(['item 0', 'item 2']);
+	});
+
+	it('a custom header Graph cannot carry (not X-) fails the item with the fix; nothing is sent', async () => {
+		const app = registerGraphApp(peers);
+		const { error } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, options: { customHeaders: { header: [{ name: 'Keywords', value: 'q3' }] } } },
+			items: [{ json: { to: RECIPIENT, subject: 'header' } }],
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		expect(error?.message).toMatch(/^Item 0: Graph cannot send the header "Keywords": it accepts only custom headers starting with X-/);
+		expect(error?.description).toMatch(/Rename the header to X-/);
+		expect(deliveries()).toHaveLength(0);
+	});
+
+	it('a From the mailbox has neither Send As nor Send on Behalf for: Graph refuses, the item fails with its words', async () => {
+		const app = registerGraphApp(peers);
+		const { output } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, fromEmail: 'ceo@contoso.example' },
+			items: [{ json: { to: RECIPIENT, subject: 'not allowed to send as' } }],
+			onError: 'continueRegularOutput',
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		const failure = output[0].json.error as { message: string; code: string };
+		expect(failure.code).toBe('GRAPH_ACCESS_DENIED');
+		expect(failure.message).toMatch(/does not have the right to send mail on behalf of the specified sending account/);
+		expect(deliveries()).toHaveLength(0);
 	});
 
 	it('Allowed Mailboxes: a Mailbox or Sender outside the list fails the item naming the field; Graph sees no request', async () => {
