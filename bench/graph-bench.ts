@@ -56,9 +56,11 @@ export interface Identity {
 	close(): Promise<void>;
 }
 
-/** The fake Entra with one app that has Graph Mail.Send / Mail.ReadWrite on MAILBOX. */
-export async function startBenchIdentity(pki: Pki): Promise<Identity> {
-	const idp = await startFakeIdentity({ pki });
+const GRAPH_RESOURCE_APP = '00000003-0000-0000-c000-000000000000';
+
+/** The fake Entra with one app that has Graph Mail.Send / Mail.ReadWrite on MAILBOX; `graphUrl` is Graph's resource too. */
+export async function startBenchIdentity(pki: Pki, graphUrl: string): Promise<Identity> {
+	const idp = await startFakeIdentity({ pki, resources: { [graphUrl]: GRAPH_RESOURCE_APP } });
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
 	idp.addApp({ tenant: TENANT, clientId: APP, secrets: [{ value: APP_SECRET }], appRoles: ['Mail.Send', 'Mail.ReadWrite'] });
 	idp.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: MAILBOX });

@@ -1,12 +1,11 @@
 /**
- * The fake Graph (test/peers/fake-graph.js) as the benchmarks use it: where it listens, what
- * it delivered, how many answers it throttled, and seeding a folder for the read benchmark.
+ * The fake Graph (test/peers/fake-graph.js) and the fake identity platform as the benchmarks
+ * use them: where Graph listens, what it delivered, how it throttled, and seeding a folder.
  */
-import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 
-import type { Identity, Pki } from './graph-bench';
-import { MAILBOX } from './graph-bench';
+import { startBenchIdentity, MAILBOX, type Identity, type Pki } from './graph-bench';
 import { ROOT } from './paths';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -14,82 +13,97 @@ const { startFakeGraph } = require(path.join(ROOT, 'test/peers/fake-graph.js'));
 
 export interface BenchGraphOptions {
 	pki: Pki;
-	idp: Identity;
 	serviceTimeMs?: number;
+	/** Share of Graph requests answered 429 with Retry-After RETRY_AFTER_SECONDS. */
 	throttlePercent?: number;
+	/** The mailbox's MaxSendSize (Exchange Online allows up to 150 MB). */
+	maxSendSize?: number;
+	/** Graph's MailboxConcurrency: requests above this many in flight are answered 429. */
+	mailboxConcurrencyLimit?: number;
+}
+
+export interface Delivery {
+	subject: string;
+	attachments: Array<{ name: string; size: number; sha256: string | null }>;
 }
 
 export interface BenchGraph {
+	idp: Identity;
+	/** https://127.0.0.1:port: the credential's Graph Host (base URL and token audience). */
 	baseUrl: string;
 	retryAfterSeconds: number;
-	/** Forgets deliveries and request counts (not the mailbox contents). */
+	/** Forgets deliveries, requests and the in-flight maximum (not the mailbox contents). */
 	reset(): void;
-	/** Subjects of every message the fake delivered (sendMail or a sent draft), and its 429 answers. */
-	deliveries(): { subjects: string[]; throttled: number };
-	/** Requests since the last reset, in order: method and path with query (e.g. /v1.0/users/x/messages?$top=50). */
-	requests(): Array<{ method: string; url: string }>;
+	/** Every message that left the mailbox (sendMail or a sent draft), in order. */
+	deliveries(): Delivery[];
+	/** Answers 429 since the last reset. */
+	throttled(): number;
+	/** Most Graph requests the mailbox had in flight at once since the last reset. */
+	maxInFlight(): number;
+	/** Graph requests since the last reset, in order: method and path with query. */
+	requests(): Array<{ method: string; url: string; status: number | null }>;
 	/** Puts `count` messages into the mailbox's Inbox. */
 	seed(count: number, make: (i: number) => Record<string, unknown>): void;
 	close(): Promise<void>;
 }
 
-const RETRY_AFTER_SECONDS = 1;
+export const RETRY_AFTER_SECONDS = 1;
 
-export async function startBenchGraph(options: BenchGraphOptions): Promise<BenchGraph> {
-	const fake = await startFakeGraph({
-		pki: options.pki,
-		identity: options.idp,
-		serviceTimeMs: options.serviceTimeMs ?? 0,
-		throttle: options.throttlePercent ? { ratio: options.throttlePercent / 100, retryAfterSeconds: RETRY_AFTER_SECONDS } : undefined,
-	});
-	fake.grant?.({ mailbox: MAILBOX });
-	return {
-		baseUrl: fake.baseUrl ?? fake.url,
-		retryAfterSeconds: RETRY_AFTER_SECONDS,
-		reset: () => fake.reset(),
-		deliveries: () => ({
-			subjects: fake.sent(MAILBOX).map((m: { subject: string }) => m.subject),
-			throttled: fake.counts({ status: 429 }),
-		}),
-		requests: () => fake.requests.map((r: { method: string; url: string }) => ({ method: r.method, url: r.url })),
-		seed: (count, make) => {
-			for (let i = 0; i < count; i++) fake.addMessage(MAILBOX, 'inbox', make(i));
-		},
-		close: () => fake.close(),
-	};
-}
-
-export interface ServedGraph {
-	baseUrl: string;
-	/** Size and sha256 of each file attachment of the delivered messages with this subject. */
-	attachmentDigests(subject: string): Promise<Array<{ name: string; size: number; sha256: string }>>;
+interface FakeGraph {
+	url: string;
+	requests: Array<{ method: string; path: string; query: string; status: number | null; fault: string | null }>;
+	deliveries: Delivery[];
+	addMailbox(input: { address: string; maxSendSize?: number }): { messages: Map<string, unknown> };
+	addMessage(mailbox: string, input: Record<string, unknown>): { immutableId: string };
+	throttleRatio(ratio: number, options: { status?: number; retryAfter?: number }): void;
+	concurrency(address: string): { inFlight: number; max: number; throttled: number };
 	close(): Promise<void>;
 }
 
-/** The fake Graph in a process of its own (fake-graph.js --serve), so its memory is not the sender's. */
-export async function serveBenchGraph(options: { pki: Pki; idp: Identity }): Promise<ServedGraph> {
-	const proc = spawn(process.execPath, [path.join(ROOT, 'test/peers/fake-graph.js'), '--serve', '--pki', options.pki.dir, '--authority', options.idp.authorityHost], {
-		stdio: ['ignore', 'pipe', 'inherit'],
-	});
-	const ready = await new Promise<{ baseUrl: string; controlUrl: string }>((resolve, reject) => {
-		let out = '';
-		proc.stdout.on('data', (d) => {
-			out += d;
-			const line = out.split('\n').find((l) => l.startsWith('{'));
-			if (line) resolve(JSON.parse(line));
+function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = net.createServer();
+		server.once('error', reject);
+		server.listen(0, '127.0.0.1', () => {
+			const { port } = server.address() as net.AddressInfo;
+			server.close(() => resolve(port));
 		});
-		proc.once('exit', (code) => reject(new Error(`fake-graph --serve exited ${code}: ${out}`)));
 	});
+}
+
+export async function startBenchGraph(options: BenchGraphOptions): Promise<BenchGraph> {
+	// The Graph host is also the token audience: the identity platform must know the fake's URL
+	// as Graph's resource before it issues tokens, so the port is chosen first.
+	const port = await freePort();
+	const baseUrl = `https://127.0.0.1:${port}`;
+	const idp = await startBenchIdentity(options.pki, baseUrl);
+	const fake: FakeGraph = await startFakeGraph({ identity: idp, pki: options.pki, port, serviceTimeMs: options.serviceTimeMs ?? 0, mailboxConcurrencyLimit: options.mailboxConcurrencyLimit });
+	fake.addMailbox({ address: MAILBOX, maxSendSize: options.maxSendSize });
+	if (options.throttlePercent) fake.throttleRatio(options.throttlePercent / 100, { status: 429, retryAfter: RETRY_AFTER_SECONDS });
+	let delivered = 0;
+	let requested = 0;
+	let throttledBefore = 0;
+	const stats = () => fake.concurrency(MAILBOX);
 	return {
-		baseUrl: ready.baseUrl,
-		attachmentDigests: async (subject) => {
-			const response = await fetch(`${ready.controlUrl}/sent?subject=${encodeURIComponent(subject)}`);
-			const sent = (await response.json()) as Array<{ attachments: Array<{ name: string; size: number; sha256: string }> }>;
-			return sent.flatMap((m) => m.attachments);
+		idp,
+		baseUrl,
+		retryAfterSeconds: RETRY_AFTER_SECONDS,
+		reset() {
+			delivered = fake.deliveries.length;
+			requested = fake.requests.length;
+			throttledBefore = fake.requests.filter((r) => r.status === 429).length;
+			stats().max = 0; // the fake's live record keeps a running maximum
 		},
-		close: async () => {
-			proc.kill('SIGTERM');
-			if (proc.exitCode === null) await new Promise((resolve) => proc.once('exit', resolve));
+		deliveries: () => fake.deliveries.slice(delivered),
+		throttled: () => fake.requests.filter((r) => r.status === 429).length - throttledBefore,
+		maxInFlight: () => stats().max,
+		requests: () => fake.requests.slice(requested).map((r) => ({ method: r.method, url: `${r.path}${r.query ? `?${r.query}` : ''}`, status: r.status })),
+		seed(count, make) {
+			for (let i = 0; i < count; i++) fake.addMessage(MAILBOX, { folder: 'inbox', ...make(i) });
+		},
+		async close() {
+			await fake.close();
+			await idp.close();
 		},
 	};
 }

@@ -21,7 +21,6 @@ import {
 	intEnv,
 	MAILBOX,
 	printTable,
-	startBenchIdentity,
 	TENANT,
 	trustedPki,
 	verdict,
@@ -86,15 +85,15 @@ async function main() {
 	const pki = trustedPki();
 	if (!pki) return;
 	const startedAt = performance.now();
-	const idp = await startBenchIdentity(pki);
-	const graph = await startBenchGraph({ pki, idp });
+	const graph = await startBenchGraph({ pki });
+	const idp = graph.idp;
 	let exitCode = 0;
 	try {
 		const seedStart = performance.now();
 		graph.seed(MESSAGES, (i) => ({
 			subject: `Read benchmark ${String(i).padStart(5, '0')}`,
 			from: `sender${i % 50}@example.org`,
-			body: `Body of message ${i}\n`.repeat(20),
+			body: { contentType: 'text', content: `Body of message ${i}\n`.repeat(20) },
 			receivedDateTime: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
 		}));
 		console.log(`Graph read benchmark: ${MESSAGES} messages (~1 KB body) in the fake Graph's Inbox over HTTPS (test CA), 127.0.0.1; seeded in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
@@ -159,7 +158,6 @@ async function main() {
 		console.error('BENCHMARK FAILED:', error instanceof Error ? (error.stack ?? error.message) : error);
 	} finally {
 		await graph.close();
-		await idp.close();
 	}
 	process.exit(exitCode);
 }
