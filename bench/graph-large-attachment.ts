@@ -39,7 +39,8 @@ import { openPackageGraph } from './graph-package';
 import { startBenchGraph, type BenchGraph } from './graph-peer';
 
 const SIZE_MB = intEnv('BENCH_GRAPH_ATTACHMENT_MB', 150);
-const SIZE = SIZE_MB * 1024 * 1024;
+// MB as Exchange counts MaxSendSize (150 MB = 157,286,400 bytes for the whole message): 150,000,000 bytes of attachment fit.
+const SIZE = SIZE_MB * 1_000_000;
 const TARGET_GROWTH_MB = 100;
 const CHILD_FLAG = 'BENCH_GRAPH_LARGE_CHILD';
 /**
@@ -206,7 +207,7 @@ async function main() {
 	let graph: BenchGraph | undefined;
 	let exitCode = 0;
 	try {
-		graph = await startBenchGraph({ pki, maxSendSize: SIZE });
+		graph = await startBenchGraph({ pki, maxSendSize: 150 * 1024 * 1024 });
 		const idp = graph.idp;
 		const file = path.join(work, 'large.bin');
 		const hash = createHash('sha256');
