@@ -1,0 +1,450 @@
+'use strict';
+// Self-check for the fake Microsoft Graph: plain HTTPS requests with real tokens from the
+// fake identity platform, asserting each documented behaviour the package relies on.
+// Run: node test/peers/fake-graph.check.js  (prints "N passed, M failed" last).
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const https = require('node:https');
+const { createTestPki } = require('./certs');
+const { createChecks } = require('./check-runner');
+const { startFakeIdentity } = require('./fake-identity');
+const { startFakeGraph, UPLOAD_CHUNK_UNIT } = require('./fake-graph');
+
+const TENANT = '7a1c2b7e-3d4a-4c5b-9e8f-0a1b2c3d4e5f';
+const APP = 'c0c0c0c0-1111-2222-3333-444444444444';
+const NO_ROLES_APP = 'd0d0d0d0-1111-2222-3333-444444444444';
+const SECRET = 'graph~secret';
+const SENDER = 'sender@contoso.example';
+const RCPT = 'rcpt@contoso.example';
+const OTHER = 'other@contoso.example';
+const USER = 'alice@contoso.example';
+const IMMUTABLE = { prefer: 'IdType="ImmutableId"' };
+const MB = 1024 * 1024;
+
+const { check, counts } = createChecks({ stackLines: 6 });
+const sha256 = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+
+function request(url, { method = 'GET', token, headers = {}, body, ca } = {}) {
+	return new Promise((resolve, reject) => {
+		const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : typeof body === 'string' ? Buffer.from(body) : Buffer.from(JSON.stringify(body));
+		const allHeaders = { ...headers };
+		if (token) allHeaders.authorization = `Bearer ${token}`;
+		if (payload) {
+			allHeaders['content-length'] = payload.length;
+			if (!Object.keys(allHeaders).some((k) => k.toLowerCase() === 'content-type')) allHeaders['content-type'] = 'application/json';
+		}
+		const req = https.request(url, { method, headers: allHeaders, ca, agent: false }, (res) => {
+			const chunks = [];
+			res.on('data', (c) => chunks.push(c));
+			res.on('end', () => {
+				const buffer = Buffer.concat(chunks);
+				let json = null;
+				if (/json/.test(res.headers['content-type'] ?? '') && buffer.length) json = JSON.parse(buffer.toString('utf8'));
+				resolve({ status: res.statusCode, headers: res.headers, json, buffer });
+			});
+			res.on('error', reject);
+		});
+		req.on('error', reject);
+		req.end(payload);
+	});
+}
+
+/** Runs fn, which must reject; returns the error. */
+async function rejects(fn) {
+	try {
+		await fn();
+	} catch (error) {
+		return error;
+	}
+	throw new Error('expected a failure, got an answer');
+}
+
+async function main() {
+	const pki = createTestPki();
+	const identity = await startFakeIdentity({ pki });
+	identity.addTenant({ id: TENANT, domains: ['contoso.example'] });
+	identity.addApp({ tenant: TENANT, clientId: APP, secrets: [SECRET], appRoles: ['Mail.Send', 'Mail.ReadWrite', 'SMTP.SendAsApp'] });
+	identity.addApp({ tenant: TENANT, clientId: NO_ROLES_APP, secrets: [SECRET], appRoles: [] });
+	identity.addUser({ tenant: TENANT, username: USER, password: 'pw' });
+	const graph = await startFakeGraph({ identity, pki });
+	for (const address of [SENDER, RCPT, USER]) {
+		graph.addMailbox({ address });
+		identity.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: address });
+	}
+	graph.addMailbox({ address: OTHER }); // the app has no RBAC scope here
+	graph.addMailbox({ address: 'onprem@contoso.example', restEnabled: false });
+	identity.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: 'onprem@contoso.example' });
+
+	const ca = pki.ca;
+	const call = (path, opts = {}) => request(`${graph.url}/v1.0${path}`, { ca, ...opts });
+	const tokenResponse = await request(identity.tokenEndpoint(TENANT), {
+		method: 'POST',
+		ca,
+		headers: { 'content-type': 'application/x-www-form-urlencoded' },
+		body: new URLSearchParams({ grant_type: 'client_credentials', client_id: APP, client_secret: SECRET, scope: 'https://graph.microsoft.com/.default' }).toString(),
+	});
+	const token = tokenResponse.json.access_token;
+	const app = (opts = {}) => ({ token, ...opts });
+	const mbx = (address) => `/users/${encodeURIComponent(address)}`;
+	const delegated = (scp) => identity.mintAccessToken({ tenant: TENANT, clientId: APP, username: USER, audience: 'https://graph.microsoft.com', scp });
+
+	// ---- auth ----
+
+	await check('an Exchange-audience token is refused with 401 InvalidAuthenticationToken', async () => {
+		const exchange = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://outlook.office365.com', roles: ['SMTP.SendAsApp'] });
+		const res = await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: exchange });
+		assert.equal(res.status, 401);
+		assert.equal(res.json.error.code, 'InvalidAuthenticationToken');
+		assert.ok(res.json.error.innerError['request-id']);
+		const none = await call(`${mbx(SENDER)}/mailFolders/inbox`);
+		assert.equal(none.status, 401);
+	});
+	await check('an expired Graph token is refused with 401', async () => {
+		const expired = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.ReadWrite'], lifetime: -10 });
+		const res = await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: expired });
+		assert.equal(res.status, 401);
+		assert.match(res.json.error.message, /expired/);
+	});
+	await check('a token without the Mail role gets 403 ErrorAccessDenied', async () => {
+		const bare = identity.mintAccessToken({ tenant: TENANT, clientId: NO_ROLES_APP, audience: 'https://graph.microsoft.com', roles: [] });
+		const res = await call(`${mbx(SENDER)}/messages`, { token: bare });
+		assert.equal(res.status, 403);
+		assert.equal(res.json.error.code, 'ErrorAccessDenied');
+		const readOnly = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.Read'] });
+		assert.equal((await call(`${mbx(SENDER)}/messages`, { token: readOnly })).status, 200);
+		assert.equal((await call(`${mbx(SENDER)}/sendMail`, { token: readOnly, method: 'POST', body: { message: { toRecipients: [{ emailAddress: { address: RCPT } }] } } })).status, 403);
+	});
+	await check('an app outside its RBAC scope gets 403 "Access to OData is disabled"', async () => {
+		const res = await call(`${mbx(OTHER)}/messages`, app());
+		assert.equal(res.status, 403);
+		assert.equal(res.json.error.code, 'ErrorAccessDenied');
+		assert.match(res.json.error.message, /Access to OData is disabled/);
+	});
+	await check('unknown mailbox 404 ErrorInvalidUser; on-premises mailbox 404 MailboxNotEnabledForRESTAPI', async () => {
+		const res = await call(`${mbx('nobody@contoso.example')}/messages`, app());
+		assert.equal(res.status, 404);
+		assert.equal(res.json.error.code, 'ErrorInvalidUser');
+		const onprem = await call(`${mbx('onprem@contoso.example')}/messages`, app());
+		assert.equal(onprem.status, 404);
+		assert.equal(onprem.json.error.code, 'MailboxNotEnabledForRESTAPI');
+	});
+	await check('/me takes the mailbox from a delegated token; app-only /me is a 400; another mailbox needs .Shared', async () => {
+		const user = delegated(['Mail.ReadWrite', 'Mail.Send']);
+		const me = await call('/me', { token: user });
+		assert.equal(me.status, 200);
+		assert.equal(me.json.mail, USER);
+		assert.equal((await call('/me/mailFolders/inbox/messages', { token: user })).status, 200);
+		assert.equal((await call('/me/messages', app())).status, 400);
+		const shared = await call(`${mbx(SENDER)}/messages`, { token: user });
+		assert.equal(shared.status, 403);
+		identity.grantMailbox({ tenant: TENANT, username: USER, mailbox: SENDER });
+		assert.equal((await call(`${mbx(SENDER)}/messages`, { token: delegated(['Mail.ReadWrite.Shared']) })).status, 200);
+	});
+	await check('mailbox by object id works like by address', async () => {
+		const res = await call(`/users/${graph.mailbox(SENDER).id}/mailFolders/inbox`, app());
+		assert.equal(res.status, 200);
+		assert.equal(res.json.displayName, 'Inbox');
+	});
+
+	// ---- sendMail ----
+
+	await check('sendMail JSON answers 202 and delivers to the recipient inbox and Sent Items', async () => {
+		const before = graph.deliveries.length;
+		const res = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { subject: 'Hello', body: { contentType: 'HTML', content: '<p>Hi</p>' }, toRecipients: [{ emailAddress: { address: RCPT, name: 'R' } }], importance: 'high', internetMessageHeaders: [{ name: 'X-Trace', value: '42' }], attachments: [{ '@odata.type': '#microsoft.graph.fileAttachment', name: 'a.txt', contentType: 'text/plain', contentBytes: Buffer.from('abc').toString('base64') }] } } }));
+		assert.equal(res.status, 202);
+		assert.equal(res.buffer.length, 0);
+		assert.equal(graph.deliveries.length, before + 1);
+		const d = graph.deliveries.at(-1);
+		assert.deepEqual([d.subject, d.to, d.importance, d.attachments[0].sha256], ['Hello', [RCPT], 'high', sha256(Buffer.from('abc'))]);
+		const inbox = graph.messages(RCPT, 'inbox').at(-1);
+		assert.equal(inbox.subject, 'Hello');
+		assert.equal(inbox.internetMessageId, d.internetMessageId);
+		assert.equal(graph.messages(SENDER, 'sentitems').at(-1).internetMessageId, d.internetMessageId);
+	});
+	await check('sendMail with saveToSentItems false keeps no copy; no recipients is a 400; non-x- headers refused', async () => {
+		const sent = graph.messages(SENDER, 'sentitems').length;
+		const res = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { subject: 'nosave', toRecipients: [{ emailAddress: { address: RCPT } }] }, saveToSentItems: false } }));
+		assert.equal(res.status, 202);
+		assert.equal(graph.messages(SENDER, 'sentitems').length, sent);
+		const empty = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { subject: 'x' } } }));
+		assert.equal(empty.status, 400);
+		assert.equal(empty.json.error.code, 'ErrorInvalidRecipients');
+		const header = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { toRecipients: [{ emailAddress: { address: RCPT } }], internetMessageHeaders: [{ name: 'Trace', value: '1' }] } } }));
+		assert.equal(header.status, 400);
+	});
+	await check('sendMail takes a base64 MIME message as text/plain', async () => {
+		const MailComposer = require('nodemailer/lib/mail-composer');
+		const attachment = crypto.randomBytes(5000);
+		const mime = await new MailComposer({ from: SENDER, to: RCPT, subject: 'MIME one', text: 'plain body', headers: { 'X-Mime': 'yes' }, attachments: [{ filename: 'r.bin', content: attachment }] }).compile().build();
+		const res = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', headers: { 'content-type': 'text/plain' }, body: mime.toString('base64') }));
+		assert.equal(res.status, 202);
+		const d = graph.deliveries.at(-1);
+		assert.equal(d.via, 'sendMail-mime');
+		assert.equal(d.subject, 'MIME one');
+		assert.equal(d.attachments[0].sha256, sha256(attachment));
+		assert.deepEqual(d.internetMessageHeaders, [{ name: 'X-Mime', value: 'yes' }]);
+		const bad = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', headers: { 'content-type': 'text/plain' }, body: '%%%not base64' }));
+		assert.equal(bad.status, 400);
+	});
+	await check('a request body over 4 MB is refused with 413', async () => {
+		const before = graph.deliveries.length;
+		const big = crypto.randomBytes(3.2 * MB).toString('base64');
+		const res = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { toRecipients: [{ emailAddress: { address: RCPT } }], attachments: [{ '@odata.type': '#microsoft.graph.fileAttachment', name: 'big', contentBytes: big }] } } }));
+		assert.equal(res.status, 413);
+		assert.equal(graph.deliveries.length, before);
+	});
+
+	// ---- drafts, attachments, upload sessions ----
+
+	const draftBody = { subject: 'Draft one', body: { contentType: 'Text', content: 'draft text' }, toRecipients: [{ emailAddress: { address: RCPT } }] };
+	await check('draft: POST messages 201, PATCH, small attachment, send 202, second send 404 and one delivery', async () => {
+		const created = await call(`${mbx(SENDER)}/messages`, app({ method: 'POST', body: draftBody, headers: IMMUTABLE }));
+		assert.equal(created.status, 201);
+		assert.equal(created.json.isDraft, true);
+		const id = created.json.id;
+		assert.equal(graph.message(SENDER, id).folderId, graph.folder(SENDER, 'drafts').id);
+		const patched = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}`, app({ method: 'PATCH', body: { subject: 'Draft one (edited)' } }));
+		assert.equal(patched.status, 200);
+		assert.equal(patched.json.subject, 'Draft one (edited)');
+		const small = crypto.randomBytes(1000);
+		const att = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/attachments`, app({ method: 'POST', body: { '@odata.type': '#microsoft.graph.fileAttachment', name: 's.bin', contentBytes: small.toString('base64') } }));
+		assert.equal(att.status, 201);
+		assert.equal(att.json.size, 1000);
+		const before = graph.deliveries.length;
+		const sent = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/send`, app({ method: 'POST' }));
+		assert.equal(sent.status, 202);
+		const again = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/send`, app({ method: 'POST' }));
+		assert.equal(again.status, 404);
+		assert.equal(again.json.error.code, 'ErrorItemNotFound');
+		assert.equal(graph.deliveries.length, before + 1);
+		assert.equal(graph.deliveries.at(-1).subject, 'Draft one (edited)');
+		assert.equal(graph.deliveries.at(-1).attachments[0].sha256, sha256(small));
+	});
+
+	async function newDraft(address = SENDER) {
+		const res = await call(`${mbx(address)}/messages`, app({ method: 'POST', body: draftBody, headers: IMMUTABLE }));
+		return res.json.id;
+	}
+	const session = (id, size, name = 'big.bin') => call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/attachments/createUploadSession`, app({ method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name, size, contentType: 'application/octet-stream' } } }));
+	const put = (uploadUrl, bytes, start, total, headers = {}) => request(uploadUrl, { ca, method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream', 'content-range': `bytes ${start}-${start + bytes.length - 1}/${total}`, ...headers } });
+
+	await check('createUploadSession: under 3 MB refused, over MaxSendSize refused, inline attachment of 3 MB refused', async () => {
+		const id = await newDraft();
+		const small = await session(id, 3 * MB - 1);
+		assert.equal(small.status, 400);
+		assert.equal(small.json.error.code, 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize');
+		const huge = await session(id, 36 * MB);
+		assert.equal(huge.status, 400);
+		assert.equal(huge.json.error.code, 'ErrorMessageSizeExceeded');
+		graph.mailbox(SENDER).maxSendSize = 150 * MB;
+		assert.equal((await session(id, 36 * MB)).status, 201);
+		graph.mailbox(SENDER).maxSendSize = 35 * MB;
+		const inline = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/attachments`, app({ method: 'POST', body: { '@odata.type': '#microsoft.graph.fileAttachment', name: 'three.bin', contentBytes: crypto.randomBytes(3 * MB).toString('base64') } }));
+		assert.equal(inline.status, 413);
+	});
+
+	await check('upload session: no Authorization, 320 KiB multiples, next range in order, 200 nextExpectedRanges then 201; bytes intact after send', async () => {
+		const id = await newDraft();
+		const size = 5 * MB + 12345;
+		const data = crypto.randomBytes(size);
+		const created = await session(id, size);
+		assert.equal(created.status, 201);
+		const { uploadUrl, nextExpectedRanges } = created.json;
+		assert.deepEqual(nextExpectedRanges, ['0-']);
+		assert.ok(!uploadUrl.includes('/v1.0/'), 'the upload URL is not a Graph URL');
+		const chunk = 8 * UPLOAD_CHUNK_UNIT; // 2.5 MiB
+		const withAuth = await put(uploadUrl, data.subarray(0, chunk), 0, size, { authorization: `Bearer ${token}` });
+		assert.equal(withAuth.status, 401);
+		const odd = await put(uploadUrl, data.subarray(0, chunk + 1), 0, size);
+		assert.equal(odd.status, 400);
+		const skip = await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size);
+		assert.equal(skip.status, 416);
+		const first = await put(uploadUrl, data.subarray(0, chunk), 0, size);
+		assert.equal(first.status, 200);
+		assert.deepEqual(first.json.nextExpectedRanges, [`${chunk}-`]);
+		const status = await request(uploadUrl, { ca });
+		assert.deepEqual(status.json.nextExpectedRanges, [`${chunk}-`]);
+		const repeat = await put(uploadUrl, data.subarray(0, chunk), 0, size);
+		assert.equal(repeat.status, 416, 'an already received range is refused');
+		assert.equal((await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size)).status, 200);
+		const last = await put(uploadUrl, data.subarray(2 * chunk), 2 * chunk, size);
+		assert.equal(last.status, 201);
+		assert.equal(last.buffer.length, 0, 'Exchange answers the last chunk with no body');
+		const stored = graph.message(SENDER, id).attachments[0];
+		assert.equal(stored.sha256, sha256(data));
+		const list = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/attachments`, app());
+		assert.equal(list.json.value[0].size, size);
+		const sent = await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}/send`, app({ method: 'POST' }));
+		assert.equal(sent.status, 202);
+		assert.equal(graph.deliveries.at(-1).attachments[0].sha256, sha256(data));
+		const received = graph.messages(RCPT, 'inbox').at(-1);
+		const value = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(received.restId)}/attachments/${encodeURIComponent(received.attachments[0].id)}/$value`, app());
+		assert.equal(value.status, 200);
+		assert.equal(sha256(value.buffer), sha256(data));
+	});
+
+	await check('upload session files stream to disk: a 149 MB attachment keeps server memory flat', async () => {
+		graph.mailbox(SENDER).maxSendSize = 150 * MB;
+		const id = await newDraft();
+		const size = 149 * MB;
+		const { uploadUrl } = (await session(id, size)).json;
+		const chunk = 12 * UPLOAD_CHUNK_UNIT; // 3.75 MiB
+		const hash = crypto.createHash('sha256');
+		const block = crypto.randomBytes(chunk);
+		const rssBefore = process.memoryUsage().rss;
+		for (let start = 0; start < size; start += chunk) {
+			const bytes = block.subarray(0, Math.min(chunk, size - start));
+			hash.update(bytes);
+			const res = await put(uploadUrl, bytes, start, size);
+			assert.equal(res.status, start + bytes.length >= size ? 201 : 200);
+		}
+		const growth = process.memoryUsage().rss - rssBefore;
+		assert.ok(growth < 60 * MB, `RSS grew ${Math.round(growth / MB)} MB`);
+		assert.equal(graph.message(SENDER, id).attachments[0].sha256, hash.digest('hex'));
+		graph.mailbox(SENDER).maxSendSize = 35 * MB;
+		await call(`${mbx(SENDER)}/messages/${encodeURIComponent(id)}`, app({ method: 'DELETE' }));
+	});
+
+	await check('message /$value is the MIME message with its attachments', async () => {
+		const { simpleParser } = require('mailparser');
+		const bytes = crypto.randomBytes(2048);
+		const m = graph.addMessage(RCPT, { subject: 'MIME out', from: { address: 'ext@example.org', name: 'Ext' }, to: [{ address: RCPT }], body: { contentType: 'html', content: '<p>Hello <b>there</b></p>' }, attachments: [{ name: 'x.bin', contentType: 'application/octet-stream', content: bytes }] });
+		const res = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/$value`, app());
+		assert.equal(res.status, 200);
+		const parsed = await simpleParser(res.buffer);
+		assert.equal(parsed.subject, 'MIME out');
+		assert.equal(parsed.messageId, m.internetMessageId);
+		assert.equal(parsed.from.value[0].address, 'ext@example.org');
+		assert.equal(sha256(parsed.attachments[0].content), sha256(bytes));
+	});
+
+	// ---- lists ----
+
+	const LIST_BOX = 'lists@contoso.example';
+	graph.addMailbox({ address: LIST_BOX });
+	identity.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: LIST_BOX });
+	const t0 = Date.parse('2026-11-01T00:00:00Z');
+	for (let i = 0; i < 25; i++) {
+		graph.addMessage(LIST_BOX, { subject: `m${i}`, from: { address: i % 5 === 0 ? 'boss@example.org' : `p${i}@example.org` }, to: [{ address: LIST_BOX }], isRead: i % 2 === 0, receivedDateTime: new Date(t0 + i * 60000).toISOString(), body: { contentType: 'html', content: `<p>body ${i}</p>` }, attachments: i % 3 === 0 ? [{ name: `f${i}.txt`, content: `file ${i}` }] : [] });
+	}
+	const all = async (first) => {
+		const seen = [];
+		let res = await call(first, app());
+		for (;;) {
+			assert.equal(res.status, 200, JSON.stringify(res.json));
+			seen.push(...res.json.value);
+			const next = res.json['@odata.nextLink'];
+			if (!next) return { seen, last: res };
+			res = await request(next, { ca, token });
+		}
+	};
+	await check('messages list: default order receivedDateTime desc, $top pages through @odata.nextLink, $count', async () => {
+		const { seen } = await all(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=7&$count=true`);
+		assert.equal(seen.length, 25);
+		assert.deepEqual(seen.map((m) => m.subject), Array.from({ length: 25 }, (_, i) => `m${24 - i}`));
+		const first = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=7&$count=true`, app());
+		assert.equal(first.json['@odata.count'], 25);
+		assert.ok(first.json['@odata.nextLink'].startsWith(graph.url));
+		const asc = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=3&$orderby=receivedDateTime%20asc`, app());
+		assert.deepEqual(asc.json.value.map((m) => m.subject), ['m0', 'm1', 'm2']);
+		const dflt = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages`, app());
+		assert.equal(dflt.json.value.length, 10);
+	});
+	await check('$select returns only the named fields and id; internetMessageHeaders only when selected', async () => {
+		const res = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=2&$select=subject,from`, app());
+		for (const m of res.json.value) assert.deepEqual(Object.keys(m).filter((k) => !k.startsWith('@')).sort(), ['from', 'id', 'subject']);
+		const full = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=1`, app());
+		assert.ok(!('internetMessageHeaders' in full.json.value[0]));
+		assert.ok('body' in full.json.value[0]);
+		const withHeaders = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=1&$select=internetMessageHeaders`, app());
+		assert.ok('internetMessageHeaders' in withHeaders.json.value[0]);
+		assert.equal((await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$select=nonsense`, app())).status, 400);
+	});
+	await check('$filter subset: isRead, receivedDateTime ge/lt, from address, hasAttachments, combined with and', async () => {
+		const q = (filter) => all(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=4&$filter=${encodeURIComponent(filter)}`).then((r) => r.seen.map((m) => m.subject).sort());
+		const expect = (pred) => Array.from({ length: 25 }, (_, i) => i).filter(pred).map((i) => `m${i}`).sort();
+		assert.deepEqual(await q('isRead eq false'), expect((i) => i % 2 === 1));
+		assert.deepEqual(await q(`receivedDateTime ge ${new Date(t0 + 20 * 60000).toISOString()}`), expect((i) => i >= 20));
+		assert.deepEqual(await q(`receivedDateTime ge ${new Date(t0 + 5 * 60000).toISOString()} and receivedDateTime lt ${new Date(t0 + 8 * 60000).toISOString()}`), expect((i) => i >= 5 && i < 8));
+		assert.deepEqual(await q("from/emailAddress/address eq 'BOSS@example.org'"), expect((i) => i % 5 === 0));
+		assert.deepEqual(await q('hasAttachments eq true and isRead eq false'), expect((i) => i % 3 === 0 && i % 2 === 1));
+	});
+	await check('unsupported $filter is 400 ErrorInvalidUrlQueryFilter; $orderby not first in $filter is 400 InefficientFilter', async () => {
+		const bad = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$filter=${encodeURIComponent("contains(subject,'m1')")}`, app());
+		assert.equal(bad.status, 400);
+		assert.equal(bad.json.error.code, 'ErrorInvalidUrlQueryFilter');
+		const inefficient = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$filter=${encodeURIComponent('isRead eq false')}&$orderby=receivedDateTime%20desc`, app());
+		assert.equal(inefficient.status, 400);
+		assert.equal(inefficient.json.error.code, 'InefficientFilter');
+		const ok = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$filter=${encodeURIComponent('receivedDateTime ge 2000-01-01T00:00:00Z and isRead eq false')}&$orderby=receivedDateTime%20asc&$top=2`, app());
+		assert.deepEqual(ok.json.value.map((m) => m.subject), ['m1', 'm3']);
+	});
+	await check('Prefer outlook.body-content-type="text" converts the HTML body and says so', async () => {
+		const res = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/messages?$top=1&$select=body`, app({ headers: { prefer: 'outlook.body-content-type="text"' } }));
+		assert.deepEqual(res.json.value[0].body, { contentType: 'text', content: 'body 24' });
+		assert.match(res.headers['preference-applied'], /outlook\.body-content-type="text"/);
+	});
+	await check('mail folders: well-known folders, child folders, paging; custom folder creation', async () => {
+		const { seen } = await all(`${mbx(LIST_BOX)}/mailFolders?$top=3`);
+		assert.deepEqual(seen.map((f) => f.displayName).sort(), ['Archive', 'Deleted Items', 'Drafts', 'Inbox', 'Junk Email', 'Sent Items']);
+		const created = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/childFolders`, app({ method: 'POST', body: { displayName: 'Invoices' } }));
+		assert.equal(created.status, 201);
+		const children = await call(`${mbx(LIST_BOX)}/mailFolders/inbox/childFolders`, app());
+		assert.deepEqual(children.json.value.map((f) => [f.id, f.displayName]), [[created.json.id, 'Invoices']]);
+		const inbox = await call(`${mbx(LIST_BOX)}/mailFolders/inbox`, app());
+		assert.equal(inbox.json.totalItemCount, 25);
+		assert.equal(inbox.json.childFolderCount, 1);
+		assert.equal((await call(`${mbx(LIST_BOX)}/mailFolders/nosuch`, app())).status, 404);
+	});
+	await check('immutable ids survive a move; REST ids change; PATCH isRead/flag; DELETE goes to Deleted Items', async () => {
+		const m = graph.addMessage(RCPT, { subject: 'mover', to: [{ address: RCPT }] });
+		const archive = graph.folder(RCPT, 'archive').id;
+		const moved = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.immutableId)}/move`, app({ method: 'POST', body: { destinationId: 'archive' }, headers: IMMUTABLE }));
+		assert.equal(moved.status, 201);
+		assert.equal(moved.json.id, m.immutableId);
+		assert.equal(moved.json.parentFolderId, archive);
+		const oldRest = m.restId;
+		const movedRest = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.immutableId)}/move`, app({ method: 'POST', body: { destinationId: 'inbox' } }));
+		assert.notEqual(movedRest.json.id, oldRest);
+		assert.equal((await call(`${mbx(RCPT)}/messages/${encodeURIComponent(oldRest)}`, app())).status, 404);
+		const patched = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.immutableId)}`, app({ method: 'PATCH', body: { isRead: true, flag: { flagStatus: 'flagged' } } }));
+		assert.equal(patched.status, 200);
+		assert.deepEqual([graph.message(RCPT, m.immutableId).isRead, graph.message(RCPT, m.immutableId).flag.flagStatus], [true, 'flagged']);
+		assert.equal((await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.immutableId)}`, app({ method: 'PATCH', body: { toRecipients: [] } }))).status, 400);
+		assert.equal((await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.immutableId)}`, app({ method: 'DELETE' }))).status, 204);
+		assert.equal(graph.message(RCPT, m.immutableId).folderId, graph.folder(RCPT, 'deleteditems').id);
+	});
+	await check('attachments: file attachment JSON with contentBytes, item attachment with $expand and .eml $value', async () => {
+		const m = graph.addMessage(RCPT, { subject: 'with item', attachments: [{ name: 'note.txt', contentType: 'text/plain', content: 'note', isInline: true, contentId: 'cid1' }, { item: { subject: 'inner', body: { contentType: 'text', content: 'inner body' }, from: { address: 'in@example.org' } } }] });
+		const list = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments`, app());
+		assert.deepEqual(list.json.value.map((a) => a['@odata.type']), ['#microsoft.graph.fileAttachment', '#microsoft.graph.itemAttachment']);
+		assert.equal(Buffer.from(list.json.value[0].contentBytes, 'base64').toString(), 'note');
+		assert.equal(list.json.value[0].isInline, true);
+		assert.equal(list.json.value[0].contentId, 'cid1');
+		const itemId = encodeURIComponent(list.json.value[1].id);
+		const expanded = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments/${itemId}?$expand=microsoft.graph.itemattachment/item`, app());
+		assert.equal(expanded.json.item.subject, 'inner');
+		const eml = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments/${itemId}/$value`, app());
+		assert.match(eml.buffer.toString(), /Subject: inner/);
+		const msg = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}?$select=hasAttachments`, app());
+		assert.equal(msg.json.hasAttachments, true);
+	});
+
+	await graph.close();
+	await identity.close();
+	fs.rmSync(pki.dir, { recursive: true, force: true });
+	void rejects;
+	void spawn;
+}
+
+main()
+	.catch((error) => {
+		counts.failed++;
+		console.log(`not ok - setup\n    ${String(error.stack ?? error).split('\n').slice(0, 6).join('\n    ')}`);
+	})
+	.finally(() => {
+		console.log(`${counts.passed} passed, ${counts.failed} failed`);
+		process.exitCode = counts.failed ? 1 : 0;
+	});
