@@ -82,6 +82,10 @@ const AADSTS: Record<number, AadstsRule> = {
 		summary: 'blocked by Conditional Access',
 		hint: 'Ask the Entra administrator to allow this app or sign-in location in Conditional Access',
 	},
+	500011: {
+		summary: 'the resource (the Graph or Exchange host asked for) is not known in this tenant',
+		hint: 'Check Cloud and, for a Custom cloud, Graph Host and Exchange Host in the credential (e.g. https://graph.microsoft.com, https://outlook.office365.com)',
+	},
 	1002012: {
 		summary: 'the scope is not valid for client credentials',
 		hint: 'App-only access needs a scope ending in /.default',

@@ -118,6 +118,8 @@ export const sendEmailProperties: INodeProperties[] = [
 				typeOptions: { multipleValues: true },
 				default: {},
 				placeholder: 'Add header',
+				description:
+					'Internet message headers added to the message. Graph accepts only headers whose name starts with X-.',
 				options: [
 					{
 						displayName: 'Header',
@@ -158,6 +160,19 @@ export const sendEmailProperties: INodeProperties[] = [
 					'Whether an item fails when the server refuses some of its recipients. Off: the item is marked "partial" and lists each refused recipient with the reply.',
 			},
 			{
+				// Shown as Importance (what Outlook and Graph call it); the parameter keeps its name so saved workflows still load.
+				displayName: 'Importance',
+				name: 'priority',
+				type: 'options',
+				default: 'normal',
+				options: [
+					{ name: 'High', value: 'high' },
+					{ name: 'Normal', value: 'normal' },
+					{ name: 'Low', value: 'low' },
+				],
+				description: 'SMTP writes the X-Priority and Importance headers; Graph sets the message importance',
+			},
+			{
 				displayName: 'Inline Images',
 				name: 'inlineImages',
 				type: 'string',
@@ -174,7 +189,11 @@ export const sendEmailProperties: INodeProperties[] = [
 				placeholder: 'robot@contoso.com',
 				description:
 					"Microsoft 365 mailbox to sign in as (XOAUTH2 user). Empty uses the credential's Default Mailbox. Also the default From.",
-				displayOptions: { show: { '/authentication': ['microsoftAppOnly', 'microsoftDelegated'] } },
+				displayOptions: {
+					show: {
+						'/authentication': ['microsoftAppOnly', 'microsoftDelegated', 'microsoftAppOnlyGraph', 'microsoftDelegatedGraph'],
+					},
+				},
 			},
 			{
 				displayName: 'Max Attachment Size (MB)',
@@ -203,15 +222,12 @@ export const sendEmailProperties: INodeProperties[] = [
 					'How many pooled SMTP connections send the items of one execution at the same time',
 			},
 			{
-				displayName: 'Priority',
-				name: 'priority',
-				type: 'options',
-				default: 'normal',
-				options: [
-					{ name: 'High', value: 'high' },
-					{ name: 'Normal', value: 'normal' },
-					{ name: 'Low', value: 'low' },
-				],
+				displayName: 'Read Receipt',
+				name: 'readReceipt',
+				type: 'boolean',
+				default: false,
+				description:
+					'Whether to ask the recipients for a read receipt (SMTP: Disposition-Notification-To header with the From address; Graph: isReadReceiptRequested)',
 			},
 			{
 				displayName: 'Reply To',
@@ -229,6 +245,14 @@ export const sendEmailProperties: INodeProperties[] = [
 				description: 'Wait before the first retry of a temporary failure; doubled for each further retry',
 			},
 			{
+				displayName: 'Save to Sent Items',
+				name: 'saveToSentItems',
+				type: 'boolean',
+				default: true,
+				description:
+					'Whether Microsoft 365 keeps a copy in the Sent Items folder (Graph). SMTP ignores it: Exchange saves SMTP-submitted mail by its own settings.',
+			},
+			{
 				displayName: 'Send Retries',
 				name: 'sendRetries',
 				type: 'number',
@@ -236,6 +260,15 @@ export const sendEmailProperties: INodeProperties[] = [
 				typeOptions: { minValue: 0, maxValue: 10 },
 				description:
 					'Retries of temporary failures (4xx replies, a connection lost before the end of the message). Never after the whole message went out.',
+			},
+			{
+				displayName: 'Sender (On Behalf Of)',
+				name: 'sender',
+				type: 'string',
+				default: '',
+				placeholder: 'Assistant <assistant@contoso.com>',
+				description:
+					'The mailbox that actually sends when it differs from From ("sent on behalf of"). SMTP: Sender header; Graph: sender. Limited by Allowed Mailboxes like From.',
 			},
 		],
 	},

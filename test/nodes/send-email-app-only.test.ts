@@ -259,16 +259,18 @@ describe('Microsoft app-only credential Test button', () => {
 			data,
 		});
 
-	it('acquires a token and shows only masked identifiers', async () => {
+	it('acquires a Graph and an Exchange token and shows only masked identifiers and the roles', async () => {
 		const secret = `secret-${randomUUID()}`;
 		const clientId = registerApp({ secret });
 		const before = tokenRequests(clientId);
 		const result = await pressTest(appOnlyCredential(clientId, { clientSecret: secret }).modernAuthMicrosoftAppOnlyApi.data);
 		expect(result.status).toBe('OK');
 		expect(result.message).toBe(
-			`Token for ${EXCHANGE} acquired for app ****${clientId.slice(-4)} in tenant ****${TENANT.slice(-4)} (valid 60 min).`,
+			`Tokens acquired for app ****${clientId.slice(-4)} in tenant ****${TENANT.slice(-4)} (valid 60 min). ` +
+				'Graph https://graph.microsoft.com: no app roles in the token (fine with RBAC for Applications). ' +
+				`Exchange (SMTP, IMAP) ${EXCHANGE}: roles SMTP.SendAsApp.`,
 		);
-		expect(tokenRequests(clientId)).toBe(before + 1);
+		expect(tokenRequests(clientId)).toBe(before + 2);
 	});
 
 	it('explains a wrong secret', async () => {

@@ -194,7 +194,8 @@ export class SmtpSender implements MailSender {
 				text: message.text,
 				html: message.html,
 				attachments,
-				headers: message.headers.map(({ name, value }) => ({ key: name, value })),
+				...(message.sender ? { sender: toNodemailerAddress(message.sender) } : {}),
+				headers: smtpHeaders(message),
 				priority: message.priority,
 				[PROGRESS_KEY]: progress,
 			} as SMTPPool.MailOptions);
@@ -254,6 +255,16 @@ function refusedRecipients(info: SMTPPool.SentMessageInfo): RefusedRecipient[] {
 		reply: String(error.response ?? '').replace(/\s+/g, ' ').trim(),
 		...(error.responseCode ? { responseCode: error.responseCode } : {}),
 	}));
+}
+
+const READ_RECEIPT_HEADER = 'Disposition-Notification-To';
+
+/** The item's headers, plus the read-receipt request (RFC 8098) to From unless a custom header already asks. */
+function smtpHeaders(message: OutgoingMessage): Array<{ key: string; value: string }> {
+	const headers = message.headers.map(({ name, value }) => ({ key: name, value }));
+	const asked = headers.some(({ key }) => key.toLowerCase() === READ_RECEIPT_HEADER.toLowerCase());
+	if (message.readReceipt && !asked) headers.push({ key: READ_RECEIPT_HEADER, value: message.from.address });
+	return headers;
 }
 
 function toNodemailerAddress(address: MailAddress): { name: string; address: string } {

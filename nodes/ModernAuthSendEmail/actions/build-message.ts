@@ -49,13 +49,10 @@ export async function buildMessage(
 			'Fill in From, or set Default From Address in the credential',
 		);
 	}
-	if (!isFromAllowed(from.address, defaults.allowedFrom)) {
-		throw new MessageInputError(
-			'From',
-			`"${from.address}" is not allowed by this credential`,
-			`The credential allows only: ${defaults.allowedFrom.join(', ')}`,
-		);
-	}
+	assertAddressAllowed('From', from.address, defaults.allowedFrom);
+	// "On behalf of": validated and limited like From, since it names a mailbox too.
+	const sender = parseSingleAddress('Sender (On Behalf Of)', options.sender);
+	if (sender) assertAddressAllowed('Sender (On Behalf Of)', sender.address, defaults.allowedFrom);
 
 	const to = parseAddressList('To', param('toEmail'));
 	const cc = parseAddressList('CC', options.ccEmail);
@@ -97,10 +94,30 @@ export async function buildMessage(
 
 	const priority = String(options.priority ?? 'normal') as MessagePriority;
 	if (!['high', 'normal', 'low'].includes(priority)) {
-		throw new MessageInputError('Priority', `"${priority}" is not one of high, normal, low`);
+		throw new MessageInputError('Importance', `"${priority}" is not one of high, normal, low`);
 	}
 
-	return { from, to, cc, bcc, replyTo, subject, text, html, attachments, headers, priority };
+	return {
+		from,
+		to,
+		cc,
+		bcc,
+		replyTo,
+		subject,
+		text,
+		html,
+		attachments,
+		headers,
+		priority,
+		...(sender ? { sender } : {}),
+		readReceipt: options.readReceipt === true,
+		saveToSentItems: options.saveToSentItems !== false,
+	};
+}
+
+function assertAddressAllowed(field: string, address: string, allowed: string[]): void {
+	if (isFromAllowed(address, allowed)) return;
+	throw new MessageInputError(field, `"${address}" is not allowed by this credential`, `The credential allows only: ${allowed.join(', ')}`);
 }
 
 function assertRecipientLimit(count: number, limit: number): void {

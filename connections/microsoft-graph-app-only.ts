@@ -1,0 +1,31 @@
+import {
+	APP_ONLY_CREDENTIAL,
+	appOnlyTokens,
+	readAppOnlyCredential,
+} from '../nodes/shared/microsoft-connection';
+import type { ConnectionKind } from './connection';
+import { graphConnection, graphTransports } from './microsoft-graph-transport';
+
+/** "Microsoft 365 App-Only (Graph)": the app-only credential's Graph token, `/users/{mailbox}`. */
+export const microsoftAppOnlyGraph: ConnectionKind = {
+	authentication: 'microsoftAppOnlyGraph',
+	displayName: 'Microsoft 365 App-Only (Graph)',
+	description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password',
+	credentialType: APP_ONLY_CREDENTIAL,
+	send: true,
+	read: true,
+	async open(data) {
+		const credential = readAppOnlyCredential(data as Parameters<typeof readAppOnlyCredential>[0]);
+		return graphConnection(
+			{
+				graphHost: credential.config.cloud.graphHost,
+				tokens: appOnlyTokens(credential),
+				trust: { rejectUnauthorized: true, ca: credential.caCertificate || undefined },
+				defaultMailbox: credential.mailbox,
+				allowedMailboxes: credential.allowedMailboxes,
+				secrets: credential.secrets,
+			},
+			graphTransports,
+		);
+	},
+};

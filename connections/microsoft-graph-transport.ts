@@ -1,0 +1,121 @@
+import type { TokenProvider } from '../auth/app-only-token-provider';
+import { ActionableError } from '../model/actionable-error';
+import type { MailReader, MailSender } from '../transports/contracts';
+import type { TlsTrust } from '../transports/tls-options';
+import { assertMailboxAllowed } from '../nodes/shared/microsoft-connection';
+import type { Connection, SenderTuning, SendIdentity } from './connection';
+
+/**
+ * What both Graph kinds (app-only, delegated) share once their credential is parsed: the
+ * Graph host and token provider, the mailbox rules, and how senders and readers are made.
+ */
+
+/** Where and how to reach one mailbox through Graph (the options of the Graph sender and reader). */
+export interface GraphEndpoint {
+	/** The cloud's Graph host, e.g. https://graph.microsoft.com. */
+	graphHost: string;
+	/** Hands out tokens for the 'graph' audience. */
+	tokens: TokenProvider;
+	/** `/users/{mailbox}`; absent: `/me` (delegated, the signed-in account). */
+	mailbox?: string;
+	trust: TlsTrust;
+	/** Requests in flight for this mailbox (at most 4, Graph's MailboxConcurrency). */
+	maxConcurrency?: number;
+	retry?: { attempts?: number; firstBackoffMs?: number; maxBackoffMs?: number };
+}
+
+/** The transports behind the Graph kinds, and the Inbox read of the credential test. */
+export interface GraphTransports {
+	sender(endpoint: GraphEndpoint): MailSender;
+	reader(endpoint: GraphEndpoint): MailReader;
+	/** Reads the mailbox's Inbox (a token for Graph first); resolves to e.g. "12 messages, 3 unread". */
+	readInbox(endpoint: GraphEndpoint): Promise<string>;
+}
+
+export interface GraphAccess {
+	graphHost: string;
+	tokens: TokenProvider;
+	trust: TlsTrust;
+	/** Credential's default mailbox; '' for delegated means the signed-in account (`/me`). */
+	defaultMailbox: string;
+	allowedMailboxes: string[];
+	secrets: string[];
+	/** The signed-in account's address (delegated, from the token), for From and Allowed Mailboxes. */
+	signedInUser?: () => Promise<string>;
+}
+
+const MAX_CONCURRENCY = 4;
+
+function noMailbox(): ActionableError {
+	return new ActionableError(
+		'No mailbox to use through Graph',
+		'MAILBOX_REQUIRED',
+		'Set Default Mailbox in the credential, or the node option Mailbox',
+	);
+}
+
+/** One opened Graph credential: mailbox rules first, then senders, readers and the Test button. */
+export function graphConnection(access: GraphAccess, transports: GraphTransports): Connection {
+	const endpoint = (mailbox: string, extra: Partial<GraphEndpoint> = {}): GraphEndpoint => ({
+		graphHost: access.graphHost,
+		tokens: access.tokens,
+		trust: access.trust,
+		...(mailbox ? { mailbox } : {}),
+		...extra,
+	});
+
+	const mailboxFor = async (requested: string, field = 'Mailbox'): Promise<string> => {
+		const mailbox = (requested || access.defaultMailbox).trim();
+		if (mailbox) {
+			assertMailboxAllowed(access, mailbox, field);
+			return mailbox;
+		}
+		if (!access.signedInUser) throw noMailbox();
+		// `/me`: the signed-in account must itself be allowed.
+		if (access.allowedMailboxes.length) assertMailboxAllowed(access, await access.signedInUser(), field);
+		return '';
+	};
+
+	return {
+		secrets: access.secrets,
+		mailboxFor,
+		async identityFor(requested: string): Promise<SendIdentity> {
+			const mailbox = await mailboxFor(requested);
+			const fromAddress = mailbox || (await access.signedInUser?.()) || '';
+			return { key: (mailbox || 'me').toLowerCase(), mailbox, fromAddress, allowedFrom: access.allowedMailboxes };
+		},
+		sender: (identity: SendIdentity, tuning: SenderTuning) =>
+			transports.sender(
+				endpoint(identity.mailbox, {
+					maxConcurrency: Math.min(MAX_CONCURRENCY, Math.max(1, tuning.maxConnections)),
+					retry: {
+						...(tuning.retry.retries !== undefined ? { attempts: tuning.retry.retries + 1 } : {}),
+						firstBackoffMs: tuning.retry.firstBackoffMs,
+						maxBackoffMs: tuning.retry.maxBackoffMs,
+					},
+				}),
+			),
+		reader: (mailbox: string) => transports.reader(endpoint(mailbox)),
+		async test(): Promise<string> {
+			const acquired = `Graph token acquired for ${access.graphHost}`;
+			if (!access.defaultMailbox && !access.signedInUser) {
+				await access.tokens.getToken('graph', { forceRefresh: true });
+				return `${acquired}; set Default Mailbox to also check that the app can read it`;
+			}
+			const mailbox = await mailboxFor('', 'Default Mailbox');
+			const inbox = await transports.readInbox(endpoint(mailbox));
+			return `${acquired}; Inbox of ${mailbox || 'the signed-in account'}: ${inbox}`;
+		},
+	};
+}
+
+function notYetAvailable(): never {
+	throw new ActionableError('The Graph transport is not built into this version', 'GRAPH_ERROR', 'Use the SMTP or IMAP authentication');
+}
+
+/** The Graph sender, reader and Inbox check (wired to transports/graph once those exist on this branch). */
+export const graphTransports: GraphTransports = {
+	sender: notYetAvailable,
+	reader: notYetAvailable,
+	readInbox: async () => notYetAvailable(),
+};
