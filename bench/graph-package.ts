@@ -4,9 +4,8 @@
  * sender and reader it builds. Benchmarks use only the fixed contracts (ConnectionKind,
  * Connection, MailSender, MailReader).
  */
-import type { ConnectionKind } from '../connections/connection';
 import type { MailReader, MailSender } from '../transports/contracts';
-import { connectionKindFor } from '../connections/registry';
+import { microsoftAppOnlyGraph } from '../connections/microsoft-graph-app-only';
 
 export interface PackageGraph {
 	sender(mailbox: string, maxConnections: number): Promise<MailSender>;
@@ -14,8 +13,7 @@ export interface PackageGraph {
 }
 
 export async function openPackageGraph(credential: Record<string, unknown>): Promise<PackageGraph> {
-	const kind: ConnectionKind = connectionKindFor('microsoftAppOnlyGraph');
-	const connection = await kind.open(credential, {});
+	const connection = await microsoftAppOnlyGraph.open(credential, {});
 	return {
 		async sender(mailbox, maxConnections) {
 			if (!connection.identityFor || !connection.sender) throw new Error('the Graph connection builds no sender');
