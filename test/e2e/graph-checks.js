@@ -35,7 +35,8 @@ async function runGraphChecks(s) {
 	const port = await freePort();
 	const graphUrl = `https://127.0.0.1:${port}`;
 	const idp = await startFakeIdentity({ pki: s.pki, resources: { [graphUrl]: GRAPH_RESOURCE_APP } });
-	const graph = await startFakeGraph({ pki: s.pki, identity: idp, port, audience: graphUrl, onToken: s.onToken });
+	const graph = await startFakeGraph({ pki: s.pki, identity: idp, port });
+	graph.addMailbox({ address: MAILBOX, maxSendSize: 50 * 1024 * 1024 });
 	const secret = s.canary('graphappsecret');
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
 	idp.addApp({ tenant: TENANT, clientId: APP, secrets: [{ value: secret }], appRoles: ['Mail.Send', 'Mail.ReadWrite'] });
@@ -72,14 +73,14 @@ async function runGraphChecks(s) {
 			const tokensBefore = tokenRequests();
 			const run = await execute('MamGraphSendE2e1');
 			fs.rmSync(file);
-			const delivered = graph.sent(MAILBOX).filter((m) => m.subject === subject);
+			const delivered = graph.deliveries.filter((m) => m.subject === subject);
 			assert.equal(delivered.length, 1, 'delivered exactly once');
 			const [message] = delivered;
 			assert.deepEqual(message.to, ['ops@example.org']);
 			assert.equal(message.attachments.length, 1);
 			assert.equal(message.attachments[0].name, 'graph-20mb.bin');
 			assert.equal(message.attachments[0].size, attachment.length);
-			assert.equal(sha256(message.attachments[0].content), sha256(attachment), 'attachment bytes as read by n8n');
+			assert.equal(message.attachments[0].sha256, sha256(attachment), 'attachment bytes as n8n read them from disk');
 			assert.ok(graph.requests.some((r) => r.method === 'POST' && /\/attachments\/createUploadSession$/.test(r.path)), 'an upload session was used (20 MB cannot go inline)');
 			assert.equal(tokenRequests() - tokensBefore, 1, 'one Graph token request');
 			const output = run.data.resultData.runData[SEND_NODE][0].data.main[0];
@@ -90,11 +91,12 @@ async function runGraphChecks(s) {
 		await check('Read Mailbox through Graph reads unread messages with attachments into binary data (sha256 as the fake Graph holds them), marks them read on the server', async () => {
 			const tag = randomBytes(4).toString('hex');
 			const files = [randomBytes(300_000), randomBytes(1_200_000)];
-			graph.addMessage(MAILBOX, 'inbox', { subject: `Already read ${tag}`, isRead: true, attachments: [] });
-			const seeded = graph.addMessage(MAILBOX, 'inbox', {
+			graph.addMessage(MAILBOX, { folder: 'inbox', subject: `Already read ${tag}`, isRead: true });
+			const seeded = graph.addMessage(MAILBOX, {
+				folder: 'inbox',
 				subject: `With attachments ${tag}`,
 				from: 'sender@example.org',
-				text: 'two files attached',
+				body: { contentType: 'text', content: 'two files attached' },
 				attachments: [
 					{ name: 'ledger.bin', contentType: 'application/octet-stream', content: files[0] },
 					{ name: 'scan.pdf', contentType: 'application/pdf', content: files[1] },
@@ -108,16 +110,16 @@ async function runGraphChecks(s) {
 			assert.deepEqual(ours.map((item) => item.json.subject), [`With attachments ${tag}`], 'only the unread one');
 			const [item] = ours;
 			assert.deepEqual(item.json.attachments.map((a) => [a.filename, a.size]), [['ledger.bin', files[0].length], ['scan.pdf', files[1].length]]);
-			const held = graph.attachments(MAILBOX, seeded.id);
+			const held = seeded.attachments;
 			for (const [index, content] of files.entries()) {
 				const binary = item.binary[`attachment_${index}`];
 				assert.ok(binary, `binary attachment_${index}`);
 				assert.equal(binary.fileName, held[index].name);
 				const bytes = helpers.binaryBytes(s.userFolder, binary);
-				assert.equal(sha256(bytes), sha256(held[index].content), `attachment_${index} as the fake Graph holds it`);
+				assert.equal(sha256(bytes), sha256(graph.attachmentBytes(held[index])), `attachment_${index} as the fake Graph holds it`);
 				assert.equal(sha256(bytes), sha256(content));
 			}
-			assert.equal(graph.message(MAILBOX, seeded.id).isRead, true, 'marked read through Graph');
+			assert.equal(graph.message(MAILBOX, seeded.immutableId).isRead, true, 'marked read through Graph');
 		});
 
 		await check('Graph trigger active in real n8n (n8n start): activation sets a delta baseline, mail delivered while stopped is emitted once after the restart, mail delivered while running once, a message only marked read is not emitted again', async () => {
@@ -127,6 +129,7 @@ async function runGraphChecks(s) {
 			const TRIGGER = 'Graph Mailbox Trigger';
 			const WATCHED = 'watch-graph@contoso.example';
 			idp.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: WATCHED });
+			graph.addMailbox({ address: WATCHED });
 			const tag = randomBytes(4).toString('hex');
 			const batch = (name, n) => Array.from({ length: n }, (_, i) => `${name} ${i + 1} ${tag}`);
 			const preExisting = batch('Graph already there', 2);
@@ -134,7 +137,7 @@ async function runGraphChecks(s) {
 			const whileRunning = batch('Graph new while running', 1);
 			const ids = new Map(); // subject -> Graph id
 			const deliver = (subjects) => {
-				for (const subject of subjects) ids.set(subject, graph.addMessage(WATCHED, 'inbox', { subject, from: 'sender@example.org', text: `body of ${subject}` }).id);
+				for (const subject of subjects) ids.set(subject, graph.addMessage(WATCHED, { folder: 'inbox', subject, from: 'sender@example.org', body: { contentType: 'text', content: `body of ${subject}` } }).immutableId);
 			};
 			deliver(preExisting);
 			// A poll every 15 s (n8n refuses sub-minute cron fields): four fixed seconds a minute.
@@ -221,6 +224,8 @@ async function runGraphChecks(s) {
 			console.log(`    # graph trigger: 3 mails after a restart, 1 from the schedule after ${scheduledAfterMs} ms; a read+flagged old message not re-emitted; ${tokenRequests()} Graph token requests in all`);
 		});
 	} finally {
+		// Every token the platform issued is a canary for the suite's audit.
+		for (const token of idp.issuedTokens) s.onToken(token);
 		await graph.close();
 		await idp.close();
 	}
