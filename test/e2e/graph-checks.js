@@ -44,7 +44,7 @@ async function runGraphChecks(s) {
 	const tokenRequests = () => idp.counts({ grantType: 'client_credentials', clientId: APP, status: 200 });
 	const execute = async (workflowId) => {
 		const executed = await s.runN8n(['execute', `--id=${workflowId}`, '--rawOutput'], s.env);
-		assert.equal(executed.code, 0, executed.stdout.slice(-3000) + executed.stderr.slice(-3000));
+		assert.equal(executed.code, 0, failureOf(executed));
 		assert.ok(!executed.stdout.includes(secret) && !executed.stderr.includes(secret), 'client secret not in n8n output');
 		return runtime.parseExecuteOutput(executed.stdout);
 	};
@@ -252,6 +252,18 @@ function readWorkflow(id) {
 			},
 		],
 	};
+}
+
+/** Why an `n8n execute` failed, short: the run's error if it printed one (its output may hold megabytes of base64). */
+function failureOf(executed) {
+	try {
+		const { error } = runtime.parseExecuteOutput(executed.stdout).data.resultData;
+		if (error) return `${error.message}${error.description ? ` (${error.description})` : ''}${error.node ? ` in ${error.node.name ?? error.node}` : ''}`;
+	} catch {
+		// no JSON: fall through to the raw ends
+	}
+	const clip = (text) => (text.length > 3000 ? `...${text.slice(-3000)}` : text);
+	return `${clip(executed.stdout.replace(/[A-Za-z0-9+/=]{200,}/g, '<base64>'))}\n${clip(executed.stderr)}`;
 }
 
 function freePort() {
