@@ -1,6 +1,9 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
 import { ActionableError } from '../model/actionable-error';
 import type { MailReader, MailSender } from '../transports/contracts';
+import { createGraphClient } from '../transports/graph/graph-client';
+import { GraphReader } from '../transports/graph/graph-reader';
+import { isValidMailbox } from '../transports/graph/mailbox-path';
 import type { TlsTrust } from '../transports/tls-options';
 import { assertMailboxAllowed } from '../nodes/shared/microsoft-connection';
 import type { Connection, SenderTuning, SendIdentity } from './connection';
@@ -54,6 +57,15 @@ function noMailbox(): ActionableError {
 	);
 }
 
+/** Checked before anything connects, so the refusal names the field (the client checks again). */
+function notAddressable(field: string, mailbox: string): ActionableError {
+	return new ActionableError(
+		`${field}: "${mailbox}" is not a mailbox Graph can address`,
+		'GRAPH_INVALID_MAILBOX',
+		`Enter ${field} as a plain address (user@contoso.com) or the mailbox's object id (GUID)`,
+	);
+}
+
 /** One opened Graph credential: mailbox rules first, then senders, readers and the Test button. */
 export function graphConnection(access: GraphAccess, transports: GraphTransports): Connection {
 	const endpoint = (mailbox: string, extra: Partial<GraphEndpoint> = {}): GraphEndpoint => ({
@@ -68,6 +80,7 @@ export function graphConnection(access: GraphAccess, transports: GraphTransports
 		const mailbox = (requested || access.defaultMailbox).trim();
 		if (mailbox) {
 			assertMailboxAllowed(access, mailbox, field);
+			if (!isValidMailbox(mailbox)) throw notAddressable(field, mailbox);
 			return mailbox;
 		}
 		if (!access.signedInUser) throw noMailbox();
@@ -109,13 +122,27 @@ export function graphConnection(access: GraphAccess, transports: GraphTransports
 	};
 }
 
+/** The Inbox's counts: proves the token is accepted and the app may open the mailbox. */
+async function readInbox(endpoint: GraphEndpoint): Promise<string> {
+	const client = createGraphClient(endpoint);
+	try {
+		const inbox = await client.get<{ totalItemCount?: number; unreadItemCount?: number }>(
+			`${client.mailbox}/mailFolders/inbox`,
+		);
+		return `${inbox.totalItemCount ?? 0} messages, ${inbox.unreadItemCount ?? 0} unread`;
+	} finally {
+		client.close();
+	}
+}
+
 function notYetAvailable(): never {
 	throw new ActionableError('The Graph transport is not built into this version', 'GRAPH_ERROR', 'Use the SMTP or IMAP authentication');
 }
 
-/** The Graph sender, reader and Inbox check (wired to transports/graph once those exist on this branch). */
+/** The Graph sender, reader and Inbox check (the sender wired once it exists on this branch). */
 export const graphTransports: GraphTransports = {
 	sender: notYetAvailable,
-	reader: notYetAvailable,
-	readInbox: async () => notYetAvailable(),
+	// One client per reader: it owns the mailbox's request limiter slots and closes with it.
+	reader: (endpoint) => new GraphReader(createGraphClient(endpoint)),
+	readInbox,
 };

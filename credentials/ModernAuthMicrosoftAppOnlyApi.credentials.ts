@@ -131,7 +131,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			type: 'string',
 			typeOptions: { rows: 4 },
 			default: '',
-			description: 'Extra CA to trust for the mail servers, e.g. behind a TLS-inspecting proxy',
+			description: 'Extra CA to trust for the mail servers and Graph, e.g. behind a TLS-inspecting proxy',
 		},
 	];
 }

@@ -85,7 +85,7 @@ async function main() {
 		headers: { 'content-type': 'application/x-www-form-urlencoded' },
 		body: new URLSearchParams({ grant_type: 'client_credentials', client_id: APP, client_secret: SECRET, scope: 'https://graph.microsoft.com/.default' }).toString(),
 	});
-	const token = tokenResponse.json.access_token;
+	let token = tokenResponse.json.access_token;
 	const app = (opts = {}) => ({ token, ...opts });
 	const mbx = (address) => `/users/${encodeURIComponent(address)}`;
 	const delegated = (scp) => identity.mintAccessToken({ tenant: TENANT, clientId: APP, username: USER, audience: 'https://graph.microsoft.com', scp });
@@ -146,6 +146,18 @@ async function main() {
 		const res = await call(`/users/${graph.mailbox(SENDER).id}/mailFolders/inbox`, app());
 		assert.equal(res.status, 200);
 		assert.equal(res.json.displayName, 'Inbox');
+	});
+
+	await check('a revoked token gets 401; a renewed token works; an injected 401 is InvalidAuthenticationToken', async () => {
+		const old = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.ReadWrite'] });
+		graph.revokeIssuedTokens();
+		assert.equal((await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: old })).status, 401);
+		const fresh = identity.mintAccessToken({ tenant: TENANT, clientId: APP, audience: 'https://graph.microsoft.com', roles: ['Mail.ReadWrite', 'Mail.Send'] });
+		assert.equal((await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: fresh })).status, 200);
+		graph.failNext(1, { status: 401 });
+		const injected = await call(`${mbx(SENDER)}/mailFolders/inbox`, { token: fresh });
+		assert.equal(injected.json.error.code, 'InvalidAuthenticationToken');
+		token = fresh;
 	});
 
 	// ---- sendMail ----
@@ -254,6 +266,7 @@ async function main() {
 		const { uploadUrl, nextExpectedRanges } = created.json;
 		assert.deepEqual(nextExpectedRanges, ['0-']);
 		assert.ok(!uploadUrl.includes('/v1.0/'), 'the upload URL is not a Graph URL');
+		assert.notEqual(new URL(uploadUrl).host, new URL(graph.url).host, 'another host, so SDK middleware adds no token');
 		const chunk = 8 * UPLOAD_CHUNK_UNIT; // 2.5 MiB
 		const withAuth = await put(uploadUrl, data.subarray(0, chunk), 0, size, { authorization: `Bearer ${token}` });
 		assert.equal(withAuth.status, 401);
@@ -263,9 +276,9 @@ async function main() {
 		assert.equal(skip.status, 416);
 		const first = await put(uploadUrl, data.subarray(0, chunk), 0, size);
 		assert.equal(first.status, 200);
-		assert.deepEqual(first.json.nextExpectedRanges, [`${chunk}-`]);
+		assert.deepEqual(first.json.nextExpectedRanges, [String(chunk)]);
 		const status = await request(uploadUrl, { ca });
-		assert.deepEqual(status.json.nextExpectedRanges, [`${chunk}-`]);
+		assert.deepEqual(status.json.nextExpectedRanges, [String(chunk)]);
 		const repeat = await put(uploadUrl, data.subarray(0, chunk), 0, size);
 		assert.equal(repeat.status, 416, 'an already received range is refused');
 		assert.equal((await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size)).status, 200);
@@ -432,11 +445,248 @@ async function main() {
 		assert.equal(msg.json.hasAttachments, true);
 	});
 
+	// ---- delta ----
+
+	const DELTA_BOX = 'delta@contoso.example';
+	graph.addMailbox({ address: DELTA_BOX });
+	identity.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: DELTA_BOX });
+	for (let i = 0; i < 5; i++) graph.addMessage(DELTA_BOX, { subject: `d${i}`, to: [{ address: DELTA_BOX }] });
+	/** One delta round from `url`: every item and the final deltaLink. */
+	const deltaRound = async (url, headers = {}) => {
+		const items = [];
+		let pages = 0;
+		for (;;) {
+			const res = await request(url, { ca, token, headers: { ...IMMUTABLE, ...headers } });
+			assert.equal(res.status, 200, JSON.stringify(res.json));
+			pages++;
+			items.push(...res.json.value);
+			assert.ok(!(res.json['@odata.nextLink'] && res.json['@odata.deltaLink']), 'never both links');
+			if (res.json['@odata.deltaLink']) return { items, pages, deltaLink: res.json['@odata.deltaLink'], res };
+			url = res.json['@odata.nextLink'];
+		}
+	};
+	const deltaStart = `${graph.url}/v1.0${mbx(DELTA_BOX)}/mailFolders/inbox/messages/delta?$select=subject,isRead`;
+	let deltaLink;
+	await check('delta: first round pages (Prefer odata.maxpagesize) to an @odata.deltaLink with every message once; $select kept in the tokens', async () => {
+		const round = await deltaRound(deltaStart, { prefer: `odata.maxpagesize=2, ${IMMUTABLE.prefer}` });
+		assert.equal(round.pages, 3);
+		assert.deepEqual(round.items.map((m) => m.subject), ['d0', 'd1', 'd2', 'd3', 'd4']);
+		for (const m of round.items) assert.deepEqual(Object.keys(m).filter((k) => !k.startsWith('@')).sort(), ['id', 'isRead', 'subject']);
+		assert.ok(!round.deltaLink.includes('$select'), 'options live in the token');
+		const firstPage = await request(deltaStart, { ca, token, headers: { prefer: `odata.maxpagesize=2, ${IMMUTABLE.prefer}` } });
+		const next = firstPage.json['@odata.nextLink'];
+		const once = await request(next, { ca, token, headers: IMMUTABLE });
+		const twice = await request(next, { ca, token, headers: IMMUTABLE });
+		assert.deepEqual(twice.json.value, once.json.value, 'a nextLink asked again gives the same page');
+		deltaLink = round.deltaLink;
+		const empty = await deltaRound(deltaLink);
+		assert.deepEqual(empty.items, []);
+		deltaLink = empty.deltaLink;
+	});
+	await check('delta: the next round has new and changed messages, @removed for moved-away and deleted ones', async () => {
+		const [m0, m1, m2] = graph.messages(DELTA_BOX, 'inbox');
+		graph.addMessage(DELTA_BOX, { subject: 'd5', to: [{ address: DELTA_BOX }] });
+		const marked = await call(`${mbx(DELTA_BOX)}/messages/${encodeURIComponent(m0.immutableId)}`, app({ method: 'PATCH', body: { isRead: true } }));
+		assert.equal(marked.status, 200);
+		await call(`${mbx(DELTA_BOX)}/messages/${encodeURIComponent(m1.immutableId)}/move`, app({ method: 'POST', body: { destinationId: 'archive' } }));
+		graph.deleteMessage(DELTA_BOX, m2.immutableId);
+		const round = await deltaRound(deltaLink);
+		const byId = Object.fromEntries(round.items.map((m) => [m.id, m]));
+		assert.equal(round.items.length, 4);
+		assert.equal(byId[m0.immutableId].isRead, true);
+		assert.deepEqual(byId[m1.immutableId]['@removed'], { reason: 'deleted' });
+		assert.deepEqual(byId[m2.immutableId]['@removed'], { reason: 'deleted' });
+		assert.equal(round.items.find((m) => m.subject === 'd5').isRead, false);
+		deltaLink = round.deltaLink;
+		// moved back: a change in this folder again, not a removal
+		await call(`${mbx(DELTA_BOX)}/messages/${encodeURIComponent(m1.immutableId)}/move`, app({ method: 'POST', body: { destinationId: 'inbox' } }));
+		const back = await deltaRound(deltaLink);
+		assert.deepEqual(back.items.map((m) => [m.id, m.subject, '@removed' in m]), [[m1.immutableId, 'd1', false]]);
+		deltaLink = back.deltaLink;
+	});
+	await check('delta: changeType=created and $filter receivedDateTime ge persist in the token; other filters 400', async () => {
+		const start = `${graph.url}/v1.0${mbx(DELTA_BOX)}/mailFolders/inbox/messages/delta?changeType=created&$select=subject`;
+		const first = await deltaRound(start);
+		const m = graph.messages(DELTA_BOX, 'inbox')[0];
+		graph.updateMessage(DELTA_BOX, m.immutableId, { isRead: false });
+		graph.addMessage(DELTA_BOX, { subject: 'd6', to: [{ address: DELTA_BOX }] });
+		const next = await deltaRound(first.deltaLink);
+		assert.deepEqual(next.items.map((x) => x.subject), ['d6']);
+		const future = await deltaRound(`${graph.url}/v1.0${mbx(DELTA_BOX)}/mailFolders/inbox/messages/delta?$filter=${encodeURIComponent('receivedDateTime ge 2999-01-01T00:00:00Z')}`);
+		assert.deepEqual(future.items, []);
+		const bad = await request(`${graph.url}/v1.0${mbx(DELTA_BOX)}/mailFolders/inbox/messages/delta?$filter=${encodeURIComponent('isRead eq false')}`, { ca, token });
+		assert.equal(bad.status, 400);
+	});
+	await check('delta: an expired delta token answers 410 Gone with syncStateNotFound and a Location to restart', async () => {
+		assert.ok(graph.expireDeltaTokens() > 0);
+		const res = await request(deltaLink, { ca, token });
+		assert.equal(res.status, 410);
+		assert.equal(res.json.error.code, 'syncStateNotFound');
+		assert.ok(!res.headers.location.includes('deltatoken'));
+		const restart = await deltaRound(res.headers.location);
+		assert.equal(restart.items.length, graph.messages(DELTA_BOX, 'inbox').length);
+	});
+	await check('delta: replayDelta repeats an already reported message once (documented replays)', async () => {
+		const base = await deltaRound(deltaStart);
+		graph.replayDelta(1);
+		const again = await deltaRound(base.deltaLink);
+		assert.equal(again.items.length, 1);
+		assert.equal((await deltaRound(again.deltaLink)).items.length, 0);
+	});
+
+	// ---- $batch ----
+
+	await check('$batch: up to 20 parts, each with its own status; 21 is a 400; dependsOn failure is 424', async () => {
+		const [a, b] = graph.messages(LIST_BOX, 'inbox');
+		const res = await call('/$batch', app({ method: 'POST', body: { requests: [
+			{ id: '1', method: 'PATCH', url: `${mbx(LIST_BOX)}/messages/${encodeURIComponent(a.restId)}`, headers: { 'Content-Type': 'application/json' }, body: { isRead: true } },
+			{ id: '2', method: 'GET', url: `${mbx(LIST_BOX)}/messages/nosuchid` },
+			{ id: '3', method: 'POST', url: `${mbx(LIST_BOX)}/messages/${encodeURIComponent(b.restId)}/move`, headers: { 'Content-Type': 'application/json' }, body: { destinationId: 'archive' } },
+			{ id: '4', method: 'GET', url: `${mbx(LIST_BOX)}/mailFolders/inbox`, dependsOn: ['2'] },
+		] } }));
+		assert.equal(res.status, 200);
+		const byId = Object.fromEntries(res.json.responses.map((r) => [r.id, r]));
+		assert.deepEqual([byId['1'].status, byId['2'].status, byId['3'].status, byId['4'].status], [200, 404, 201, 424]);
+		assert.equal(byId['2'].body.error.code, 'ErrorItemNotFound');
+		assert.equal(a.isRead, true);
+		assert.equal(b.folderId, graph.folder(LIST_BOX, 'archive').id);
+		const many = Array.from({ length: 21 }, (_, i) => ({ id: String(i), method: 'GET', url: `${mbx(LIST_BOX)}/mailFolders/inbox` }));
+		assert.equal((await call('/$batch', app({ method: 'POST', body: { requests: many } }))).status, 400);
+		const twenty = await call('/$batch', app({ method: 'POST', body: { requests: many.slice(0, 20) } }));
+		assert.equal(twenty.json.responses.length, 20);
+		assert.ok(twenty.json.responses.every((r) => r.status === 200));
+		const unauth = await call('/$batch', { method: 'POST', body: { requests: many.slice(0, 1) } });
+		assert.equal(unauth.json.responses[0].status, 401);
+	});
+
+	// ---- faults, throttling, concurrency ----
+
+	const sendBody = (subject) => ({ message: { subject, toRecipients: [{ emailAddress: { address: RCPT } }] } });
+	const countSubject = (subject) => graph.deliveries.filter((d) => d.subject === subject).length;
+	await check('failNext: 429 and 503 with Retry-After on the matching path only, nothing processed', async () => {
+		graph.failNext(1, { status: 429, retryAfter: 2, path: '/sendMail$' });
+		graph.failNext(1, { status: 503, retryAfter: 1, method: 'POST', path: '/sendMail$' });
+		const other = await call(`${mbx(SENDER)}/mailFolders/inbox`, app());
+		assert.equal(other.status, 200, 'a GET elsewhere is not hit');
+		const first = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: sendBody('fault-429') }));
+		assert.equal(first.status, 429);
+		assert.equal(first.headers['retry-after'], '2');
+		assert.equal(first.json.error.code, 'TooManyRequests');
+		const second = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: sendBody('fault-429') }));
+		assert.equal(second.status, 503);
+		assert.equal(second.headers['retry-after'], '1');
+		assert.equal(countSubject('fault-429'), 0);
+		const third = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: sendBody('fault-429') }));
+		assert.equal(third.status, 202);
+		assert.equal(countSubject('fault-429'), 1);
+	});
+	await check('resetNext before processing: socket dies, nothing delivered; after processing: socket dies, delivered (ambiguous)', async () => {
+		graph.resetNext(1, { when: 'before', path: '/sendMail$' });
+		const before = await rejects(() => call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: sendBody('reset-before') })));
+		assert.match(before.code ?? before.message, /ECONNRESET|socket hang up/);
+		assert.equal(countSubject('reset-before'), 0);
+		graph.resetNext(1, { when: 'after', path: '/sendMail$' });
+		const after = await rejects(() => call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: sendBody('reset-after') })));
+		assert.match(after.code ?? after.message, /ECONNRESET|socket hang up/);
+		assert.equal(countSubject('reset-after'), 1);
+		const log = graph.requests.filter((r) => r.fault && r.fault.startsWith('reset'));
+		assert.deepEqual(log.map((r) => r.fault), ['reset-before', 'reset-after']);
+	});
+	await check('a failed part inside $batch answers its own 429 with Retry-After while the others succeed', async () => {
+		graph.failNext(1, { status: 429, retryAfter: 3, path: '/mailFolders/drafts$' });
+		const res = await call('/$batch', app({ method: 'POST', body: { requests: [
+			{ id: 'a', method: 'GET', url: `${mbx(LIST_BOX)}/mailFolders/inbox` },
+			{ id: 'b', method: 'GET', url: `${mbx(LIST_BOX)}/mailFolders/drafts` },
+		] } }));
+		const byId = Object.fromEntries(res.json.responses.map((r) => [r.id, r]));
+		assert.deepEqual([byId.a.status, byId.b.status, byId.b.headers['retry-after']], [200, 429, '3']);
+	});
+	await check('throttleRatio answers about that share with 429 (seeded); clearFaults stops it', async () => {
+		graph.throttleRatio(0.25, { path: '/mailFolders/inbox$' });
+		let throttled = 0;
+		for (let i = 0; i < 80; i++) if ((await call(`${mbx(SENDER)}/mailFolders/inbox`, app())).status === 429) throttled++;
+		graph.clearFaults();
+		assert.ok(throttled >= 8 && throttled <= 35, `${throttled} of 80 throttled`);
+		assert.equal((await call(`${mbx(SENDER)}/mailFolders/inbox`, app())).status, 200);
+	});
+	await check('service time and per-mailbox concurrency: max in flight tracked; above the limit 429 ApplicationThrottled (MailboxConcurrency)', async () => {
+		graph.setServiceTime(1000); // long enough that six TLS handshakes on a busy machine still overlap
+		const startMax = graph.concurrency(LIST_BOX).max;
+		await Promise.all(Array.from({ length: 3 }, () => call(`${mbx(LIST_BOX)}/mailFolders/inbox`, app())));
+		assert.equal(graph.concurrency(LIST_BOX).max, Math.max(startMax, 3));
+		graph.setMailboxConcurrencyLimit(4);
+		const started = Date.now();
+		const results = await Promise.all(Array.from({ length: 6 }, () => call(`${mbx(LIST_BOX)}/mailFolders/inbox`, app())));
+		assert.ok(Date.now() - started >= 950, 'service time applied');
+		const limited = results.filter((r) => r.status === 429);
+		assert.equal(limited.length, 2);
+		assert.equal(limited[0].json.error.code, 'ApplicationThrottled');
+		assert.match(limited[0].json.error.message, /MailboxConcurrency/);
+		assert.ok(limited[0].headers['retry-after']);
+		graph.setMailboxConcurrencyLimit(null);
+		graph.setServiceTime(0);
+	});
+	await check('upload PUTs honour faults too; after a reset-after the session status tells where to resume', async () => {
+		const id = await newDraft();
+		const size = 3 * MB + 10;
+		const data = crypto.randomBytes(size);
+		const { uploadUrl } = (await session(id, size)).json;
+		const chunk = 4 * UPLOAD_CHUNK_UNIT;
+		graph.resetNext(1, { when: 'after', path: '/AttachmentSessions' });
+		await rejects(() => put(uploadUrl, data.subarray(0, chunk), 0, size));
+		const status = await request(uploadUrl, { ca });
+		assert.deepEqual(status.json.nextExpectedRanges, [String(chunk)]);
+		graph.failNext(1, { status: 503, retryAfter: 1, path: '/AttachmentSessions' });
+		assert.equal((await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size)).status, 503);
+		assert.equal((await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size)).status, 200);
+		assert.equal((await put(uploadUrl, data.subarray(2 * chunk), 2 * chunk, size)).status, 201);
+		assert.equal(graph.message(SENDER, id).attachments[0].sha256, sha256(data));
+	});
+	await check('request log: method, path, query, body size, Authorization presence; never a token', async () => {
+		const text = JSON.stringify(graph.requests);
+		assert.ok(!text.includes(token), 'no token in the log');
+		assert.ok(!text.includes(token.split('.')[2]), 'no signature either');
+		const send = graph.requests.find((r) => r.path.endsWith('/sendMail') && r.status === 202);
+		assert.equal(send.method, 'POST');
+		assert.equal(send.headers.authorization, 'Bearer <redacted>');
+		assert.ok(send.bodySize > 0);
+		assert.equal(send.mailbox, SENDER);
+		const upload = graph.requests.find((r) => r.path.includes('AttachmentSessions') && r.method === 'PUT' && r.status === 200);
+		assert.equal(upload.headers.authorization, null);
+		for (const s of graph.uploadSessions.values()) assert.ok(!text.includes(s.authtoken), 'upload pre-auth tokens stay out of the log');
+	});
+
+	await check('--serve runs identity and Graph in a child process; JSON line with URLs and credentials; control routes', async () => {
+		const child = spawn(process.execPath, [require.resolve('./fake-graph'), '--serve', JSON.stringify({ mailboxes: [{ address: 'a@contoso.example' }, { address: 'b@contoso.example' }], serviceTimeMs: 5 })], { env: { ...process.env, MAM_TEST_PKI_DIR: pki.dir }, stdio: ['ignore', 'pipe', 'inherit'] });
+		try {
+			const info = await new Promise((resolve, reject) => {
+				let out = '';
+				child.stdout.on('data', (d) => {
+					out += d;
+					if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]));
+				});
+				child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
+			});
+			const tok = await request(`${info.authorityHost}/${info.tenantId}/oauth2/v2.0/token`, { ca, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: info.clientId, client_secret: info.clientSecret, scope: 'https://graph.microsoft.com/.default' }).toString() });
+			assert.equal(tok.status, 200);
+			const sent = await request(`${info.url}/v1.0/users/a%40contoso.example/sendMail`, { ca, method: 'POST', token: tok.json.access_token, body: { message: { subject: 'from child', toRecipients: [{ emailAddress: { address: 'b@contoso.example' } }] } } });
+			assert.equal(sent.status, 202);
+			const refused = await request(`${info.url}/_fake/deliveries`, { ca });
+			assert.equal(refused.status, 403);
+			const deliveries = await request(`${info.url}/_fake/deliveries`, { ca, headers: { 'x-fake-control': info.controlKey } });
+			assert.deepEqual(deliveries.json.map((d) => [d.subject, d.to]), [['from child', ['b@contoso.example']]]);
+			const fault = await request(`${info.url}/_fake/faults`, { ca, method: 'POST', headers: { 'x-fake-control': info.controlKey }, body: { failNext: { count: 1, status: 429, retryAfter: 1 } } });
+			assert.equal(fault.status, 204);
+			const throttled = await request(`${info.url}/v1.0/users/a%40contoso.example/mailFolders/inbox`, { ca, token: tok.json.access_token });
+			assert.equal(throttled.status, 429);
+		} finally {
+			child.kill('SIGTERM');
+		}
+	});
+
 	await graph.close();
 	await identity.close();
 	fs.rmSync(pki.dir, { recursive: true, force: true });
-	void rejects;
-	void spawn;
 }
 
 main()

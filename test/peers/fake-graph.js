@@ -118,6 +118,7 @@ async function startFakeGraph(options) {
 		serviceTimeMs: options.serviceTimeMs ?? 0,
 		mailboxConcurrencyLimit: options.mailboxConcurrencyLimit ?? Infinity,
 		uploadFinalBody: options.uploadFinalBody ?? false,
+		deltaReplays: 0,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -125,11 +126,13 @@ async function startFakeGraph(options) {
 	const requests = [];
 	const uploadSessions = new Map();
 	const deltaTokens = new Map(); // token -> {mailbox, folderId, seq, expired}
-	const deltaPages = new Map(); // skiptoken -> {mailbox, folderId, entries, offset, seq}
+	const deltaPages = new Map(); // skiptoken -> {session: {mailbox, folderId, entries, seq, ...}, offset}
 	const faults = [];
 	const concurrency = new Map(); // mailbox address -> {inFlight, max}
 	const timers = new Set();
 	let baseUrl = '';
+	let uploadBase = ''; // another host name, like outlook.office.com beside graph.microsoft.com
+	const revokedTokens = new Set();
 	let requestCounter = 0;
 
 	// ---- store ----
@@ -260,6 +263,7 @@ async function startFakeGraph(options) {
 		newRestId(mailbox, message);
 		mailbox.messages.set(message.immutableId, message);
 		touch(mailbox, message);
+		message.arrivedSeq = message.seq; // when it entered its folder (delta's changeType=created)
 		return message;
 	}
 
@@ -269,6 +273,7 @@ async function startFakeGraph(options) {
 		message.folderId = folder.id;
 		newRestId(mailbox, message);
 		touch(mailbox, message);
+		message.arrivedSeq = message.seq;
 		return message;
 	}
 	function removeMessage(mailbox, message) {
@@ -523,26 +528,47 @@ async function startFakeGraph(options) {
 	function deltaQuery(ctx, mailbox, folder) {
 		const skiptoken = ctx.query.get('$skiptoken');
 		const deltatoken = ctx.query.get('$deltatoken');
-		const pageSize = ctx.maxPageSize ?? DEFAULT_DELTA_PAGE;
 		let session;
+		let offset = 0;
 		if (skiptoken !== null) {
-			session = deltaPages.get(skiptoken);
-			if (!session || session.mailbox !== mailbox || session.folderId !== folder.id) throw syncStateGone(ctx);
-			deltaPages.delete(skiptoken);
+			// a skiptoken names a page: asking again (a retry after a lost answer) gets that page again
+			const page = deltaPages.get(skiptoken);
+			if (!page || page.session.mailbox !== mailbox || page.session.folderId !== folder.id) throw syncStateGone(ctx);
+			({ session, offset } = page);
 			ctx.select = session.select; // $select and the page size live in the token, as in Graph
 		} else {
 			let fromSeq = 0;
+			// query options of the first request live on in the tokens, as Graph encodes them
+			let options = { select: ctx.select, filter: null, changeType: null, top: null };
 			if (deltatoken !== null) {
 				const state = deltaTokens.get(deltatoken);
 				if (!state || state.mailbox !== mailbox || state.folderId !== folder.id || state.expired) throw syncStateGone(ctx);
 				fromSeq = state.seq;
-				if (ctx.query.get('$select') === null) ctx.select = state.select;
+				options = state.options;
+			} else {
+				options.filter = parseDeltaFilter(ctx.query.get('$filter'));
+				options.changeType = ctx.query.get('changeType');
+				if (options.changeType !== null && !['created', 'updated', 'deleted'].includes(options.changeType)) throw badRequest('ErrorInvalidUrlQuery', `changeType '${options.changeType}' is not one of created, updated, deleted.`);
+				options.top = intParam(ctx.query, '$top', null, MAX_PAGE);
 			}
+			ctx.select = options.select;
+			const wanted = (m) => {
+				if (options.filter && !options.filter(m)) return false;
+				if (fromSeq === 0 || !options.changeType) return true;
+				return options.changeType === 'created' ? m.arrivedSeq > fromSeq : options.changeType === 'updated' && m.arrivedSeq <= fromSeq;
+			};
 			const entries = [...mailbox.messages.values()]
-				.filter((m) => m.folderId === folder.id && m.seq > fromSeq)
+				.filter((m) => m.folderId === folder.id && m.seq > fromSeq && wanted(m))
 				.sort((a, b) => a.seq - b.seq)
 				.map((m) => ({ immutableId: m.immutableId }));
-			if (fromSeq > 0) {
+			if (fromSeq > 0 && settings.deltaReplays > 0) {
+				// documented "Replays": a change already reported may come again
+				const seen = new Set(entries.map((e) => e.immutableId));
+				const old = [...mailbox.messages.values()].filter((m) => m.folderId === folder.id && !seen.has(m.immutableId)).sort((a, b) => b.seq - a.seq).slice(0, settings.deltaReplays);
+				settings.deltaReplays = 0;
+				entries.unshift(...old.reverse().map((m) => ({ immutableId: m.immutableId })));
+			}
+			if (fromSeq > 0 && (!options.changeType || options.changeType === 'deleted')) {
 				const present = new Set(entries.map((e) => e.immutableId));
 				for (const r of mailbox.removals) {
 					if (r.folderId !== folder.id || r.seq <= fromSeq || present.has(r.immutableId)) continue;
@@ -552,10 +578,11 @@ async function startFakeGraph(options) {
 					entries.push({ removed: true, immutableId: r.immutableId, restId: r.restId });
 				}
 			}
-			session = { mailbox, folderId: folder.id, entries, offset: 0, seq: mailbox.seq, select: ctx.select };
+			session = { mailbox, folderId: folder.id, entries, seq: mailbox.seq, select: ctx.select, options };
 		}
-		const slice = session.entries.slice(session.offset, session.offset + pageSize);
-		session.offset += slice.length;
+		const pageSize = ctx.maxPageSize ?? session.options.top ?? DEFAULT_DELTA_PAGE;
+		const slice = session.entries.slice(offset, offset + pageSize);
+		offset += slice.length;
 		const value = [];
 		for (const entry of slice) {
 			const message = entry.removed ? null : mailbox.messages.get(entry.immutableId);
@@ -566,21 +593,30 @@ async function startFakeGraph(options) {
 			}
 		}
 		const body = { '@odata.context': `${baseUrl}/v1.0/$metadata#Collection(message)`, value };
-		if (session.offset < session.entries.length) {
+		if (offset < session.entries.length) {
 			const token = b64url(crypto.randomBytes(18));
-			deltaPages.set(token, session);
-			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null });
+			deltaPages.set(token, { session, offset });
+			body['@odata.nextLink'] = linkWith(ctx, { $skiptoken: token, $deltatoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		} else {
 			const token = b64url(crypto.randomBytes(18));
-			deltaTokens.set(token, { mailbox, folderId: folder.id, seq: session.seq, select: session.select, expired: false });
-			body['@odata.deltaLink'] = linkWith(ctx, { $deltatoken: token, $skiptoken: null, $select: null });
+			deltaTokens.set(token, { mailbox, folderId: folder.id, seq: session.seq, options: session.options, expired: false });
+			body['@odata.deltaLink'] = linkWith(ctx, { $deltatoken: token, $skiptoken: null, $select: null, $filter: null, $top: null, changeType: null });
 		}
 		const headers = ctx.maxPageSize ? { 'preference-applied': `odata.maxpagesize=${ctx.maxPageSize}` } : {};
 		return { status: 200, body, headers };
 	}
+	/** Delta takes only receivedDateTime ge|gt (documented). */
+	function parseDeltaFilter(raw) {
+		if (raw === null) return null;
+		const m = /^receivedDateTime\s+(ge|gt)\s+(\d{4}-\d{2}-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2}))?)$/i.exec(raw.trim());
+		if (!m) throw badRequest('ErrorInvalidUrlQueryFilter', 'The query filter contains one or more invalid nodes.');
+		const at = Date.parse(m[2]);
+		return lower(m[1]) === 'ge' ? (msg) => Date.parse(msg.receivedDateTime) >= at : (msg) => Date.parse(msg.receivedDateTime) > at;
+	}
 	function syncStateGone(ctx) {
-		// Documented: an invalid/expired delta token is 410 Gone; the client restarts from a fresh delta
-		return new GraphError(410, 'SyncStateNotFound', 'The sync state could not be found. Restart the synchronization with a new delta request (resync required).', { location: linkWith(ctx, { $deltatoken: null, $skiptoken: null }) });
+		// Documented ("Synchronization reset"): 410 Gone with a Location header holding the initial
+		// query (no token); error code syncStateNotFound for an expired token
+		return new GraphError(410, 'syncStateNotFound', 'The sync state generation is not found. The delta token is expired and data must be synchronized again.', { location: linkWith(ctx, { $deltatoken: null, $skiptoken: null }) });
 	}
 
 	// ---- auth ----
@@ -603,6 +639,7 @@ async function startFakeGraph(options) {
 		const match = /^Bearer\s+(\S+)$/i.exec(ctx.headers.authorization ?? '');
 		if (!match) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
 		const token = match[1];
+		if (revokedTokens.has(token)) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token has expired or is not yet valid.');
 		const basic = identity.introspect(token, { audience: GRAPH_AUDIENCE });
 		const claims = decodeClaims(token);
 		const tokenOk = basic.active || basic.reason === 'app-only token needs a mailbox';
@@ -768,7 +805,7 @@ async function startFakeGraph(options) {
 		const expires = Date.now() + 24 * 3600 * 1000;
 		const session = { id: sessionId, authtoken, mailbox, messageId: message.immutableId, name: item.name, size: item.size, contentType: item.contentType ?? 'application/octet-stream', isInline: Boolean(item.isInline), contentId: item.contentId ?? null, received: 0, hash: crypto.createHash('sha256'), file, expires, done: false, chunks: 0 };
 		uploadSessions.set(sessionId, session);
-		const uploadUrl = `${baseUrl}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/AttachmentSessions('${sessionId}')?authtoken=${authtoken}`;
+		const uploadUrl = `${uploadBase}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/AttachmentSessions('${sessionId}')?authtoken=${authtoken}`;
 		return { status: 201, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#microsoft.graph.uploadSession`, uploadUrl, expirationDateTime: iso(expires), nextExpectedRanges: ['0-'] } };
 	}
 
@@ -924,6 +961,7 @@ async function startFakeGraph(options) {
 	function faultError(rule) {
 		const headers = rule.retryAfter === undefined || rule.retryAfter === null ? {} : { 'retry-after': String(rule.retryAfter) };
 		const known = {
+			401: ['InvalidAuthenticationToken', 'Access token has expired or is not yet valid.'],
 			429: ['TooManyRequests', 'Too many requests.'],
 			500: ['InternalServerError', 'An internal server error occurred.'],
 			502: ['BadGateway', 'Bad gateway.'],
@@ -1071,7 +1109,7 @@ async function startFakeGraph(options) {
 			const headers = { ...Object.fromEntries(Object.entries(r.headers ?? {}).map(([k, v]) => [lower(k), v])), authorization: req.headers.authorization };
 			const body = r.body === undefined ? Buffer.alloc(0) : Buffer.from(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
 			if (r.body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
-			const relative = String(r.url).replace(/^\/?(v1\.0\/)?/, '/');
+			const relative = String(r.url).replace(/^\/?/, '/'); // relative to /v1.0, as documented
 			const pathname = `/v1.0${relative.split('?')[0]}`;
 			const logRecord = { at: Date.now(), method: r.method, path: pathname, query: relative.includes('?') ? relative.slice(relative.indexOf('?') + 1) : '', headers: logHeaders(headers), bodySize: body.length, status: null, batch: outerCtx.requestId, fault: null, mailbox: null };
 			requests.push(logRecord);
@@ -1109,7 +1147,9 @@ async function startFakeGraph(options) {
 			pending.set(r.id, runPart(r));
 		}
 		for (const r of list) results.set(r.id, await pending.get(r.id));
-		return { status: 200, body: { responses: list.map((r) => results.get(r.id)) } };
+		// documented: responses may come in any order; a seeded shuffle keeps callers honest
+		const order = list.map((r) => ({ id: r.id, key: random() })).sort((a, b) => a.key - b.key);
+		return { status: 200, body: { responses: order.map((o) => results.get(o.id)) } };
 	}
 
 	async function handleUpload(req, res, url, record) {
@@ -1126,7 +1166,8 @@ async function startFakeGraph(options) {
 		}
 		if (!session || url.searchParams.get('authtoken') !== session.authtoken) return reply(new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found.'));
 		if (session.expires < Date.now()) return reply(new GraphError(404, 'ErrorItemNotFound', 'The upload session has expired.'));
-		const status = () => ({ expirationDateTime: iso(session.expires), nextExpectedRanges: session.done ? [] : [`${session.received}-`] });
+		// Outlook answers the next start offset alone (["2097152"]), unlike OneDrive's "start-end" ranges
+		const status = () => ({ expirationDateTime: iso(session.expires), nextExpectedRanges: session.done ? [] : [String(session.received)] });
 		if (req.method === 'GET') {
 			await readBody(req, 0);
 			record.status = 200;
@@ -1193,7 +1234,7 @@ async function startFakeGraph(options) {
 		message.attachments.push(attachment);
 		touch(mailbox, message);
 		record.status = 201;
-		const location = `${baseUrl}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/Attachments('${attachment.id}')`;
+		const location = `${uploadBase}/api/v2.0/Users('${mailbox.id}')/Messages('${message.restId}')/Attachments('${attachment.id}')`;
 		if (settings.uploadFinalBody) return send(res, { status: 201, headers: { location }, body: attachmentJson({ ...attachment, file: null }, {}) }, ctx);
 		return send(res, { status: 201, headers: { location, 'content-length': '0' } }, ctx);
 	}
@@ -1218,7 +1259,7 @@ async function startFakeGraph(options) {
 
 	async function handle(req, res) {
 		const url = new URL(req.url, 'https://127.0.0.1');
-		const record = { at: Date.now(), seq: ++requestCounter, method: req.method, path: url.pathname, query: url.search.slice(1), headers: logHeaders(req.headers), bodySize: 0, status: null, fault: null, mailbox: null, batch: null };
+		const record = { at: Date.now(), seq: ++requestCounter, method: req.method, path: url.pathname, query: url.search.slice(1).replace(/(authtoken=)[^&]*/i, '$1<redacted>'), headers: logHeaders(req.headers), bodySize: 0, status: null, fault: null, mailbox: null, batch: null };
 		if (url.pathname.startsWith('/_fake/')) return handleControl(req, res, url);
 		requests.push(record);
 		res.on('finish', () => {
@@ -1280,13 +1321,23 @@ async function startFakeGraph(options) {
 			resolve();
 		});
 	});
-	baseUrl = `https://127.0.0.1:${server.address().port}`;
+	const port = server.address().port;
+	baseUrl = `https://127.0.0.1:${port}`;
+	// `localhost` may resolve to ::1 first: listen there too when the host has IPv6
+	const server6 = https.createServer({ key: options.pki.key, cert: options.pki.cert }, server.listeners('request')[0]);
+	const has6 = await new Promise((resolve) => {
+		server6.once('error', () => resolve(false));
+		server6.listen(port, '::1', () => resolve(true));
+	});
+	uploadBase = `https://localhost:${port}`;
 
 	const scopeOf = (o) => ({ method: o.method ?? null, path: o.path ? (o.path instanceof RegExp ? o.path.source : String(o.path)) : null });
 	const api = {
 		url: baseUrl,
 		/** Graph root for the cloud table's graphHost (https://127.0.0.1:port). */
 		host: baseUrl.replace(/^https:\/\//, ''),
+		/** Where upload sessions live: https://localhost:port (a different host, as outlook.office.com is). */
+		uploadUrl: uploadBase,
 		requests,
 		deliveries,
 		addMailbox,
@@ -1334,6 +1385,10 @@ async function startFakeGraph(options) {
 			deltaPages.clear();
 			return n;
 		},
+		/** The next delta round (any folder) repeats up to `count` already reported messages, as Graph may. */
+		replayDelta(count) {
+			settings.deltaReplays = count;
+		},
 		/** Next `count` matching requests answer `status` (429|500|503|504 ...) with optional Retry-After seconds. */
 		failNext(count, { status = 503, retryAfter, code, method, path } = {}) {
 			faults.push({ kind: 'fail', remaining: count, status, retryAfter, code, ...scopeOf({ method, path }) });
@@ -1345,6 +1400,11 @@ async function startFakeGraph(options) {
 		/** A share of matching requests answers 429 (seeded random) until clearFaults(). */
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
+		},
+		/** Every token the identity minted so far is refused with 401 from now on (a renewed one works). */
+		revokeIssuedTokens() {
+			for (const t of identity.issuedTokens) revokedTokens.add(t);
+			return revokedTokens.size;
 		},
 		clearFaults() {
 			faults.length = 0;
@@ -1359,10 +1419,16 @@ async function startFakeGraph(options) {
 		concurrency: (address) => concurrency.get(requireMailbox(address).address) ?? { inFlight: 0, max: 0, throttled: 0 },
 		close() {
 			for (const timer of timers) clearTimeout(timer);
-			return new Promise((resolve) => {
-				server.close(() => resolve());
-				server.closeAllConnections();
-			}).finally(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
+			const servers = has6 ? [server, server6] : [server];
+			return Promise.all(
+				servers.map(
+					(s) =>
+						new Promise((resolve) => {
+							s.close(() => resolve());
+							s.closeAllConnections();
+						}),
+				),
+			).finally(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 		},
 	};
 	return api;

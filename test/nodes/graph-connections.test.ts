@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+
+import { microsoftAppOnlyGraph } from '../../connections/microsoft-graph-app-only';
+import { microsoftDelegatedGraph } from '../../connections/microsoft-graph-delegated';
+import {
+	appOnlyGraphCredential,
+	registerGraphApp,
+	ROBOT,
+	SHARED,
+	startGraphPeers,
+	TENANT,
+	USER,
+	USER_PASSWORD,
+	type GraphPeers,
+} from './graph-fixture';
+
+const GRAPH_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access';
+
+let peers: GraphPeers;
+const delegatedApp = { clientId: randomUUID(), secret: `delegated-graph-${randomUUID()}` };
+
+beforeAll(async () => {
+	peers = await startGraphPeers();
+	peers.idp.addApp({ tenant: TENANT, clientId: delegatedApp.clientId, secrets: [{ value: delegatedApp.secret }] });
+	peers.idp.grantMailbox({ tenant: TENANT, username: USER, mailbox: SHARED });
+});
+afterAll(async () => {
+	await peers?.graph.close();
+	await peers?.idp.close();
+});
+
+const appOnlyData = (app: { clientId: string; secret: string }, overrides: Record<string, unknown> = {}) =>
+	appOnlyGraphCredential(peers, app, overrides).modernAuthMicrosoftAppOnlyApi.data;
+
+/** What n8n holds after "Connect my account" with Use For = Graph (tokens from the password grant here). */
+async function delegatedData(overrides: Record<string, unknown> = {}) {
+	const response = await fetch(peers.idp.tokenEndpoint(TENANT), {
+		method: 'POST',
+		headers: { 'content-type': 'application/x-www-form-urlencoded' },
+		body: new URLSearchParams({
+			grant_type: 'password',
+			client_id: delegatedApp.clientId,
+			client_secret: delegatedApp.secret,
+			username: USER,
+			password: USER_PASSWORD,
+			scope: GRAPH_SCOPE,
+		}),
+	});
+	expect(response.status).toBe(200);
+	const tokens = (await response.json()) as { access_token: string; refresh_token: string };
+	return {
+		clientId: delegatedApp.clientId,
+		clientSecret: delegatedApp.secret,
+		cloud: 'custom',
+		authorityHost: peers.idp.authorityHost,
+		graphHost: peers.graphHost,
+		tenant: TENANT,
+		useFor: 'graph',
+		mailbox: '',
+		oauthTokenData: { ...tokens, token_type: 'Bearer' },
+		...overrides,
+	};
+}
+
+const inboxReads = (mailboxSegment: string) =>
+	(peers.graph.requests as Array<{ method: string; path: string }>).filter((r) => r.method === 'GET' && r.path === `/v1.0${mailboxSegment}/mailFolders/inbox`).length;
+
+describe('Graph connection kinds', () => {
+	it('are the Authentication values the nodes offer, on the existing credential types', () => {
+		expect([microsoftAppOnlyGraph, microsoftDelegatedGraph].map(({ authentication, displayName, credentialType, send, read }) => ({ authentication, displayName, credentialType, send, read }))).toEqual([
+			{ authentication: 'microsoftAppOnlyGraph', displayName: 'Microsoft 365 App-Only (Graph)', credentialType: 'modernAuthMicrosoftAppOnlyApi', send: true, read: true },
+			{ authentication: 'microsoftDelegatedGraph', displayName: 'Microsoft 365 Delegated (Graph)', credentialType: 'modernAuthMicrosoftDelegatedOAuth2Api', send: true, read: true },
+		]);
+	});
+
+	it('app-only test(): a Graph token, then the Default Mailbox\'s Inbox is read', async () => {
+		const app = registerGraphApp(peers);
+		peers.graph.addMessage(ROBOT, { subject: 'counted', from: { address: 'x@example.org' }, to: [{ address: ROBOT }] });
+		const before = inboxReads(`/users/${encodeURIComponent(ROBOT)}`);
+		const connection = await microsoftAppOnlyGraph.open(appOnlyData(app), {});
+		const held = peers.graph.messages(ROBOT, 'inbox') as Array<{ isRead: boolean }>;
+		expect(await connection.test()).toBe(
+			`Graph token acquired for ${peers.graphHost}; Inbox of ${ROBOT}: ${held.length} messages, ${held.filter((m) => !m.isRead).length} unread`,
+		);
+		expect(inboxReads(`/users/${encodeURIComponent(ROBOT)}`)).toBe(before + 1);
+		expect(peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId, scope: `${peers.graphHost}/.default` })).toBe(1);
+	});
+
+	it('app-only test() without RBAC scope on the mailbox: Graph\'s refusal with the fix', async () => {
+		const app = registerGraphApp(peers, { mailboxes: [] });
+		const connection = await microsoftAppOnlyGraph.open(appOnlyData(app), {});
+		const refusal = await connection.test().then(
+			() => undefined,
+			(error: unknown) => error as { code: string; message: string; hint: string },
+		);
+		expect(refusal).toMatchObject({ code: 'GRAPH_ACCESS_DENIED' });
+		expect(`${refusal?.message} ${refusal?.hint}`).not.toContain(app.secret);
+	});
+
+	it('a mailbox Graph cannot address is refused naming the field, before any request', async () => {
+		const app = registerGraphApp(peers);
+		const connection = await microsoftAppOnlyGraph.open(appOnlyData(app), {});
+		const before = peers.graph.requests.length;
+		for (const mailbox of ['../../admin@contoso.example', 'robot@contoso.example/messages', 'robot%40contoso.example', 'robot@contoso.example?$top=1']) {
+			await expect(connection.mailboxFor(mailbox, 'Mailbox')).rejects.toMatchObject({ code: 'GRAPH_INVALID_MAILBOX', message: `Mailbox: "${mailbox}" is not a mailbox Graph can address` });
+		}
+		expect(peers.graph.requests.length).toBe(before);
+	});
+
+	it('delegated without a mailbox works on /me; with a shared mailbox on /users/{mailbox}', async () => {
+		const me = await microsoftDelegatedGraph.open(await delegatedData(), {});
+		const meBefore = inboxReads('/me');
+		expect(await me.test()).toMatch(new RegExp(`^Graph token acquired for ${peers.graphHost}; Inbox of the signed-in account: \\d+ messages, \\d+ unread$`));
+		expect(inboxReads('/me')).toBe(meBefore + 1);
+		expect(await me.identityFor!('')).toEqual({ key: 'me', mailbox: '', fromAddress: USER, allowedFrom: [] });
+
+		const shared = await microsoftDelegatedGraph.open(await delegatedData({ mailbox: SHARED }), {});
+		const sharedBefore = inboxReads(`/users/${encodeURIComponent(SHARED)}`);
+		expect(await shared.test()).toMatch(new RegExp(`; Inbox of ${SHARED}: `));
+		expect(inboxReads(`/users/${encodeURIComponent(SHARED)}`)).toBe(sharedBefore + 1);
+	});
+
+	it('delegated with Allowed Mailboxes: /me is checked as the signed-in account', async () => {
+		const refused = await microsoftDelegatedGraph.open(await delegatedData({ allowedMailboxes: ROBOT }), {});
+		await expect(refused.mailboxFor('', 'Mailbox')).rejects.toMatchObject({ code: 'MAILBOX_NOT_ALLOWED', message: `Mailbox: "${USER}" is not in the credential's Allowed Mailboxes` });
+		const allowed = await microsoftDelegatedGraph.open(await delegatedData({ allowedMailboxes: '@contoso.example' }), {});
+		expect(await allowed.mailboxFor('', 'Mailbox')).toBe('');
+	});
+
+	it('a delegated credential connected for IMAP and SMTP is refused with the fix, before any request', async () => {
+		const before = peers.graph.requests.length;
+		await expect(microsoftDelegatedGraph.open(await delegatedData({ useFor: 'imapSmtp' }), {})).rejects.toMatchObject({
+			code: 'WRONG_AUDIENCE',
+			hint: expect.stringMatching(/Use For.*Microsoft Graph Mail.*Connect my account/),
+		});
+		expect(peers.graph.requests.length).toBe(before);
+	});
+});

@@ -1,0 +1,111 @@
+import type { Readable } from 'node:stream';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+import type { AttachmentInfo, MessageSink } from '../contracts';
+import type { IncomingAttachment } from '../../model/incoming-message';
+import type { GraphClient } from './graph-client';
+import { withQuery, type GraphPage } from './graph-calls';
+
+/** An attachment as listed, without its content (`$select` keeps contentBytes out of the JSON). */
+interface ListedAttachment {
+	'@odata.type'?: string;
+	id?: string;
+	name?: string | null;
+	contentType?: string | null;
+	size?: number | null;
+	isInline?: boolean | null;
+	contentId?: string | null;
+}
+
+/** contentId is a fileAttachment property: selected with its type cast (OData), not on the base type. */
+const ATTACHMENT_FIELDS = 'id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId';
+const FILE = '#microsoft.graph.fileAttachment';
+const ITEM = '#microsoft.graph.itemAttachment';
+
+/**
+ * Reads a message's attachments: each file attachment's bytes from `/attachments/{id}/$value`
+ * and each item attachment (an attached Outlook message) as MIME from the same `/$value`, saved
+ * as `.eml`, streamed into the sink one after another (never whole in memory) or, without a
+ * sink, collected into Buffers. Reference attachments (cloud links) have no bytes (405) and are
+ * left out. Sizes are the bytes read, as the IMAP reader counts them.
+ */
+export async function readAttachments(graph: GraphClient, messageId: string, sink: MessageSink | undefined, track: (stream: Readable) => void): Promise<IncomingAttachment[]> {
+	const base = `${graph.mailbox}/messages/${encodeURIComponent(messageId)}/attachments`;
+	const listed: ListedAttachment[] = [];
+	let link: string | undefined = withQuery(base, { $select: ATTACHMENT_FIELDS });
+	while (link) {
+		const page: GraphPage<ListedAttachment> = await graph.get<GraphPage<ListedAttachment>>(link);
+		listed.push(...(page.value ?? []));
+		link = page['@odata.nextLink'];
+	}
+	const result: IncomingAttachment[] = [];
+	for (const attachment of listed) {
+		const type = attachment['@odata.type'] ?? FILE;
+		if ((type !== FILE && type !== ITEM) || !attachment.id) continue;
+		const info = describe(attachment, type === ITEM);
+		const index = result.length;
+		const entry: IncomingAttachment = { ...info, size: 0 };
+		result.push(entry);
+		const source = await graph.stream(`${base}/${encodeURIComponent(attachment.id)}/$value`);
+		track(source);
+		const counted = counter((n) => (entry.size += n));
+		const consume = sink ? sink.attachment(messageId, index, info, counted) : collect(counted).then((content) => void (entry.content = content));
+		await settleBoth(source, pipeline(source, counted), consume);
+	}
+	return result;
+}
+
+/** The whole message as MIME (`/messages/{id}/$value`) into the sink, or collected when there is none. */
+export async function readRaw(graph: GraphClient, messageId: string, sink: MessageSink | undefined, track: (stream: Readable) => void): Promise<Buffer | undefined> {
+	const source = await graph.stream(`${graph.mailbox}/messages/${encodeURIComponent(messageId)}/$value`);
+	track(source);
+	if (!sink) return collect(source);
+	await settleBoth(source, Promise.resolve(), sink.raw(messageId, source));
+	return undefined;
+}
+
+/**
+ * Waits for the download and its consumer. A failure of the consumer (the sink could not store)
+ * is marked `storing`: that message is unreadable, the others go on. A failure of the download
+ * itself is the connection's and is not marked.
+ */
+async function settleBoth(source: Readable, download: Promise<void>, consume: Promise<void>): Promise<void> {
+	let downloadFailed = false;
+	source.once('error', () => (downloadFailed = true));
+	try {
+		await Promise.all([download, consume]);
+	} catch (error) {
+		source.destroy();
+		download.catch(() => {});
+		consume.catch(() => {});
+		const failure = error instanceof Error ? error : new Error(String(error));
+		throw downloadFailed ? failure : Object.assign(failure, { storing: true });
+	}
+}
+
+function describe(attachment: ListedAttachment, isItem: boolean): AttachmentInfo {
+	const name = attachment.name?.trim() || 'attachment';
+	return {
+		filename: isItem && !/\.eml$/i.test(name) ? `${name}.eml` : name,
+		contentType: isItem ? 'message/rfc822' : attachment.contentType || 'application/octet-stream',
+		size: Number(attachment.size) || 0,
+		...(attachment.contentId ? { contentId: attachment.contentId.replace(/^<|>$/g, '') } : {}),
+		inline: attachment.isInline === true,
+	};
+}
+
+function counter(count: (bytes: number) => void): Transform {
+	return new Transform({
+		transform(chunk: Buffer, _encoding, done) {
+			count(chunk.length);
+			done(null, chunk);
+		},
+	});
+}
+
+export async function collect(content: Readable): Promise<Buffer> {
+	const chunks: Buffer[] = [];
+	for await (const chunk of content) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+	return Buffer.concat(chunks);
+}

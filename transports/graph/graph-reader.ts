@@ -1,0 +1,183 @@
+import type { Message } from '@microsoft/microsoft-graph-types';
+import type { Readable } from 'node:stream';
+
+import { ActionableError } from '../../model/actionable-error';
+import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
+import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
+import { readAttachments, readRaw } from './attachments';
+import { changesSince } from './delta';
+import { toGraphQuery } from './filter';
+import { FolderResolver } from './folders';
+import type { GraphClient } from './graph-client';
+import { withQuery } from './graph-calls';
+import { statusOf } from './graph-status';
+import { applyPostAction } from './post-actions';
+import { preferHeader } from './prefer';
+import { messageSelect, toIncomingMessage } from './to-message';
+
+/** Graph's largest `$top` for messages. */
+export const MAX_PAGE_SIZE = 1000;
+/** Page size while a client-side test (To, Subject) drops some of what Graph returns. */
+const FILTERED_PAGE_SIZE = 250;
+/** Per message, when the caller sets no limit: long enough for a 150 MB attachment on a slow link. */
+export const DEFAULT_READ_TIMEOUT_MS = 10 * 60 * 1000;
+
+export interface GraphReaderOptions {
+	/** Close the client with the reader (default true: the reader owns it). */
+	ownsClient?: boolean;
+}
+
+/**
+ * Reads one mailbox through Microsoft Graph, in the same shape the IMAP reader gives (see
+ * to-message.ts). Stateless over HTTP: every call signs in through the shared client, so
+ * connect/reconnect have nothing to open.
+ */
+export class GraphReader implements MailReader {
+	readonly name = 'graph';
+	private readonly folders: FolderResolver;
+	private closed = false;
+
+	constructor(
+		private readonly graph: GraphClient,
+		private readonly options: GraphReaderOptions = {},
+	) {
+		this.folders = new FolderResolver(graph);
+	}
+
+	async connect(): Promise<void> {}
+
+	/** Reads one message id of the Inbox: proves the token, the Mail.Read permission and the mailbox. */
+	async verify(): Promise<void> {
+		await this.graph.get(withQuery(`${this.graph.mailbox}/mailFolders/inbox/messages`, { $select: 'id', $top: 1 }));
+	}
+
+	listFolders(): Promise<FolderInfo[]> {
+		return this.folders.listFolders();
+	}
+
+	async search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]> {
+		const query = toGraphQuery(filter, order.newestFirst);
+		if (order.limit <= 0) return [];
+		const ref = (await this.folders.resolve(folder)).ref;
+		const pageSize = Math.min(MAX_PAGE_SIZE, query.matches ? Math.max(order.limit, FILTERED_PAGE_SIZE) : order.limit);
+		const path = withQuery(`${this.graph.mailbox}/mailFolders/${encodeURIComponent(ref)}/messages`, {
+			$select: ['id', ...query.select].join(','),
+			$filter: query.filter,
+			$orderby: query.orderBy,
+			$top: pageSize,
+		});
+		const ids: string[] = [];
+		try {
+			await this.graph.pages<Message>(path, (message) => {
+				if (message.id && (!query.matches || query.matches(message))) ids.push(message.id);
+				return ids.length < order.limit;
+			});
+		} catch (error) {
+			throw statusOf(error) === 404 ? await this.folders.unknown(folder) : error;
+		}
+		return ids;
+	}
+
+	async *fetch(folder: string, ids: string[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage | UnreadableMessage> {
+		for (const id of ids) {
+			const message = await this.fetchOne(folder, id, options);
+			if (message) yield message;
+		}
+	}
+
+	/** One message, or undefined when it no longer exists; only a failing connection or sign-in throws. */
+	private async fetchOne(folder: string, id: string, options: FetchOptions): Promise<IncomingMessage | UnreadableMessage | undefined> {
+		const streams = new Set<Readable>();
+		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+		let timedOut = false;
+		const timer = setTimeout(() => {
+			timedOut = true;
+			for (const stream of streams) stream.destroy(new Error(`not read within ${timeoutMs / 1000} s`));
+		}, timeoutMs);
+		let message: Message | undefined;
+		try {
+			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options)), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
+			// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
+			const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
+			const html = options.includeHtml ? await this.htmlBody(id) : undefined;
+			const track = (stream: Readable) => void streams.add(stream);
+			const attachments = await readAttachments(this.graph, id, options.sink, track);
+			const raw = options.includeRaw ? await readRaw(this.graph, id, options.sink, track) : undefined;
+			return toIncomingMessage(message, folder, { text, html, attachments, raw }, options);
+		} catch (error) {
+			if (statusOf(error) === 404) return undefined; // deleted or moved meanwhile
+			const failure = error as Error & { storing?: boolean };
+			if (!timedOut && !failure.storing) throw error;
+			return {
+				id,
+				folder,
+				...(message?.subject ? { subject: message.subject } : {}),
+				size: 0,
+				flags: [],
+				error: timedOut
+					? { message: `Message could not be read within ${timeoutMs / 1000} s`, code: 'MESSAGE_READ_TIMEOUT', hint: 'The message is very large or the link to Graph is slow; it was skipped' }
+					: {
+							message: `An attachment of the message could not be stored: ${failure.message}`,
+							code: 'MESSAGE_STORE_FAILED',
+							hint: 'Check the binary data storage of n8n (disk space, permissions)',
+						},
+			};
+		} finally {
+			clearTimeout(timer);
+			for (const stream of streams) if (!stream.destroyed) stream.destroy();
+		}
+	}
+
+	/** The HTML body (Graph's default body type), only when asked for: one more small request. */
+	private async htmlBody(id: string): Promise<string | undefined> {
+		const message = await this.graph.get<Message>(this.messagePath(id, ['body']), { headers: { Prefer: preferHeader('outlook.body-content-type="html"') } });
+		return message.body?.contentType?.toLowerCase() === 'html' ? (message.body.content ?? undefined) : undefined;
+	}
+
+	private messagePath(id: string, select: string[]): string {
+		return withQuery(`${this.graph.mailbox}/messages/${encodeURIComponent(id)}`, { $select: select.join(',') });
+	}
+
+	async apply(_folder: string, ids: string[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {
+		if (ids.length === 0 || action.type === 'none') return [];
+		if (action.type !== 'move') return applyPostAction(this.graph, ids, action, options);
+		const destination = (await this.folders.resolve(action.folder)).ref;
+		await this.ensureFolder(action.folder, destination);
+		return applyPostAction(this.graph, ids, action, options, destination);
+	}
+
+	/** A move target that does not exist is an error before anything is moved, as with IMAP. */
+	private async ensureFolder(given: string, ref: string): Promise<void> {
+		try {
+			await this.graph.get(withQuery(`${this.graph.mailbox}/mailFolders/${encodeURIComponent(ref)}`, { $select: 'id' }));
+		} catch (error) {
+			if (statusOf(error) !== 404) throw error;
+			const unknown = await this.folders.unknown(given);
+			throw new ActionableError(`Folder "${given}" to move to does not exist`, unknown.code, unknown.hint);
+		}
+	}
+
+	async changesSince(folder: string, cursor: string | undefined): Promise<FolderChanges> {
+		const ref = (await this.folders.resolve(folder)).ref;
+		try {
+			return await changesSince(this.graph, folder, ref, cursor);
+		} catch (error) {
+			throw statusOf(error) === 404 ? await this.folders.unknown(folder) : error;
+		}
+	}
+
+	get connected(): boolean {
+		return !this.closed;
+	}
+
+	async reconnect(): Promise<void> {
+		this.closed = false;
+	}
+
+	async close(): Promise<void> {
+		if (this.closed) return;
+		this.closed = true;
+		if (this.options.ownsClient !== false) this.graph.close();
+	}
+}
+
