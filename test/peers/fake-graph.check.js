@@ -441,6 +441,12 @@ async function main() {
 		assert.equal(expanded.json.item.subject, 'inner');
 		const eml = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments/${itemId}/$value`, app());
 		assert.match(eml.buffer.toString(), /Subject: inner/);
+		const selected = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments?$select=name,size,microsoft.graph.fileAttachment/contentId`, app());
+		assert.deepEqual(selected.json.value.map((a) => Object.keys(a).filter((k) => !k.startsWith('@')).sort()), [['contentId', 'id', 'name', 'size'], ['id', 'name', 'size']]);
+		const uncast = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}/attachments?$select=contentId`, app());
+		assert.equal(uncast.status, 400, 'contentId is a fileAttachment property: it needs the type cast');
+		const folderSelect = await call(`${mbx(RCPT)}/mailFolders/inbox?$select=displayName`, app());
+		assert.deepEqual(Object.keys(folderSelect.json).filter((k) => !k.startsWith('@')).sort(), ['displayName', 'id']);
 		const msg = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(m.restId)}?$select=hasAttachments`, app());
 		assert.equal(msg.json.hasAttachments, true);
 	});

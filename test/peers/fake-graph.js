@@ -56,7 +56,14 @@ const WELL_KNOWN = [
 ];
 // message fields Graph returns by default (internetMessageHeaders only when $select-ed)
 const DEFAULT_FIELDS = ['createdDateTime', 'lastModifiedDateTime', 'changeKey', 'categories', 'receivedDateTime', 'sentDateTime', 'hasAttachments', 'internetMessageId', 'subject', 'bodyPreview', 'importance', 'parentFolderId', 'conversationId', 'conversationIndex', 'isDeliveryReceiptRequested', 'isReadReceiptRequested', 'isRead', 'isDraft', 'webLink', 'inferenceClassification', 'body', 'sender', 'from', 'toRecipients', 'ccRecipients', 'bccRecipients', 'replyTo', 'flag'];
-const SELECTABLE = new Set([...DEFAULT_FIELDS, 'internetMessageHeaders', 'uniqueBody', 'attachments']);
+// $select names per resource; derived-type properties need their OData type cast
+// (microsoft.graph.fileAttachment/contentId), as on the attachment base type in Graph
+const SELECTABLE = {
+	message: new Set([...DEFAULT_FIELDS, 'internetMessageHeaders', 'uniqueBody', 'attachments']),
+	attachment: new Set(['name', 'contentType', 'size', 'isInline', 'lastModifiedDateTime', 'microsoft.graph.fileAttachment/contentId', 'microsoft.graph.fileAttachment/contentBytes', 'microsoft.graph.fileAttachment/contentLocation']),
+	mailFolder: new Set(['displayName', 'parentFolderId', 'childFolderCount', 'unreadItemCount', 'totalItemCount', 'sizeInBytes', 'isHidden']),
+	user: new Set(['displayName', 'mail', 'userPrincipalName']),
+};
 const JSON_TYPE = 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8';
 
 const lower = (value) => String(value ?? '').toLowerCase();
@@ -337,16 +344,21 @@ async function startFakeGraph(options) {
 		if (want === 'text') return { contentType: 'text', content: htmlToText(body.content) };
 		return { contentType: 'html', content: textToHtml(body.content) };
 	}
-	function attachmentJson(a, ctx, expandItem = false) {
+	/** `select`: the attachment request's own $select (null: every property). */
+	function attachmentJson(a, ctx, expandItem = false, select = null) {
+		const wants = (field) => !select || select.includes(field) || select.includes(`microsoft.graph.fileAttachment/${field}`);
+		const pick = (out) => Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith('@') || k === 'id' || k === 'item' || wants(k)));
 		if (a.kind === 'item') {
 			const out = { '@odata.type': '#microsoft.graph.itemAttachment', id: a.id, lastModifiedDateTime: a.lastModifiedDateTime, name: a.name, contentType: null, size: a.size, isInline: false };
 			if (expandItem) out.item = { '@odata.type': '#microsoft.graph.message', ...messageJsonFields(a.item, ctx, null, a.id) };
-			return out;
+			return pick(out);
 		}
 		const out = { '@odata.type': '#microsoft.graph.fileAttachment', '@odata.mediaContentType': a.contentType, id: a.id, lastModifiedDateTime: a.lastModifiedDateTime, name: a.name, contentType: a.contentType, size: a.size, isInline: a.isInline, contentId: a.contentId, contentLocation: null };
-		if (a.data) out.contentBytes = a.data.toString('base64');
-		else if (a.file && a.size <= 10 * MB) out.contentBytes = fs.readFileSync(a.file).toString('base64');
-		return out;
+		if (wants('contentBytes')) {
+			if (a.data) out.contentBytes = a.data.toString('base64');
+			else if (a.file && a.size <= 10 * MB) out.contentBytes = fs.readFileSync(a.file).toString('base64');
+		}
+		return pick(out);
 	}
 	function messageJsonFields(m, ctx, select, id) {
 		const all = {
@@ -389,9 +401,9 @@ async function startFakeGraph(options) {
 	function messageJson(m, ctx, select = ctx.select) {
 		return { '@odata.etag': `W/"${m.changeKey}"`, ...messageJsonFields(m, ctx, select, idOf(m, ctx)) };
 	}
-	function folderJson(mailbox, folder) {
+	function folderJson(mailbox, folder, select = null) {
 		const inFolder = [...mailbox.messages.values()].filter((m) => m.folderId === folder.id);
-		return {
+		const out = {
 			id: folder.id,
 			displayName: folder.displayName,
 			parentFolderId: folder.parentFolderId,
@@ -401,16 +413,18 @@ async function startFakeGraph(options) {
 			sizeInBytes: inFolder.reduce((n, m) => n + m.attachments.reduce((s, a) => s + a.size, 0) + m.body.content.length, 0),
 			isHidden: false,
 		};
+		return select ? Object.fromEntries(Object.entries(out).filter(([k]) => k === 'id' || select.includes(k))) : out;
 	}
 
 	// ---- query options ----
 
-	function parseSelect(query) {
+	/** The $select of a request for one resource type; an unknown name is Graph's 400. */
+	function parseSelect(query, type) {
 		const raw = query.get('$select');
 		if (raw === null) return null;
 		const fields = raw.split(',').map((s) => s.trim()).filter(Boolean);
 		for (const f of fields) {
-			if (f !== 'id' && !SELECTABLE.has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f}' on type 'microsoft.graph.message'.`);
+			if (f !== 'id' && !SELECTABLE[type].has(f)) throw badRequest('RequestBroker--ParseUri', `Could not find a property named '${f.split('/').pop()}' on type 'microsoft.graph.${type}'.`);
 		}
 		return fields.filter((f) => f !== 'id');
 	}
@@ -518,7 +532,7 @@ async function startFakeGraph(options) {
 		const all = [...mailbox.folders.values()].filter((f) => f.parentFolderId === parent.id && f.wellKnownName !== 'outbox');
 		const body = { '@odata.context': `${baseUrl}/v1.0/$metadata#users('${encodeURIComponent(mailbox.address)}')/mailFolders` };
 		if (lower(ctx.query.get('$count')) === 'true') body['@odata.count'] = all.length;
-		body.value = all.slice(skip, skip + top).map((f) => folderJson(mailbox, f));
+		body.value = all.slice(skip, skip + top).map((f) => folderJson(mailbox, f, ctx.select));
 		if (skip + top < all.length) body['@odata.nextLink'] = linkWith(ctx, { $skip: skip + top });
 		return { status: 200, body };
 	}
@@ -866,7 +880,7 @@ async function startFakeGraph(options) {
 			'POST sendMail': ['send', (mb) => sendMail(ctx, mb)],
 			'GET mailFolders': ['read', (mb) => listFolders(ctx, mb, findFolder(mb, 'msgfolderroot'))],
 			'POST mailFolders': ['write', (mb) => ({ status: 201, body: folderJson(mb, addFolder(mb, { displayName: parseJson(ctx).displayName })) })],
-			'GET mailFolders/{}': ['read', (mb) => ({ status: 200, body: folderJson(mb, folderOf(mb, s[1])) })],
+			'GET mailFolders/{}': ['read', (mb) => ({ status: 200, body: folderJson(mb, folderOf(mb, s[1]), ctx.select) })],
 			'GET mailFolders/{}/childFolders': ['read', (mb) => listFolders(ctx, mb, folderOf(mb, s[1]))],
 			'POST mailFolders/{}/childFolders': ['write', (mb) => ({ status: 201, body: folderJson(mb, addFolder(mb, { displayName: parseJson(ctx).displayName, parent: folderOf(mb, s[1]).id })) })],
 			'GET mailFolders/{}/messages': ['read', (mb) => listMessages(ctx, mb, folderOf(mb, s[1]))],
@@ -884,10 +898,10 @@ async function startFakeGraph(options) {
 				if (!destination) throw badRequest('ErrorInvalidParameter', "The value of the parameter 'DestinationId' is empty.");
 				return { status: 201, body: messageJson(moveMessage(mb, messageOf(mb, s[1]), folderOf(mb, destination)), ctx, null) };
 			}],
-			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => attachmentJson(a, ctx)) } })],
+			'GET messages/{}/attachments': ['read', (mb) => ({ status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#attachments`, value: messageOf(mb, s[1]).attachments.map((a) => attachmentJson(a, ctx, false, ctx.select)) } })],
 			'POST messages/{}/attachments': ['write', (mb) => addAttachment(ctx, mb, messageOf(mb, s[1]))],
 			'POST messages/{}/attachments/createUploadSession': ['write', (mb) => createUploadSession(ctx, mb, messageOf(mb, s[1]))],
-			'GET messages/{}/attachments/{}': ['read', (mb) => ({ status: 200, body: attachmentJson(attachmentOf(messageOf(mb, s[1]), s[3]), ctx, /itemattachment\/item/i.test(ctx.query.get('$expand') ?? '')) })],
+			'GET messages/{}/attachments/{}': ['read', (mb) => ({ status: 200, body: attachmentJson(attachmentOf(messageOf(mb, s[1]), s[3]), ctx, /itemattachment\/item/i.test(ctx.query.get('$expand') ?? ''), ctx.select) })],
 			'DELETE messages/{}/attachments/{}': ['write', (mb) => {
 				const message = messageOf(mb, s[1]);
 				const attachment = attachmentOf(message, s[3]);
@@ -902,6 +916,8 @@ async function startFakeGraph(options) {
 			if (Object.keys(table).some((k) => k.endsWith(` ${key}`))) throw new GraphError(405, 'Request_BadRequest', `The HTTP method '${m}' is not allowed for this resource.`);
 			throw badRequest('BadRequest', `Resource not found for the segment '${s[s.length - 1] ?? ''}'.`);
 		}
+		const resource = key === '' ? 'user' : /attachments(\/\{\})?$/.test(key) ? 'attachment' : /^mailFolders(\/\{\})?(\/childFolders)?$/.test(key) ? 'mailFolder' : 'message';
+		ctx.select = parseSelect(ctx.query, resource);
 		const mailbox = authorize(ctx, mailboxRef === null ? null : mailboxRef, entry[0]);
 		ctx.mailbox = mailbox;
 		ctx.logRecord.mailbox = mailbox.address;
@@ -1055,7 +1071,6 @@ async function startFakeGraph(options) {
 			logRecord,
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
 		};
-		ctx.select = parseSelect(query);
 		return ctx;
 	}
 
