@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 
 import type { AttachmentInfo, MessageSink } from '../contracts';
 import type { IncomingAttachment } from '../../model/incoming-message';
@@ -51,7 +50,7 @@ export async function readAttachments(graph: GraphClient, messageId: string, sin
 		track(source);
 		const counted = counter((n) => (entry.size += n));
 		const consume = sink ? sink.attachment(messageId, index, info, counted) : collect(counted).then((content) => void (entry.content = content));
-		await settleBoth(source, pipeline(source, counted), consume);
+		await settleBoth(source, pipeInto(source, counted), consume);
 	}
 	return result;
 }
@@ -67,8 +66,9 @@ export async function readRaw(graph: GraphClient, messageId: string, sink: Messa
 
 /**
  * Waits for the download and its consumer. A failure of the consumer (the sink could not store)
- * is marked `storing`: that message is unreadable, the others go on. A failure of the download
- * itself is the connection's and is not marked.
+ * is marked `storing`: that message is unreadable, the others go on; the rest of the download is
+ * read and dropped, so the connection is not cut (and the client's stream is never cancelled
+ * half-way). A failure of the download itself is the connection's and is not marked.
  */
 async function settleBoth(source: Readable, download: Promise<void>, consume: Promise<void>): Promise<void> {
 	let downloadFailed = false;
@@ -76,12 +76,32 @@ async function settleBoth(source: Readable, download: Promise<void>, consume: Pr
 	try {
 		await Promise.all([download, consume]);
 	} catch (error) {
-		source.destroy();
 		download.catch(() => {});
 		consume.catch(() => {});
 		const failure = error instanceof Error ? error : new Error(String(error));
-		throw downloadFailed ? failure : Object.assign(failure, { storing: true });
+		if (downloadFailed) throw failure;
+		discardRest(source);
+		throw Object.assign(failure, { storing: true });
 	}
+}
+
+/** source.pipe(target) as a promise of the source's end; a source error ends the target too. */
+function pipeInto(source: Readable, target: Transform): Promise<void> {
+	return new Promise<void>((resolve, reject) => {
+		source.once('error', (error) => {
+			target.destroy(error);
+			reject(error);
+		});
+		source.once('end', () => resolve());
+		source.pipe(target);
+	});
+}
+
+/** Reads what is left of a download and drops it. */
+export function discardRest(source: Readable): void {
+	source.unpipe();
+	source.on('error', () => {});
+	source.resume();
 }
 
 function describe(attachment: ListedAttachment, isItem: boolean): AttachmentInfo {

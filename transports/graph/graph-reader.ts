@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
 import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
-import { readAttachments, readRaw } from './attachments';
+import { discardRest, readAttachments, readRaw } from './attachments';
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
@@ -124,7 +124,7 @@ export class GraphReader implements MailReader {
 			};
 		} finally {
 			clearTimeout(timer);
-			for (const stream of streams) if (!stream.destroyed) stream.destroy();
+			for (const stream of streams) if (!stream.destroyed && !stream.readableEnded) discardRest(stream);
 		}
 	}
 
