@@ -188,6 +188,9 @@ interface UploadSessionAnswer {
  * taken (the lost answer was a success) the session's own status decides what comes next.
  */
 class AttachmentUploadTask extends LargeFileUploadTask<Readable> {
+	/** A slice's outcome was taken from the session's status instead of its own answer. */
+	recovered = false;
+
 	constructor(
 		private readonly graph: GraphClient,
 		file: StreamSlices,
@@ -214,13 +217,17 @@ class AttachmentUploadTask extends LargeFileUploadTask<Readable> {
 		// Only a repeated PUT can find its own range taken; a first attempt's refusal stands.
 		if (!(error instanceof GraphApiError) || error.attempts < 2 || ![400, 404, 416].includes(error.responseCode ?? 0)) return undefined;
 		if (range.maxValue === totalSize - 1) {
-			// The last range was taken: the session is complete (or gone with it).
+			// The last range was taken: the session is complete (or gone with it). The sender checks the draft.
+			this.recovered = true;
 			return new Response(null, { status: 201 });
 		}
 		try {
 			const status = await this.graph.get<UploadSessionAnswer>(this.uploadUrl, { prefer: false });
 			const next = Number.parseInt(String(status?.nextExpectedRanges?.[0] ?? ''), 10);
-			if (Number.isInteger(next) && next > range.maxValue) return new Response(JSON.stringify(status), { status: 200, headers: { 'content-type': 'application/json' } });
+			if (Number.isInteger(next) && next > range.maxValue) {
+				this.recovered = true;
+				return new Response(JSON.stringify(status), { status: 200, headers: { 'content-type': 'application/json' } });
+			}
 		} catch {
 			// The original error says more than a failed status read.
 		}
@@ -228,8 +235,12 @@ class AttachmentUploadTask extends LargeFileUploadTask<Readable> {
 	}
 }
 
-/** Uploads one attachment of INLINE_LIMIT..MAX_ATTACHMENT bytes to a draft, streamed slice by slice. */
-export async function uploadAttachment(graph: GraphClient, draftPath: string, attachment: SizedAttachment): Promise<void> {
+/**
+ * Uploads one attachment of INLINE_LIMIT..MAX_ATTACHMENT bytes to a draft, streamed slice by
+ * slice. Resolves true when a lost answer was recovered from the session's status (the caller
+ * then checks the draft holds the attachment).
+ */
+export async function uploadAttachment(graph: GraphClient, draftPath: string, attachment: SizedAttachment): Promise<boolean> {
 	const session = await graph.post<UploadSessionAnswer>(
 		`${draftPath}/attachments/createUploadSession`,
 		{
@@ -250,7 +261,9 @@ export async function uploadAttachment(graph: GraphClient, draftPath: string, at
 	const stream = Buffer.isBuffer(content) ? Readable.from([content]) : content;
 	try {
 		const expiry = session.body.expirationDateTime ? new Date(session.body.expirationDateTime) : new Date(Date.now() + 3_600_000);
-		await new AttachmentUploadTask(graph, new StreamSlices(stream, attachment.filename, attachment.size, attachment), uploadUrl, expiry).upload();
+		const task = new AttachmentUploadTask(graph, new StreamSlices(stream, attachment.filename, attachment.size, attachment), uploadUrl, expiry);
+		await task.upload();
+		return task.recovered;
 	} finally {
 		stream.destroy();
 	}

@@ -94,11 +94,12 @@ export class GraphSender implements MailSender {
 		const draftPath = `${this.graph.mailbox}/messages/${encodeURIComponent(draft.body.id)}`;
 		let sending = false;
 		try {
+			let recovered = false;
 			for (const attachment of attachments) {
-				if (attachment.size >= INLINE_LIMIT) await uploadAttachment(this.graph, draftPath, attachment);
+				if (attachment.size >= INLINE_LIMIT) recovered = (await uploadAttachment(this.graph, draftPath, attachment)) || recovered;
 				else await this.graph.post(`${draftPath}/attachments`, fileAttachment(attachment, await readWhole(attachment)));
 			}
-			await this.checkAttachments(draftPath, attachments);
+			if (recovered) await this.checkAttachments(draftPath, attachments);
 			sending = true;
 			const { attempts, response } = await this.sendDraftById(draftPath);
 			return this.result(message, draft.body.internetMessageId ?? '', response, attempts);
