@@ -3,6 +3,7 @@ import { ActionableError } from '../model/actionable-error';
 import type { MailReader, MailSender } from '../transports/contracts';
 import { createGraphClient } from '../transports/graph/graph-client';
 import { GraphReader } from '../transports/graph/graph-reader';
+import { GraphSender } from '../transports/graph/graph-sender';
 import { isValidMailbox } from '../transports/graph/mailbox-path';
 import type { TlsTrust } from '../transports/tls-options';
 import { assertMailboxAllowed } from '../nodes/shared/microsoft-connection';
@@ -135,13 +136,9 @@ async function readInbox(endpoint: GraphEndpoint): Promise<string> {
 	}
 }
 
-function notYetAvailable(): never {
-	throw new ActionableError('The Graph transport is not built into this version', 'GRAPH_ERROR', 'Use the SMTP or IMAP authentication');
-}
-
-/** The Graph sender, reader and Inbox check (the sender wired once it exists on this branch). */
+/** The Graph sender, reader and Inbox check. */
 export const graphTransports: GraphTransports = {
-	sender: notYetAvailable,
+	sender: (endpoint) => new GraphSender(endpoint),
 	// One client per reader: it owns the mailbox's request limiter slots and closes with it.
 	reader: (endpoint) => new GraphReader(createGraphClient(endpoint)),
 	readInbox,

@@ -1,28 +1,23 @@
-import { randomUUID } from 'node:crypto';
-
 import { microsoftAppOnlyGraph } from '../../connections/microsoft-graph-app-only';
 import { microsoftDelegatedGraph } from '../../connections/microsoft-graph-delegated';
 import {
 	appOnlyGraphCredential,
+	delegatedGraphData,
+	registerDelegatedApp,
 	registerGraphApp,
 	ROBOT,
 	SHARED,
 	startGraphPeers,
-	TENANT,
 	USER,
-	USER_PASSWORD,
 	type GraphPeers,
 } from './graph-fixture';
 
-const GRAPH_SCOPE = 'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access';
-
 let peers: GraphPeers;
-const delegatedApp = { clientId: randomUUID(), secret: `delegated-graph-${randomUUID()}` };
+let delegatedApp: { clientId: string; secret: string };
 
 beforeAll(async () => {
 	peers = await startGraphPeers();
-	peers.idp.addApp({ tenant: TENANT, clientId: delegatedApp.clientId, secrets: [{ value: delegatedApp.secret }] });
-	peers.idp.grantMailbox({ tenant: TENANT, username: USER, mailbox: SHARED });
+	delegatedApp = registerDelegatedApp(peers);
 });
 afterAll(async () => {
 	await peers?.graph.close();
@@ -32,35 +27,7 @@ afterAll(async () => {
 const appOnlyData = (app: { clientId: string; secret: string }, overrides: Record<string, unknown> = {}) =>
 	appOnlyGraphCredential(peers, app, overrides).modernAuthMicrosoftAppOnlyApi.data;
 
-/** What n8n holds after "Connect my account" with Use For = Graph (tokens from the password grant here). */
-async function delegatedData(overrides: Record<string, unknown> = {}) {
-	const response = await fetch(peers.idp.tokenEndpoint(TENANT), {
-		method: 'POST',
-		headers: { 'content-type': 'application/x-www-form-urlencoded' },
-		body: new URLSearchParams({
-			grant_type: 'password',
-			client_id: delegatedApp.clientId,
-			client_secret: delegatedApp.secret,
-			username: USER,
-			password: USER_PASSWORD,
-			scope: GRAPH_SCOPE,
-		}),
-	});
-	expect(response.status).toBe(200);
-	const tokens = (await response.json()) as { access_token: string; refresh_token: string };
-	return {
-		clientId: delegatedApp.clientId,
-		clientSecret: delegatedApp.secret,
-		cloud: 'custom',
-		authorityHost: peers.idp.authorityHost,
-		graphHost: peers.graphHost,
-		tenant: TENANT,
-		useFor: 'graph',
-		mailbox: '',
-		oauthTokenData: { ...tokens, token_type: 'Bearer' },
-		...overrides,
-	};
-}
+const delegatedData = (overrides: Record<string, unknown> = {}) => delegatedGraphData(peers, delegatedApp, overrides);
 
 const inboxReads = (mailboxSegment: string) =>
 	(peers.graph.requests as Array<{ method: string; path: string }>).filter((r) => r.method === 'GET' && r.path === `/v1.0${mailboxSegment}/mailFolders/inbox`).length;

@@ -83,3 +83,43 @@ export function appOnlyGraphCredential(peers: GraphPeers, app: { clientId: strin
 export function issuedTokens(peers: GraphPeers): string[] {
 	return peers.idp.issuedTokens as string[];
 }
+
+export const GRAPH_DELEGATED_SCOPE =
+	'https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite.Shared https://graph.microsoft.com/Mail.Send.Shared offline_access';
+
+/** An app registration for "Connect my account"; the user may open SHARED (Full Access / Send As). */
+export function registerDelegatedApp(peers: GraphPeers) {
+	const clientId = randomUUID();
+	const secret = `delegated-graph-${randomUUID()}`;
+	peers.idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }], redirectUris: ['http://localhost:5678/rest/oauth2-credential/callback'] });
+	peers.idp.grantMailbox({ tenant: TENANT, username: USER, mailbox: SHARED });
+	return { clientId, secret };
+}
+
+/** What n8n stores after "Connect my account" with Use For = Microsoft Graph Mail (tokens from the password grant here). */
+export async function delegatedGraphData(peers: GraphPeers, app: { clientId: string; secret: string }, overrides: Record<string, unknown> = {}) {
+	const response = await fetch(peers.idp.tokenEndpoint(TENANT), {
+		method: 'POST',
+		headers: { 'content-type': 'application/x-www-form-urlencoded' },
+		body: new URLSearchParams({ grant_type: 'password', client_id: app.clientId, client_secret: app.secret, username: USER, password: USER_PASSWORD, scope: GRAPH_DELEGATED_SCOPE }),
+	});
+	if (response.status !== 200) throw new Error(`password grant failed: ${response.status} ${await response.text()}`);
+	const tokens = (await response.json()) as { access_token: string; refresh_token: string };
+	return {
+		grantType: 'authorizationCode',
+		clientId: app.clientId,
+		clientSecret: app.secret,
+		authUrl: `${peers.idp.authorityHost}/${TENANT}/oauth2/v2.0/authorize`,
+		accessTokenUrl: peers.idp.tokenEndpoint(TENANT),
+		scope: GRAPH_DELEGATED_SCOPE,
+		authentication: 'body',
+		cloud: 'custom',
+		authorityHost: peers.idp.authorityHost,
+		graphHost: peers.graphHost,
+		tenant: TENANT,
+		useFor: 'graph',
+		mailbox: '',
+		oauthTokenData: { ...tokens, token_type: 'Bearer' },
+		...overrides,
+	};
+}

@@ -4,11 +4,15 @@ import { runNode, type InputItem } from '../harness/n8n-run';
 import {
 	appOnlyGraphCredential,
 	ASSISTANT,
+	delegatedGraphData,
 	issuedTokens,
 	RECIPIENT,
+	registerDelegatedApp,
 	registerGraphApp,
 	ROBOT,
+	SHARED,
 	startGraphPeers,
+	USER,
 	type GraphPeers,
 } from './graph-fixture';
 
@@ -193,5 +197,42 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		const everything = JSON.stringify(run);
 		expect(everything).not.toContain(app.secret);
 		for (const token of issuedTokens(peers)) expect(everything).not.toContain(token);
+	});
+});
+
+describe('Send Email (Modern Auth) with Authentication "Microsoft 365 Delegated (Graph)"', () => {
+	const send = async (options: Record<string, unknown>, overrides: Record<string, unknown> = {}) => {
+		const app = registerDelegatedApp(peers);
+		const data = await delegatedGraphData(peers, app, overrides);
+		return runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, authentication: 'microsoftDelegatedGraph', options },
+			items: [{ json: { to: RECIPIENT, subject: 'delegated' } }],
+			credentials: { modernAuthMicrosoftDelegatedOAuth2Api: { id: `del${app.clientId.slice(0, 13)}`, name: 'Dana (Graph)', data } },
+		});
+	};
+	const sendMailPaths = () => graphRequests().filter((r) => r.path.endsWith('/sendMail')).map((r) => r.path);
+
+	it('without a mailbox sends as the signed-in account through /me', async () => {
+		const { error, run } = await send({});
+		expect(error).toBeUndefined();
+		expect(sendMailPaths()).toEqual(['/v1.0/me/sendMail']);
+		expect(deliveries()).toMatchObject([{ mailbox: USER, from: USER, to: [RECIPIENT] }]);
+		const everything = JSON.stringify(run);
+		for (const token of issuedTokens(peers)) expect(everything).not.toContain(token);
+	});
+
+	it('with a shared mailbox sends from it through /users/{mailbox}', async () => {
+		const { error } = await send({ mailbox: SHARED });
+		expect(error).toBeUndefined();
+		expect(sendMailPaths()).toEqual([`/v1.0/users/${encodeURIComponent(SHARED)}/sendMail`]);
+		expect(deliveries()).toMatchObject([{ mailbox: SHARED, from: SHARED }]);
+	});
+
+	it('a credential connected for IMAP and SMTP is refused with the fix; Graph sees no request', async () => {
+		const { error } = await send({}, { useFor: 'imapSmtp' });
+		expect(error?.message).toMatch(/connected for IMAP and SMTP/);
+		expect(error?.description).toMatch(/Use For.*Microsoft Graph Mail/);
+		expect(graphRequests()).toHaveLength(0);
 	});
 });
