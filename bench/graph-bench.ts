@@ -133,6 +133,6 @@ export function writeReport(name: string, report: Record<string, unknown>): stri
 	const outDir = path.join(ROOT, '.cache', 'bench');
 	fs.mkdirSync(outDir, { recursive: true });
 	const outFile = path.join(outDir, `${name}.json`);
-	fs.writeFileSync(outFile, JSON.stringify({ generatedAt: new Date().toISOString(), node: process.version, cpus: os.cpus().length, ...report }, null, 2) + '\n');
+	fs.writeFileSync(outFile, JSON.stringify({ generatedAt: new Date().toISOString(), node: process.version, cpus: os.cpus().length, loadAverage: os.loadavg(), ...report }, null, 2) + '\n');
 	return path.relative(ROOT, outFile);
 }

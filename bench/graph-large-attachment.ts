@@ -220,7 +220,7 @@ async function main() {
 		fs.closeSync(out);
 		const sha256 = hash.digest('hex');
 		console.log(`Graph large-attachment benchmark: one message with a ${SIZE_MB} MB attachment (${SIZE} bytes) to the fake Graph (in the parent process) over HTTPS`);
-		console.log(`  ${os.cpus().length} CPUs, Node ${process.version}; each path in a fresh child process (--expose-gc, gc before the send)`);
+		console.log(`  ${os.cpus().length} CPUs (load average ${os.loadavg()[0].toFixed(1)}), Node ${process.version}; each path in a fresh child process (--expose-gc, gc before the send)`);
 
 		const results: Array<ChildResult & { intact: boolean }> = [];
 		for (const mode of ['package', 'whole-buffer'] as const) {

@@ -76,7 +76,9 @@ interface RunResult {
 }
 
 /** n8n Outlook v2 "Send": one sendMail per item with inline base64 attachments, awaited one by one. */
-async function runBuiltin(graph: BenchGraph, token: string, items: Fixture[]): Promise<number> {
+async function runBuiltin(graph: BenchGraph, items: Fixture[]): Promise<number> {
+	// n8n's Entra service-principal credential fetches one token and caches it.
+	const token = await baselineToken(graph.idp.tokenEndpoint(TENANT));
 	const url = `${graph.baseUrl}/v1.0/users/${encodeURIComponent(MAILBOX)}/sendMail`;
 	let failures = 0;
 	for (const item of items) {
@@ -164,7 +166,7 @@ async function main() {
 	let exitCode = 0;
 	try {
 		console.log(`Graph send benchmark: ${MESSAGES} messages x 2 attachments (2 KB + 5 KB) to the fake Graph over HTTPS (test CA), 127.0.0.1`);
-		console.log(`  ${os.cpus().length} CPUs, Node ${process.version}; fake Graph: ${SERVICE_MS} ms per request, ${THROTTLE_PERCENT}% answered 429 (Retry-After ${graph.retryAfterSeconds} s)`);
+		console.log(`  ${os.cpus().length} CPUs (load average ${os.loadavg()[0].toFixed(1)}), Node ${process.version}; fake Graph: ${SERVICE_MS} ms per request, ${THROTTLE_PERCENT}% answered 429 (Retry-After ${graph.retryAfterSeconds} s)`);
 		console.log(`  ceiling: ${CONCURRENCY} in flight per mailbox (the fake answers 429 above that, as Graph's MailboxConcurrency) / ${SERVICE_MS} ms = ${CEILING} msg/s`);
 		console.log(`  package: ${WINDOW} sends outstanding, ${CONCURRENCY} requests in flight at most (its Graph client's limiter)`);
 
@@ -196,8 +198,7 @@ async function main() {
 			return result;
 		};
 
-		const token = await baselineToken(idp.tokenEndpoint(TENANT));
-		const builtin = await measure('built-in', () => runBuiltin(graph, token, fixturesFor.builtin), fixturesFor.builtin);
+		const builtin = await measure('built-in', () => runBuiltin(graph, fixturesFor.builtin), fixturesFor.builtin);
 		const pkg = await measure('package', () => runPackage(credential, fixturesFor.package), fixturesFor.package);
 
 		const ofCeiling = pkg.messagesPerSecond / CEILING;
