@@ -8,5 +8,7 @@ export { ModernAuthReadMailboxTrigger } from './nodes/ModernAuthReadMailboxTrigg
 export { ModernAuthImapApi } from './credentials/ModernAuthImapApi.credentials';
 export { ImapReader } from './transports/imap/imap-reader';
 export { SmtpSender } from './transports/smtp/smtp-sender';
-export type { MailSender } from './transports/contracts';
+export type { MailReader, MailSender } from './transports/contracts';
+export { connectionKinds, kindFor } from './connections/registry';
+export type { Connection, ConnectionKind } from './connections/connection';
 export type { OutgoingMessage, SendResult } from './model/outgoing-message';

@@ -13,6 +13,11 @@ export interface CloudEndpoints {
 	graphHost: string;
 	/** https://outlook.office365.com: audience for app-only IMAP/POP/SMTP/EWS tokens */
 	exchangeHost: string;
+	/**
+	 * Resource of delegated IMAP/SMTP scopes (IMAP.AccessAsUser.All, SMTP.Send) where it is not
+	 * exchangeHost: Microsoft documents https://outlook.office.com for the global cloud.
+	 */
+	delegatedExchangeHost?: string;
 	/** SMTP submission host and IMAP host for this cloud */
 	smtpHost: string;
 	imapHost: string;
@@ -24,6 +29,7 @@ export const CLOUDS: Record<Exclude<CloudName, 'custom'>, CloudEndpoints> = {
 		authorityHost: 'https://login.microsoftonline.com',
 		graphHost: 'https://graph.microsoft.com',
 		exchangeHost: 'https://outlook.office365.com',
+		delegatedExchangeHost: 'https://outlook.office.com',
 		smtpHost: 'smtp.office365.com',
 		imapHost: 'outlook.office365.com',
 	},
@@ -53,6 +59,15 @@ export const CLOUDS: Record<Exclude<CloudName, 'custom'>, CloudEndpoints> = {
 	},
 };
 
+/** What the credentials' Cloud selector shows for each cloud. */
+export const CLOUD_LABELS: Record<CloudName, string> = {
+	global: 'Global (Microsoft 365)',
+	usGovGccHigh: 'US Government (GCC High)',
+	usGovDod: 'US Government (DoD)',
+	china: 'China (21Vianet)',
+	custom: 'Custom',
+};
+
 export interface CustomCloudInput {
 	authorityHost?: string;
 	graphHost?: string;
@@ -80,6 +95,7 @@ export function resolveCloud(name: string, custom: CustomCloudInput = {}): Cloud
 		authorityHost: host(custom.authorityHost, base.authorityHost),
 		graphHost: host(custom.graphHost, base.graphHost),
 		exchangeHost: host(custom.exchangeHost, base.exchangeHost),
+		delegatedExchangeHost: host(custom.exchangeHost, base.delegatedExchangeHost ?? base.exchangeHost),
 		smtpHost: bare(custom.smtpHost, base.smtpHost),
 		imapHost: bare(custom.imapHost, base.imapHost),
 	};
@@ -88,4 +104,20 @@ export function resolveCloud(name: string, custom: CustomCloudInput = {}): Cloud
 /** Scope for an app-only (client credentials) token of one audience. */
 export function appOnlyScope(cloud: CloudEndpoints, audience: 'exchange' | 'graph'): string {
 	return `${audience === 'graph' ? cloud.graphHost : cloud.exchangeHost}/.default`;
+}
+
+/** The resource delegated IMAP and SMTP scopes are issued for. */
+export function delegatedExchangeResource(cloud: CloudEndpoints): string {
+	return cloud.delegatedExchangeHost ?? cloud.exchangeHost;
+}
+
+/** Delegated Graph mail scopes (the signed-in user's and shared mailboxes). */
+export const DELEGATED_GRAPH_SCOPES = ['Mail.ReadWrite', 'Mail.Send', 'Mail.ReadWrite.Shared', 'Mail.Send.Shared'];
+/** Delegated Exchange scopes for XOAUTH2 over IMAP and SMTP. */
+export const DELEGATED_EXCHANGE_SCOPES = ['IMAP.AccessAsUser.All', 'SMTP.Send'];
+
+/** The scope a delegated credential asks for: one audience per token (Graph or Exchange), plus a refresh token. */
+export function delegatedScope(cloud: CloudEndpoints, audience: 'exchange' | 'graph'): string {
+	const [resource, scopes] = audience === 'graph' ? [cloud.graphHost, DELEGATED_GRAPH_SCOPES] : [delegatedExchangeResource(cloud), DELEGATED_EXCHANGE_SCOPES];
+	return [...scopes.map((scope) => `${resource}/${scope}`), 'offline_access'].join(' ');
 }

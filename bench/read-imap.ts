@@ -92,10 +92,9 @@ async function runPackageReader(server: Server): Promise<number> {
 	});
 	await reader.connect();
 	try {
-		const { uidValidity } = await reader.openFolder(SMALL_FOLDER);
-		const uids = await reader.search({});
+		const ids = await reader.search(SMALL_FOLDER, {}, { newestFirst: false, limit: Number.MAX_SAFE_INTEGER });
 		let count = 0;
-		for await (const message of reader.fetch(SMALL_FOLDER, uidValidity, uids)) {
+		for await (const message of reader.fetch(SMALL_FOLDER, ids)) {
 			if (message.subject) count++;
 		}
 		return count;

@@ -13,6 +13,10 @@ export interface ConnectionKind {
 	displayName: string;
 	/** One line under the option. */
 	description: string;
+	/** Where the option reads differently in the sending and the reading nodes (e.g. "(SMTP OAuth)" / "(IMAP OAuth)"). */
+	labels?: Partial<Record<'send' | 'read', { displayName: string; description: string }>>;
+	/** Whether the node's Mailbox option applies (the credential can open more than one mailbox). */
+	selectsMailbox?: boolean;
 	/** n8n credential type name, e.g. 'modernAuthMicrosoftAppOnlyApi'. */
 	credentialType: string;
 	/** Which nodes offer it. */

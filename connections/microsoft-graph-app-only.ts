@@ -1,9 +1,5 @@
-import {
-	APP_ONLY_CREDENTIAL,
-	appOnlyTokens,
-	readAppOnlyCredential,
-} from '../nodes/shared/microsoft-connection';
 import type { ConnectionKind } from './connection';
+import { APP_ONLY_CREDENTIAL, appOnlyTokens, readAppOnlyCredential } from './microsoft-credential';
 import { graphConnection, graphTransports } from './microsoft-graph-transport';
 
 /** "Microsoft 365 App-Only (Graph)": the app-only credential's Graph token, `/users/{mailbox}`. */
@@ -14,11 +10,12 @@ export const microsoftAppOnlyGraph: ConnectionKind = {
 	credentialType: APP_ONLY_CREDENTIAL,
 	send: true,
 	read: true,
+	selectsMailbox: true,
 	async open(data) {
-		const credential = readAppOnlyCredential(data as Parameters<typeof readAppOnlyCredential>[0]);
+		const credential = readAppOnlyCredential(data);
 		return graphConnection(
 			{
-				graphHost: credential.config.cloud.graphHost,
+				graphHost: credential.cloud.graphHost,
 				tokens: appOnlyTokens(credential),
 				trust: { rejectUnauthorized: true, ca: credential.caCertificate || undefined },
 				defaultMailbox: credential.mailbox,

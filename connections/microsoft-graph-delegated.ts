@@ -1,33 +1,13 @@
 import { IdentityError } from '../auth/identity-errors';
-import { resolveCloud } from '../auth/clouds';
-import {
-	DELEGATED_CREDENTIAL,
-	delegatedTokens,
-	readDelegatedCredential,
-	tokenUser,
-} from '../nodes/shared/microsoft-connection';
-import type { ConnectionHooks, ConnectionKind, CredentialData } from './connection';
+import type { ConnectionHooks, ConnectionKind } from './connection';
+import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
 import { graphConnection, graphTransports } from './microsoft-graph-transport';
-
-/** The Graph host of the credential's cloud (Custom: its Graph Host field, if the credential has one). */
-function graphHostOf(data: CredentialData): string {
-	const text = (key: string) => (typeof data[key] === 'string' ? (data[key] as string).trim() : '');
-	return resolveCloud(text('cloud') || 'global', { authorityHost: text('authorityHost'), graphHost: text('graphHost') }).graphHost;
-}
 
 function exchangeCredentialRefused(): IdentityError {
 	return new IdentityError(
 		'This delegated credential is connected for IMAP and SMTP (Use For = IMAP and SMTP), and its token is refused by Graph',
 		'WRONG_AUDIENCE',
 		'Set "Use For" to Microsoft Graph Mail in the credential and click Connect my account again (or keep it and use Authentication "Microsoft 365 Delegated (SMTP OAuth)")',
-	);
-}
-
-function noRefreshHere(): IdentityError {
-	return new IdentityError(
-		'The stored Microsoft token has expired and cannot be renewed here',
-		'RECONNECT_CREDENTIAL',
-		'Run the node once (it renews the token through n8n), or open the credential and click Connect my account again',
 	);
 }
 
@@ -39,14 +19,15 @@ export const microsoftDelegatedGraph: ConnectionKind = {
 	credentialType: DELEGATED_CREDENTIAL,
 	send: true,
 	read: true,
+	selectsMailbox: true,
 	async open(data, hooks: ConnectionHooks) {
-		const credential = readDelegatedCredential(data as Parameters<typeof readDelegatedCredential>[0]);
+		const credential = readDelegatedCredential(data);
 		if (credential.audience !== 'graph') throw exchangeCredentialRefused();
-		const tokens = delegatedTokens(credential, hooks.refreshDelegated ?? (() => Promise.reject(noRefreshHere())));
+		const tokens = delegatedTokens(credential, hooks.refreshDelegated);
 		let signedIn: Promise<string> | undefined;
 		return graphConnection(
 			{
-				graphHost: graphHostOf(data),
+				graphHost: credential.cloud.graphHost,
 				tokens,
 				trust: { rejectUnauthorized: true },
 				defaultMailbox: credential.mailbox,

@@ -6,8 +6,8 @@ import { GraphReader } from '../transports/graph/graph-reader';
 import { GraphSender } from '../transports/graph/graph-sender';
 import { isValidMailbox } from '../transports/graph/mailbox-path';
 import type { TlsTrust } from '../transports/tls-options';
-import { assertMailboxAllowed } from '../nodes/shared/microsoft-connection';
 import type { Connection, SenderTuning, SendIdentity } from './connection';
+import { assertMailboxAllowed } from './microsoft-credential';
 
 /**
  * What both Graph kinds (app-only, delegated) share once their credential is parsed: the

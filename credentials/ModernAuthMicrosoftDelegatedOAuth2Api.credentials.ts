@@ -1,13 +1,31 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
+import {
+	CLOUDS,
+	DELEGATED_EXCHANGE_SCOPES,
+	DELEGATED_GRAPH_SCOPES,
+	delegatedExchangeResource,
+	delegatedScope,
+	type CloudEndpoints,
+} from '../auth/clouds';
 import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField, allowedMailboxesField } from './common/shared-fields';
 
-// Sign-in hosts per cloud, resolved by n8n when it builds the authorize and token URLs.
-const AUTHORITY =
-	'{{ ({ global: "https://login.microsoftonline.com", usGovGccHigh: "https://login.microsoftonline.us", usGovDod: "https://login.microsoftonline.us", china: "https://login.chinacloudapi.cn" })[$self["cloud"]] || String($self["authorityHost"] || "").replace(/\\/+$/, "") }}/{{ $self["tenant"] || "organizations" }}';
-// IMAP/SMTP scopes live on the Exchange resource of each cloud.
-const EXCHANGE_RESOURCE =
-	'({ global: "https://outlook.office.com", usGovGccHigh: "https://outlook.office365.us", usGovDod: "https://outlook-dod.office365.us", china: "https://partner.outlook.cn" })[$self["cloud"]] || $self["exchangeResource"] || "https://outlook.office.com"';
+// n8n resolves these expressions when it builds the authorize and token requests, so the
+// hosts are written into them from the one cloud table (auth/clouds.ts) at load time.
+// `}}` would end the n8n expression early: nested objects close with `} }`.
+const perCloud = (value: (cloud: CloudEndpoints) => unknown) =>
+	JSON.stringify(Object.fromEntries(Object.values(CLOUDS).map((cloud) => [cloud.name, value(cloud)]))).replace(/\}\}/g, '} }');
+/** The Custom cloud's host from a field, without a trailing slash, else the global cloud's. */
+const customHost = (field: string, fallback: string) => `String($self["${field}"] || ${JSON.stringify(fallback)}).replace(/\\/+$/, "")`;
+
+const AUTHORITY = `{{ (${perCloud((c) => c.authorityHost)})[$self["cloud"]] || ${customHost('authorityHost', CLOUDS.global.authorityHost)} }}/{{ $self["tenant"] || "organizations" }}`;
+// One token has one audience: Graph mail scopes on the cloud's Graph host, or IMAP/SMTP scopes on its Exchange resource.
+const SCOPES = perCloud((c) => ({ graph: delegatedScope(c, 'graph'), exchange: delegatedScope(c, 'exchange') }));
+const customScope = (resource: string, scopes: string[]) => `${JSON.stringify(scopes)}.map((s) => ${resource} + "/" + s).join(" ") + " offline_access"`;
+export const DELEGATED_SCOPE_EXPRESSION =
+	`={{ $self["cloud"] !== "custom" ? (${SCOPES})[$self["cloud"]][$self["useFor"] === "graph" ? "graph" : "exchange"]` +
+	` : $self["useFor"] === "graph" ? ${customScope(customHost('graphHost', CLOUDS.global.graphHost), DELEGATED_GRAPH_SCOPES)}` +
+	` : ${customScope(customHost('exchangeResource', delegatedExchangeResource(CLOUDS.global)), DELEGATED_EXCHANGE_SCOPES)} }}`;
 
 /**
  * A person's Microsoft 365 account, connected once with n8n's "Connect my account" button.
@@ -36,6 +54,15 @@ export class ModernAuthMicrosoftDelegatedOAuth2Api implements ICredentialType {
 			type: 'string',
 			default: 'https://outlook.office.com',
 			description: 'Resource the IMAP and SMTP scopes belong to',
+			displayOptions: { show: { cloud: ['custom'] } },
+		},
+		{
+			displayName: 'Graph Host',
+			name: 'graphHost',
+			type: 'string',
+			default: '',
+			placeholder: 'https://graph.microsoft.com',
+			description: 'Resource the Graph mail scopes belong to',
 			displayOptions: { show: { cloud: ['custom'] } },
 		},
 		{
@@ -94,7 +121,7 @@ export class ModernAuthMicrosoftDelegatedOAuth2Api implements ICredentialType {
 			displayName: 'Scope',
 			name: 'scope',
 			type: 'hidden',
-			default: `={{ $self["useFor"] === "graph" ? "https://graph.microsoft.com/Mail.ReadWrite https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite.Shared https://graph.microsoft.com/Mail.Send.Shared offline_access" : ["IMAP.AccessAsUser.All", "SMTP.Send"].map((s) => (${EXCHANGE_RESOURCE}) + "/" + s).join(" ") + " offline_access" }}`,
+			default: DELEGATED_SCOPE_EXPRESSION,
 		},
 		{
 			displayName: 'Auth URI Query Parameters',

@@ -89,9 +89,3 @@ export interface UnreadableMessage {
 export function isUnreadable(message: IncomingMessage | UnreadableMessage): message is UnreadableMessage {
 	return 'error' in message;
 }
-
-/** @deprecated Transitional, until the IMAP reader implements MailReader: IMAP-only fields. */
-export interface ReadCriteria extends ReadFilter {
-	rawImapSearch?: string;
-	uidAfter?: number;
-}

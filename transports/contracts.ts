@@ -34,7 +34,8 @@ export interface FolderInfo {
 export interface AttachmentInfo {
 	filename: string;
 	contentType: string;
-	size: number;
+	/** Bytes, when the server says before they are read (Graph does; IMAP knows only the encoded part). */
+	size?: number;
 	contentId?: string;
 	inline: boolean;
 }
@@ -48,6 +49,9 @@ export interface MessageSink {
 	attachment(messageId: string, index: number, info: AttachmentInfo, content: Readable): Promise<void>;
 	raw(messageId: string, content: Readable): Promise<void>;
 }
+
+/** How long reading one message may take unless the caller says otherwise. */
+export const DEFAULT_MESSAGE_TIMEOUT_MS = 30_000;
 
 export interface ReadLimits {
 	/** Per message: how long reading (parsing, storing its attachments) may take. */
@@ -71,11 +75,16 @@ export interface PostActionOutcome {
 	done: boolean;
 	/** Its id in the target folder after a move, when the server said. */
 	newId?: string;
+	/** IMAP only: the UID in the target folder, kept in the output for existing workflows (like IncomingMessage.uid). */
+	newUid?: number;
 	/** Why not done: the server's words, or what checking afterwards showed. */
 	reason?: string;
 	/** The connection failed before the server's answer for this message was known. */
 	unconfirmed?: boolean;
 }
+
+/** The reason of a message a post-action did not reach because an earlier part was refused (atomic). */
+export const POST_ACTION_NOT_ATTEMPTED = 'not attempted: the server refused an earlier part of this post-action';
 
 export interface PostActionOptions {
 	/** Stop at the first refusal and undo what can be undone, so a failure leaves the folder as found. */

@@ -1,5 +1,7 @@
 import type { Icon, INodeProperties } from 'n8n-workflow';
 
+import { CLOUD_LABELS, type CloudName } from '../../auth/clouds';
+
 /** Fields and the icon the credentials share, so clouds and hosts read the same everywhere. */
 export const MAIL_ICON: Icon = {
 	light: 'file:../icons/mail.svg',
@@ -11,13 +13,12 @@ export const cloudField: INodeProperties = {
 	name: 'cloud',
 	type: 'options',
 	default: 'global',
-	options: [
-		{ name: 'Global (Microsoft 365)', value: 'global' },
-		{ name: 'US Government (GCC High)', value: 'usGovGccHigh' },
-		{ name: 'US Government (DoD)', value: 'usGovDod' },
-		{ name: 'China (21Vianet)', value: 'china' },
-		{ name: 'Custom', value: 'custom', description: 'Enter the hosts yourself' },
-	],
+	// From the one cloud table, so a cloud added there shows up in every credential.
+	options: (Object.entries(CLOUD_LABELS) as Array<[CloudName, string]>).map(([value, name]) => ({
+		name,
+		value,
+		...(value === 'custom' ? { description: 'Enter the hosts yourself' } : {}),
+	})),
 };
 
 export const authorityHostField: INodeProperties = {

@@ -1,5 +1,7 @@
 import type { INodeProperties } from 'n8n-workflow';
 
+import { authenticationOptions, mailboxAuthentications } from '../../connections/registry';
+
 export const readMailboxProperties: INodeProperties[] = [
 	{
 		displayName: 'Authentication',
@@ -7,19 +9,7 @@ export const readMailboxProperties: INodeProperties[] = [
 		type: 'options',
 		noDataExpression: true,
 		default: 'imap',
-		options: [
-			{ name: 'IMAP (Password)', value: 'imap', description: 'Any IMAP server with user and password' },
-			{
-				name: 'Microsoft 365 App-Only (IMAP OAuth)',
-				value: 'microsoftAppOnly',
-				description: 'App registration with IMAP.AccessAsApp; signs in with XOAUTH2',
-			},
-			{
-				name: 'Microsoft 365 Delegated (IMAP OAuth)',
-				value: 'microsoftDelegated',
-				description: 'A connected Microsoft 365 account with IMAP.AccessAsUser.All',
-			},
-		],
+		options: authenticationOptions('read'),
 	},
 	{
 		displayName: 'Folder Name or ID',
@@ -131,7 +121,7 @@ export const readMailboxProperties: INodeProperties[] = [
 				default: '',
 				placeholder: 'shared@contoso.com',
 				description: "Microsoft 365 mailbox to open. Empty uses the credential's mailbox or the signed-in account.",
-				displayOptions: { show: { '/authentication': ['microsoftAppOnly', 'microsoftDelegated'] } },
+				displayOptions: { show: { '/authentication': mailboxAuthentications('read') } },
 			},
 		],
 	},

@@ -8,14 +8,18 @@ import {
 	type IPollFunctions,
 } from 'n8n-workflow';
 
-import type { ImapReader } from '../../transports/imap/imap-reader';
-import { DEFAULT_PARSE_TIMEOUT_MS } from '../../transports/imap/parse-message';
-import { BinaryDataSink, isErrorItem, outputOptions, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
-import { readMailboxProperties } from '../ModernAuthReadMailbox/description';
-import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
+import type { Connection } from '../../connections/connection';
+import { credentialsFor } from '../../connections/registry';
 import { checkFolderName } from '../../model/validate';
+import { DEFAULT_MESSAGE_TIMEOUT_MS, type MailReader } from '../../transports/contracts';
+import { BinaryDataSink, outputOptions, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
+import { readMailboxProperties } from '../ModernAuthReadMailbox/description';
 import { describeItemError } from '../shared/node-errors';
-import { IMAP_CREDENTIAL, prepareReader, type ReadAuthentication } from '../shared/open-reader';
+import { credentialTestMethods, openConnection } from '../shared/open-connection';
+import { readerOf } from '../shared/reader-pool';
+import { countFailure, dropFromCarry, forget, giveUpExhausted, settle, unique, upgradeFolderState, type FolderState } from './folder-state';
+
+export { SKIPPED_KEPT, type FolderState } from './folder-state';
 
 /** Messages per execution: a larger backlog is emitted as several executions of this size. */
 export const BATCH_SIZE = 500;
@@ -23,25 +27,7 @@ export const BATCH_SIZE = 500;
 export const MAX_PER_POLL = 20 * BATCH_SIZE;
 /** Messages per FETCH, so a poll can stop between two of them when its time budget runs out. */
 const FETCH_CHUNK = 50;
-/** How many skipped messages the state remembers (the newest), so it stays small. */
-export const SKIPPED_KEPT = 50;
 export const DEFAULT_MAX_ATTEMPTS = 3;
-
-/** What the trigger remembers per folder, in the workflow's static data. */
-export interface FolderState {
-	uidValidity: number;
-	/** Every UID up to this one was emitted or given up on, except those in `failing`. */
-	lastUid: number;
-	/**
-	 * UIDs at or below lastUid still to emit: the existing unread mail of the first activation,
-	 * or messages a poll cut short by its time budget did not get to.
-	 */
-	carry?: number[];
-	/** Messages that failed and are retried by later polls: UID -> attempts and last reason. */
-	failing?: Record<string, { attempts: number; reason: string; code: string; subject?: string }>;
-	/** The newest messages given up on after the last attempt (at most SKIPPED_KEPT). */
-	skipped?: Array<{ uid: number; subject?: string; reason: string; attempts: number; at: string }>;
-}
 
 const shared = (name: string) => readMailboxProperties.find((p) => p.name === name)!;
 
@@ -58,11 +44,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		polling: true,
 		inputs: [],
 		outputs: [NodeConnectionTypes.Main],
-		credentials: [
-			{ name: IMAP_CREDENTIAL, required: true, displayOptions: { show: { authentication: ['imap'] } } },
-			{ name: APP_ONLY_CREDENTIAL, required: true, displayOptions: { show: { authentication: ['microsoftAppOnly'] } } },
-			{ name: DELEGATED_CREDENTIAL, required: true, displayOptions: { show: { authentication: ['microsoftDelegated'] } } },
-		],
+		credentials: credentialsFor('read'),
 		properties: [
 			shared('authentication'),
 			{ ...shared('folder'), type: 'string', typeOptions: undefined, description: 'Folder to watch, e.g. INBOX' },
@@ -87,9 +69,13 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		],
 	};
 
+	methods = {
+		credentialTest: credentialTestMethods('read'),
+	};
+
 	async poll(this: IPollFunctions): Promise<INodeExecutionData[][] | null> {
 		const deadline = pollDeadline(this);
-		const authentication = this.getNodeParameter('authentication') as ReadAuthentication;
+		const authentication = String(this.getNodeParameter('authentication'));
 		// Not trimmed: " Archive" and "Archive" can both exist; control characters are refused.
 		const folder = watchedFolder(this);
 		const options = this.getNodeParameter('options', {}) as IDataObject;
@@ -99,7 +85,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			folder,
 			limit: MAX_PER_POLL,
 			newestFirst: false,
-			criteria: {},
+			filter: {},
 			postAction: { type: 'none' },
 			...outputOptions(options),
 		};
@@ -107,64 +93,70 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		const state = this.getWorkflowStaticData('node') as { folders?: Record<string, FolderState> };
 		state.folders ??= {};
 
-		let setup;
+		let connection: Connection | undefined;
+		let reader: MailReader | undefined;
 		try {
-			setup = await prepareReader(this as never, authentication, request.mailbox);
+			connection = await openConnection(this, authentication);
+			reader = readerOf(connection, await connection.mailboxFor(request.mailbox));
 			// No connection is kept between polls: open, read, close.
-			await setup.reader.connect();
-			const { uidValidity, uidNext } = await setup.reader.openFolder(folder);
-			const saved = state.folders[folder];
+			await reader.connect();
 
 			if (manual) {
 				// "Fetch test event": show the newest message, leave the trigger's state alone.
-				const uids = (await setup.reader.search({})).slice(-1);
+				const ids = await reader.search(folder, {}, { newestFirst: true, limit: 1 });
 				const sink = new BinaryDataSink(this, request);
-				const { items } = await emit(this, setup.reader, sink, folder, uidValidity, uids, request, Infinity, () => {});
+				const { items } = await emit(this, reader, sink, folder, ids, request, Infinity, () => {});
 				return items.length ? [items] : null;
 			}
 
 			const maxAttempts = Math.max(1, Math.floor(Number(this.getNodeParameter('maxAttempts', DEFAULT_MAX_ATTEMPTS))) || DEFAULT_MAX_ATTEMPTS);
-			let uids: number[];
-			if (!saved || saved.uidValidity !== uidValidity) {
-				// First activation, or the server renumbered the folder (UIDVALIDITY changed): start
-				// from now instead of replaying the whole folder as new mail.
-				const firstActivation = !saved;
-				state.folders[folder] = { uidValidity, lastUid: Math.max(0, uidNext - 1) };
-				if (!(firstActivation && this.getNodeParameter('includeExistingUnread', false))) return null;
-				uids = await setup.reader.search({ unreadOnly: true });
-				if (uids.length) state.folders[folder].lastUid = Math.max(state.folders[folder].lastUid, uids[uids.length - 1]);
-				state.folders[folder].carry = uids;
+			const saved = upgradeFolderState(state.folders[folder]);
+			const changes = await reader.changesSince(folder, saved?.cursor);
+			let current: FolderState;
+			if (changes.baseline) {
+				// First activation, or the reader no longer accepts the cursor (IMAP: the server
+				// renumbered the folder): start from now instead of replaying the whole folder as new mail.
+				state.folders[folder] = { cursor: changes.cursor };
+				if (!(changes.baseline === 'first' && this.getNodeParameter('includeExistingUnread', false))) return null;
+				const unread = await reader.search(folder, { unreadOnly: true }, { newestFirst: false, limit: Number.MAX_SAFE_INTEGER });
+				// Mail that arrived during the search is after the baseline cursor: move the cursor past
+				// it now, so the next poll does not bring it a second time.
+				const since = await reader.changesSince(folder, changes.cursor);
+				if (since.baseline) {
+					state.folders[folder] = { cursor: since.cursor };
+					return null;
+				}
+				current = { cursor: since.cursor };
+				const carry = unique([...unread, ...since.ids]);
+				if (carry.length) current.carry = carry;
 			} else {
-				uids = await pendingUids(setup.reader, saved);
+				current = saved!;
+				current.cursor = changes.cursor;
+				const carry = unique([...(current.carry ?? []), ...changes.ids]);
+				if (carry.length) current.carry = carry;
 			}
-			const current = state.folders[folder];
+			state.folders[folder] = current;
 			// Messages whose attempts failed polls used up are emitted as error items, not fetched again.
 			let batch = giveUpExhausted(current, maxAttempts);
-			const given = new Set(batch.map((item) => Number(item.json.uid)));
-			uids = uids.filter((uid) => !given.has(uid)).slice(0, MAX_PER_POLL);
+			const ids = (current.carry ?? []).slice(0, MAX_PER_POLL);
 			const sink = new BinaryDataSink(this, request);
 			// Only one batch is in memory at a time: each but the last starts its own execution
 			// (n8n saves the advanced static data with it), the last is this poll's result.
-			let pending = uids;
+			let pending = ids;
 			while (pending.length) {
 				// Out of time budget: the rest is the next poll's (the first batch always runs, so polls progress).
-				if (pending !== uids && Date.now() >= deadline) break;
+				if (pending !== ids && Date.now() >= deadline) break;
 				const chunk = pending.slice(0, BATCH_SIZE);
-				const { items, unprocessed } = await emit(this, setup.reader, sink, folder, uidValidity, chunk, request, deadline, (uid, error) =>
-					countFailure(current, uid, error, maxAttempts),
+				const { items, unprocessed, gone } = await emit(this, reader, sink, folder, chunk, request, deadline, (id, error) =>
+					countFailure(current, id, error, maxAttempts),
 				);
-				const left = new Set(unprocessed);
-				const processed = chunk.filter((uid) => !left.has(uid));
 				pending = unprocessed.length ? [] : pending.slice(chunk.length);
-				batch.push(...settle(current, items, maxAttempts));
-				// Advance past what was emitted or is retried from `failing`; the rest is read next
-				// poll, those below the new position (not read after a reconnect) from `carry`.
-				if (processed.length) current.lastUid = Math.max(current.lastUid, ...processed);
-				const done = new Set(processed);
-				const carry = new Set((current.carry ?? []).filter((uid) => !done.has(uid)));
-				for (const uid of unprocessed) if (uid <= current.lastUid && !current.failing?.[uid]) carry.add(uid);
-				if (carry.size) current.carry = [...carry].sort((a, b) => a - b);
-				else delete current.carry;
+				const { out, settled } = settle(current, items, maxAttempts);
+				batch.push(...out);
+				// Emitted or given up on leaves `carry`; failing ones stay for the next poll, and so
+				// does what the time budget left (`unprocessed`).
+				dropFromCarry(current, settled);
+				forget(current, gone);
 				if (pending.length && batch.length) {
 					this.__emit([batch]);
 					batch = [];
@@ -172,10 +164,10 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			}
 			return batch.length ? [batch] : null;
 		} catch (error) {
-			const { message, hint } = describeItemError(error, setup?.secrets ?? []);
+			const { message, hint } = describeItemError(error, connection?.secrets ?? []);
 			throw new NodeOperationError(this.getNode(), message, { description: hint });
 		} finally {
-			await setup?.reader.close();
+			await reader?.close();
 		}
 	}
 }
@@ -190,139 +182,56 @@ function pollDeadline(ctx: IPollFunctions): number {
 	return Date.now() + ms - Math.min(30_000, ms / 5);
 }
 
-/** New UIDs after lastUid plus the failing and carried ones still in the folder, oldest first. */
-async function pendingUids(reader: ImapReader, saved: FolderState): Promise<number[]> {
-	const failing = Object.keys(saved.failing ?? {}).map(Number);
-	const retry = new Set([...failing, ...(saved.carry ?? [])]);
-	const from = Math.min(saved.lastUid, ...[...retry].map((uid) => uid - 1));
-	const found = await reader.search({ uidAfter: from });
-	const existing = new Set(found);
-	// A message deleted meanwhile is forgotten.
-	for (const uid of failing) if (!existing.has(uid)) delete saved.failing![uid];
-	if (saved.carry) saved.carry = saved.carry.filter((uid) => existing.has(uid));
-	return found.filter((uid) => uid > saved.lastUid || retry.has(uid));
-}
-
 /**
- * Keeps the items to emit: good messages (clearing their failure count) and unreadable ones
- * on their last attempt (as error items, remembered in `skipped`). Other unreadable ones are
- * counted and left for the next poll.
- */
-function settle(state: FolderState, items: INodeExecutionData[], maxAttempts: number): INodeExecutionData[] {
-	const out: INodeExecutionData[] = [];
-	for (const item of items) {
-		const uid = Number(item.json.uid);
-		if (!isErrorItem(item)) {
-			if (state.failing) delete state.failing[uid];
-			out.push(item);
-			continue;
-		}
-		const error = item.json.error as { message: string; code: string };
-		const subject = item.json.subject === undefined ? undefined : String(item.json.subject);
-		const attempts = countFailure(state, uid, Object.assign(new Error(error.message), { code: error.code }), maxAttempts, subject);
-		if (attempts >= maxAttempts) {
-			skip(state, uid);
-			out.push({ ...item, json: { ...item.json, attempts } });
-		}
-	}
-	return out;
-}
-
-/** One more failed attempt for a message; returns the count so far. */
-function countFailure(state: FolderState, uid: number, error: unknown, maxAttempts: number, subject?: string): number {
-	state.failing ??= {};
-	const previous = state.failing[uid];
-	const e = error as { message?: string; code?: string };
-	const attempts = Math.min(maxAttempts, (previous?.attempts ?? 0) + 1);
-	state.failing[uid] = {
-		attempts,
-		reason: String(e?.message ?? error).slice(0, 500),
-		code: typeof e?.code === 'string' ? e.code : 'POLL_FAILED',
-		...((subject ?? previous?.subject) !== undefined ? { subject: subject ?? previous?.subject } : {}),
-	};
-	return attempts;
-}
-
-/** Stops retrying a message and remembers it among the newest skipped ones. */
-function skip(state: FolderState, uid: number) {
-	const entry = state.failing?.[uid];
-	if (!entry) return;
-	delete state.failing![uid];
-	state.skipped = [
-		...(state.skipped ?? []),
-		{ uid, ...(entry.subject !== undefined ? { subject: entry.subject } : {}), reason: entry.reason, attempts: entry.attempts, at: new Date().toISOString() },
-	].slice(-SKIPPED_KEPT);
-}
-
-/** Error items for messages whose attempts failed polls used up (reading them gives up in settle). */
-function giveUpExhausted(state: FolderState, maxAttempts: number): INodeExecutionData[] {
-	const out: INodeExecutionData[] = [];
-	for (const [key, entry] of Object.entries(state.failing ?? {})) {
-		if (entry.attempts < maxAttempts) continue;
-		const uid = Number(key);
-		skip(state, uid);
-		out.push({
-			json: {
-				id: `${state.uidValidity}:${uid}`,
-				uid,
-				...(entry.subject !== undefined ? { subject: entry.subject } : {}),
-				attempts: entry.attempts,
-				error: { message: entry.reason, code: entry.code, hint: 'Reading this message failed every time; it was skipped' },
-			},
-		});
-	}
-	return out;
-}
-
-/**
- * Fetches the UIDs in order, FETCH_CHUNK at a time, until the deadline. If the connection
+ * Fetches the ids in order, FETCH_CHUNK at a time, until the deadline. If the connection
  * drops midway, reconnects once and resumes after the last message already read, so nothing
- * is skipped or read twice. `unprocessed`: the UIDs left for later (deadline reached).
+ * is skipped or read twice. `unprocessed`: the ids left for later (deadline reached); `gone`:
+ * ids the reader left out because they no longer exist.
  */
 async function emit(
 	ctx: IPollFunctions,
-	reader: ImapReader,
+	reader: MailReader,
 	sink: BinaryDataSink,
 	folder: string,
-	uidValidity: number,
-	uids: number[],
+	ids: string[],
 	request: ReadRequest,
 	deadline: number,
 	/** The poll fails at this message (the first not read): counted as its attempt. */
-	onStuck: (uid: number, error: unknown) => void,
-): Promise<{ items: INodeExecutionData[]; unprocessed: number[] }> {
+	onStuck: (id: string, error: unknown) => void,
+): Promise<{ items: INodeExecutionData[]; unprocessed: string[]; gone: string[] }> {
 	const items: INodeExecutionData[] = [];
-	let queue = uids;
+	const gone: string[] = [];
+	let queue = ids;
 	let reconnected = false;
 	// The first chunk always runs, so a poll makes progress however small its budget.
-	while (queue.length && (queue === uids || Date.now() < deadline)) {
+	while (queue.length && (queue === ids || Date.now() < deadline)) {
 		const chunk = queue.slice(0, FETCH_CHUNK);
-		const done = new Set<number>();
+		const done = new Set<string>();
 		// A message that stalls may not take longer than what is left of the budget.
-		const timeoutMs = Math.min(DEFAULT_PARSE_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
+		const timeoutMs = Math.min(DEFAULT_MESSAGE_TIMEOUT_MS, Math.max(1000, deadline - Date.now()));
 		try {
-			for await (const message of reader.fetch(folder, uidValidity, chunk, { ...request.fetch, sink, limits: { timeoutMs } })) {
-				done.add(message.uid!);
+			for await (const message of reader.fetch(folder, chunk, { ...request.fetch, sink, limits: { timeoutMs } })) {
+				done.add(message.id);
 				items.push(toItem(message, sink, 0, request));
 			}
+			gone.push(...chunk.filter((id) => !done.has(id)));
 			queue = queue.slice(chunk.length);
 		} catch (error) {
 			// Resume with the messages of this chunk not read yet.
-			queue = queue.filter((uid) => !done.has(uid));
+			queue = queue.filter((id) => !done.has(id));
 			if (reconnected) {
 				if (queue.length) onStuck(queue[0], error);
 				throw error;
 			}
 			reconnected = true;
 			await reader.reconnect();
-			const reopened = await reader.openFolder(folder);
-			if (reopened.uidValidity !== uidValidity) break;
 		}
 	}
 	for (const item of items) delete item.pairedItem;
-	// Oldest first, as the mail arrived (the reader brings large messages last).
-	items.sort((a, b) => Number(a.json.uid) - Number(b.json.uid));
-	return { items, unprocessed: queue };
+	// Oldest first, as the mail arrived (the reader may bring large messages last).
+	const position = new Map(ids.map((id, index) => [id, index]));
+	items.sort((a, b) => position.get(String(a.json.id))! - position.get(String(b.json.id))!);
+	return { items, unprocessed: queue, gone };
 }
 
 function watchedFolder(ctx: IPollFunctions): string {

@@ -1,10 +1,7 @@
 import {
 	NodeConnectionTypes,
-	type ICredentialsDecrypted,
-	type ICredentialTestFunctions,
 	type IDataObject,
 	type IExecuteFunctions,
-	type INodeCredentialTestResult,
 	type INodeExecutionData,
 	type INodeType,
 	type INodeTypeDescription,
@@ -15,19 +12,11 @@ import type { OutgoingMessage, RefusedRecipient } from '../../model/outgoing-mes
 import { MailTransportError, type MailSender } from '../../transports/contracts';
 import { DELIVERY_UNKNOWN } from '../../transports/smtp/smtp-errors';
 import { DEFAULT_SMTP_RETRY } from '../../transports/smtp/smtp-sender';
+import type { Connection, SenderTuning, SendIdentity } from '../../connections/connection';
+import { credentialsFor } from '../../connections/registry';
 import { forEachWithLimit } from '../shared/concurrency';
-import { APP_ONLY_CREDENTIAL, DELEGATED_CREDENTIAL } from '../shared/microsoft-connection';
-import { testAppOnlyCredential } from '../shared/microsoft-credential-test';
 import { describeItemError, toNodeOperationError } from '../shared/node-errors';
-import {
-	prepareSender,
-	type SendAuthentication,
-	type SenderSetup,
-	type SenderTuning,
-	type SendIdentity,
-} from '../shared/open-sender';
-import { SMTP_CREDENTIAL } from '../shared/smtp-connection';
-import { testSmtpCredential } from '../shared/smtp-credential-test';
+import { credentialTestMethods, openConnection, sendingParts } from '../shared/open-connection';
 import { buildMessage } from './actions/build-message';
 import { messageFingerprint, recordedOutcome, recordOutcome, type ItemIdentity } from './actions/sent-record';
 import { sendEmailProperties } from './description';
@@ -47,43 +36,12 @@ export class ModernAuthSendEmail implements INodeType {
 		inputs: [NodeConnectionTypes.Main],
 		outputs: [NodeConnectionTypes.Main],
 		usableAsTool: true,
-		credentials: [
-			{
-				name: SMTP_CREDENTIAL,
-				required: true,
-				testedBy: 'modernAuthSmtpConnectionTest',
-				displayOptions: { show: { authentication: ['smtp'] } },
-			},
-			{
-				name: APP_ONLY_CREDENTIAL,
-				required: true,
-				testedBy: 'modernAuthMicrosoftAppOnlyTest',
-				displayOptions: { show: { authentication: ['microsoftAppOnly'] } },
-			},
-			{
-				name: DELEGATED_CREDENTIAL,
-				required: true,
-				displayOptions: { show: { authentication: ['microsoftDelegated'] } },
-			},
-		],
+		credentials: credentialsFor('send'),
 		properties: sendEmailProperties,
 	};
 
 	methods = {
-		credentialTest: {
-			async modernAuthSmtpConnectionTest(
-				this: ICredentialTestFunctions,
-				credential: ICredentialsDecrypted,
-			): Promise<INodeCredentialTestResult> {
-				return await testSmtpCredential(credential.data ?? {});
-			},
-			async modernAuthMicrosoftAppOnlyTest(
-				this: ICredentialTestFunctions,
-				credential: ICredentialsDecrypted,
-			): Promise<INodeCredentialTestResult> {
-				return await testAppOnlyCredential(credential.data ?? {});
-			},
-		},
+		credentialTest: credentialTestMethods('send'),
 	};
 
 	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
@@ -99,11 +57,11 @@ export class ModernAuthSendEmail implements INodeType {
 			};
 		};
 
-		let setup: SenderSetup;
+		let setup: SendingConnection;
 		try {
-			const authentication = this.getNodeParameter('authentication', 0) as SendAuthentication;
-			setup = await prepareSender(this, authentication);
-			secrets = setup.secrets;
+			const connection = await openConnection(this, String(this.getNodeParameter('authentication', 0)));
+			secrets = connection.secrets;
+			setup = { ...sendingParts(connection), secrets: connection.secrets, warning: connection.warning };
 		} catch (error) {
 			// A credential that cannot work fails every item the same way.
 			if (!continueOnFail) throw toNodeOperationError(node, error, 0, secrets);
@@ -157,7 +115,7 @@ export class ModernAuthSendEmail implements INodeType {
 		const senderFor = (identity: SendIdentity) => {
 			let sender = senders.get(identity.key);
 			if (!sender) {
-				sender = setup.create(identity, tuning);
+				sender = setup.sender(identity, tuning);
 				senders.set(identity.key, sender);
 			}
 			return sender;
@@ -200,6 +158,8 @@ export class ModernAuthSendEmail implements INodeType {
 	}
 }
 
+type SendingConnection = Required<Pick<Connection, 'identityFor' | 'sender'>> & Pick<Connection, 'secrets' | 'warning'>;
+
 interface PlannedItem {
 	identity: SendIdentity;
 	message: OutgoingMessage;
@@ -216,10 +176,11 @@ interface ItemPolicy {
 async function planItem(
 	ctx: IExecuteFunctions,
 	itemIndex: number,
-	setup: SenderSetup,
+	setup: SendingConnection,
 	run: { executionId: string | undefined; runIndex: number },
 ): Promise<PlannedItem> {
-	const identity = await setup.identityFor(itemIndex);
+	// Mailbox is an item parameter: each item may sign in as another mailbox.
+	const identity = await setup.identityFor(String(ctx.getNodeParameter('options.mailbox', itemIndex, '') ?? ''));
 	const message = await buildMessage(ctx, itemIndex, identity);
 	const options = ctx.getNodeParameter('options', itemIndex, {}) as IDataObject;
 	const policy: ItemPolicy = {

@@ -1,28 +1,14 @@
 import type { INodeProperties } from 'n8n-workflow';
 
+import { authenticationOptions, mailboxAuthentications } from '../../connections/registry';
+
 export const authenticationProperty: INodeProperties = {
 	displayName: 'Authentication',
 	name: 'authentication',
 	type: 'options',
 	noDataExpression: true,
 	default: 'smtp',
-	options: [
-		{
-			name: 'SMTP (Password or None)',
-			value: 'smtp',
-			description: 'Any SMTP server, signing in with user and password or not at all',
-		},
-		{
-			name: 'Microsoft 365 App-Only (SMTP OAuth)',
-			value: 'microsoftAppOnly',
-			description: 'App registration with SMTP.SendAsApp; signs in to SMTP with XOAUTH2, no user password',
-		},
-		{
-			name: 'Microsoft 365 Delegated (SMTP OAuth)',
-			value: 'microsoftDelegated',
-			description: 'A connected Microsoft 365 account (Connect my account) with SMTP.Send',
-		},
-	],
+	options: authenticationOptions('send'),
 	description: 'Which kind of credential sends the mail',
 };
 
@@ -189,11 +175,7 @@ export const sendEmailProperties: INodeProperties[] = [
 				placeholder: 'robot@contoso.com',
 				description:
 					"Microsoft 365 mailbox to sign in as (XOAUTH2 user). Empty uses the credential's Default Mailbox. Also the default From.",
-				displayOptions: {
-					show: {
-						'/authentication': ['microsoftAppOnly', 'microsoftDelegated', 'microsoftAppOnlyGraph', 'microsoftDelegatedGraph'],
-					},
-				},
+				displayOptions: { show: { '/authentication': mailboxAuthentications('send') } },
 			},
 			{
 				displayName: 'Max Attachment Size (MB)',
@@ -219,7 +201,7 @@ export const sendEmailProperties: INodeProperties[] = [
 				default: 3,
 				typeOptions: { minValue: 1, maxValue: 20 },
 				description:
-					'How many pooled SMTP connections send the items of one execution at the same time',
+					'How many pooled SMTP connections send the items of one execution at the same time (Graph: requests in flight per mailbox, at most 4)',
 			},
 			{
 				displayName: 'Read Receipt',

@@ -2,7 +2,7 @@ import { NodeOperationError, type INode } from 'n8n-workflow';
 
 import { MessageInputError } from '../../model/validate';
 import { ActionableError } from '../../model/actionable-error';
-import { redactSecrets } from './redact';
+import { redactSecrets } from '../../model/redact';
 
 // n8n replaces a whole error message that merely contains one of these codes with a generic
 // sentence (losing host, port and hint), so they are spelled out in words instead.

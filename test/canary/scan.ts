@@ -2,7 +2,7 @@
  * Looks for secret values in text that leaves the nodes, in every form a leak takes: as is,
  * JSON-escaped, hex, base64 and base64url (alone, or inside a larger base64 blob such as an
  * XOAUTH2 SASL string, at each of the three byte alignments), and any 24-character piece
- * (a reply cut to length still leaks). Written independently of nodes/shared/redact.ts, so
+ * (a reply cut to length still leaks). Written independently of model/redact.ts, so
  * the audit does not check the redaction with itself.
  */
 const PIECE = 24;

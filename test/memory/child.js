@@ -43,11 +43,12 @@ async function imap() {
 	});
 	await reader.connect();
 	try {
-		const { uidValidity } = await reader.openFolder(job.folder ?? 'INBOX');
+		// Opens the folder; its cursor carries the UIDVALIDITY the message's id needs.
+		const { uidValidity } = JSON.parse((await reader.changesSince(job.folder ?? 'INBOX', undefined)).cursor);
 		if (job.mode === 'imap-idle') return done({});
 		const attachments = [];
 		const sink = {
-			async attachment(_uid, _index, info, content) {
+			async attachment(_id, _index, info, content) {
 				const hash = createHash('sha256');
 				let size = 0;
 				for await (const chunk of content) {
@@ -56,14 +57,14 @@ async function imap() {
 				}
 				attachments.push({ filename: info.filename, sha256: hash.digest('hex'), size });
 			},
-			async raw(_uid, content) {
+			async raw(_id, content) {
 				content.resume();
 				await new Promise((resolve, reject) => content.once('end', resolve).once('error', reject));
 			},
 		};
 		const items = [];
 		// a generous parse deadline: this test measures memory, not a slow machine's speed
-		for await (const message of reader.fetch(job.folder ?? 'INBOX', uidValidity, [job.uid], { sink, limits: { timeoutMs: 300_000 } })) {
+		for await (const message of reader.fetch(job.folder ?? 'INBOX', [`${uidValidity}:${job.uid}`], { sink, limits: { timeoutMs: 300_000 } })) {
 			items.push(message.error ? { error: message.error.message } : { subject: message.subject, attachments: message.attachments.length });
 		}
 		const [first] = attachments;

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 
-import { testAppOnlyCredential } from '../../nodes/shared/microsoft-credential-test';
+import { microsoftAppOnlyKind } from '../../connections/microsoft-app-only';
+import { testCredential } from '../../nodes/shared/open-connection';
 import { createPoller, runLoadOptions, runNode } from '../harness/n8n-run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -202,9 +203,9 @@ describe('Allowed Mailboxes on the Microsoft credentials', () => {
 	it('the credential Test button reports a Default Mailbox outside the list, without asking for a token', async () => {
 		const { data } = appOnly('@fabrikam.example').modernAuthMicrosoftAppOnlyApi;
 		const tokensBefore = tokenRequests();
-		const result = await testAppOnlyCredential(data);
+		const result = await testCredential(microsoftAppOnlyKind, data);
 		expect(result).toEqual({ status: 'Error', message: expect.stringMatching(/^Default Mailbox: "robot@contoso\.example" is not in the credential's Allowed Mailboxes\. Fix: /) });
 		expect(tokenRequests()).toBe(tokensBefore);
-		expect((await testAppOnlyCredential({ ...data, allowedMailboxes: '@contoso.example' })).status).toBe('OK');
+		expect((await testCredential(microsoftAppOnlyKind, { ...data, allowedMailboxes: '@contoso.example' })).status).toBe('OK');
 	});
 });

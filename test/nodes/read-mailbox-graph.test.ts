@@ -3,7 +3,7 @@ import { BinaryDataService } from 'n8n-core';
 import type { IBinaryData } from 'n8n-workflow';
 import { createHash, randomBytes } from 'node:crypto';
 
-import { runNode } from '../harness/n8n-run';
+import { createPoller, runNode } from '../harness/n8n-run';
 import { appOnlyGraphCredential, ASSISTANT, issuedTokens, registerGraphApp, ROBOT, startGraphPeers, type GraphPeers } from './graph-fixture';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -79,5 +79,35 @@ describe('Read Mailbox (Modern Auth) with Authentication "Microsoft 365 App-Only
 		});
 		expect(error?.message).toBe(`Item 0: Mailbox: "${ASSISTANT}" is not in the credential's Allowed Mailboxes`);
 		expect(graphRequests()).toHaveLength(0);
+	});
+});
+
+describe('Read Mailbox (Modern Auth) Trigger with Authentication "Microsoft 365 App-Only (Graph)"', () => {
+	const subjects = (items: Array<{ json: Record<string, unknown> }>) => items.map((i) => String(i.json.subject));
+	const deliver = (subject: string) => peers.graph.addMessage(ASSISTANT, { subject, from: { address: 'x@example.org' }, to: [{ address: ASSISTANT }] });
+
+	it('starts from now, emits each new message once (also after a restart from saved state), not a message that is only changed', async () => {
+		const app = registerGraphApp(peers, { mailboxes: [ASSISTANT] });
+		const credentials = appOnlyGraphCredential(peers, app, { mailbox: ASSISTANT });
+		const parameters = { authentication: 'microsoftAppOnlyGraph', folder: 'INBOX', options: { downloadAttachments: false } };
+		const old = deliver('old');
+		let poller = await createPoller({ parameters, credentials });
+		expect(await poller.poll()).toEqual([]); // first activation: a baseline, no flood of old mail
+
+		deliver('new 1');
+		deliver('new 2');
+		expect(subjects(await poller.poll())).toEqual(['new 1', 'new 2']);
+		expect(await poller.poll()).toEqual([]);
+
+		// Read and flagged in Outlook: a change, not new mail.
+		peers.graph.updateMessage(ASSISTANT, old.immutableId, { isRead: true, flag: { flagStatus: 'flagged' } });
+		deliver('new 3');
+		expect(subjects(await poller.poll())).toEqual(['new 3']);
+
+		// n8n restarts: the trigger continues from its saved delta state.
+		poller = await createPoller({ parameters, credentials, staticData: poller.staticData() });
+		deliver('new 4');
+		expect(subjects(await poller.poll())).toEqual(['new 4']);
+		expect(await poller.poll()).toEqual([]);
 	});
 });

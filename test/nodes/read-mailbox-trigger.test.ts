@@ -81,6 +81,38 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(emitted).not.toContain('old 1');
 	}, 120_000);
 
+	it('upgrade: the UID state of the version before MailReader is taken over on the first poll, re-emitting and losing nothing', async () => {
+		const folder = 'Upgraded';
+		await dovecot.createFolder(USER, folder);
+		const uidOf: Record<string, number> = {};
+		for (const subject of ['carried', 'failing', 'emitted before', 'new 1', 'new 2']) uidOf[subject] = (await dovecot.deliver(USER, await mime(subject), { folder })).uid;
+		const uidValidity = Number(await dovecot.uidValidity(USER, folder));
+		const skippedAt = '2026-11-30T08:00:00.000Z';
+		// Exactly what the trigger saved before: UIDs, one UIDVALIDITY.
+		const legacy = {
+			uidValidity,
+			lastUid: uidOf['emitted before'],
+			carry: [uidOf.carried],
+			failing: { [uidOf.failing]: { attempts: 1, reason: 'store failed', code: 'MESSAGE_STORE_FAILED', subject: 'failing' } },
+			skipped: [{ uid: 1, subject: 'given up long ago', reason: 'unparseable', attempts: 3, at: skippedAt }],
+		};
+		const parameters = { authentication: 'imap', folder, options: { downloadAttachments: false } };
+		const poller = await createPoller({ parameters, credentials: credentials(), staticData: { 'node:Trigger': { folders: { [folder]: legacy } } } });
+
+		// The carried and the failing message (retried, now readable) first, then the new ones; not the one emitted before.
+		expect(subjects(await poller.poll())).toEqual(['carried', 'failing', 'new 1', 'new 2']);
+		const state = () => (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
+		expect(state()).toEqual({
+			cursor: JSON.stringify({ uidValidity, lastUid: uidOf['new 2'] }),
+			failing: {},
+			skipped: [{ id: `${uidValidity}:1`, uid: 1, subject: 'given up long ago', reason: 'unparseable', attempts: 3, at: skippedAt }],
+		});
+		expect(await poller.poll()).toEqual([]);
+		await dovecot.deliver(USER, await mime('after the upgrade'), { folder });
+		expect(subjects(await poller.poll())).toEqual(['after the upgrade']);
+		expect(state().cursor).toBe(JSON.stringify({ uidValidity, lastUid: uidOf['new 2'] + 1 }));
+	});
+
 	it('a backlog of 1,200 new messages is emitted in one poll as executions of 500, 500 and 200', async () => {
 		const folder = 'Flood';
 		await dovecot.createFolder(USER, folder);
@@ -175,6 +207,7 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		for (const k of [1, 2, 3]) await deliverGood(`before ${k}`);
 		const poison = await transport.sendMail({ from: 'sender@example.org', to: USER, subject: 'poison', text: 'x', attachments: [{ filename: 'a.bin', content: randomBytes(1000) }] });
 		const { uid: poisonUid } = await dovecot.deliver(USER, poison.message as Buffer, { folder });
+		const poisonId = `${await dovecot.uidValidity(USER, folder)}:${poisonUid}`;
 		for (const k of [1, 2, 3]) await deliverGood(`after ${k}`);
 
 		const goods: string[] = [];
@@ -191,7 +224,7 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 			if (errors.length && !errorsAtPoll.length) errorsAtPoll.push(round);
 			if (round === 1) {
 				// n8n restarts after the first failed attempt: the count comes back from static data.
-				expect(poller.staticData()).toMatchObject({ 'node:Trigger': { folders: { [folder]: { failing: { [poisonUid]: { attempts: 1 } } } } } });
+				expect(poller.staticData()).toMatchObject({ 'node:Trigger': { folders: { [folder]: { failing: { [poisonId]: { attempts: 1, uid: poisonUid } } } } } });
 				poller = await createPoller({ parameters, credentials: credentials(), staticData: poller.staticData(), workflowId: poller.workflowId });
 			}
 			if (round === 2) await deliverGood('later 1');
@@ -218,10 +251,11 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		expect(new Set(goods).size).toBe(goods.length);
 		expect(errors).toHaveLength(1);
 		expect(errorsAtPoll).toEqual([3]);
-		expect(errors[0]).toMatchObject({ uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_STORE_FAILED' } });
+		expect(errors[0]).toMatchObject({ id: poisonId, uid: poisonUid, subject: 'poison', attempts: 3, error: { code: 'MESSAGE_STORE_FAILED' } });
 		const state = (poller.staticData()['node:Trigger'] as { folders: Record<string, Record<string, unknown>> }).folders[folder];
 		expect(state.failing).toEqual({});
-		expect(state.skipped).toEqual([expect.objectContaining({ uid: poisonUid, subject: 'poison', attempts: 3 })]);
+		expect(state.skipped).toEqual([expect.objectContaining({ id: poisonId, uid: poisonUid, subject: 'poison', attempts: 3 })]);
+		expect(state.carry).toBeUndefined();
 	}, 120_000);
 
 	it('a message the server cannot serve fails each poll at it; after 3 such polls it is emitted as an error item and mail flows', async () => {
@@ -240,6 +274,7 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 		const files = () => new Set(['new', 'cur'].flatMap((dir) => fs.readdirSync(path.join(box, dir)).map((name) => path.join(box, dir, name))));
 		const previous = files();
 		const { uid: badUid } = await dovecot.deliver(USER, await mime('unservable'), { folder });
+		const badId = `${await dovecot.uidValidity(USER, folder)}:${badUid}`;
 		const [badFile] = [...files()].filter((name) => !previous.has(name));
 		for (const k of [1, 2]) await deliverGood(`after ${k}`);
 		// Dovecot (running as an unprivileged mail user) can no longer open this one message.
@@ -274,7 +309,8 @@ describe('Read Mailbox (Modern Auth) Trigger: every new message exactly once', (
 			duplicated,
 		});
 		expect(failedPolls).toBe(3);
-		expect(errors).toEqual([expect.objectContaining({ uid: badUid, attempts: 3, error: expect.objectContaining({ message: expect.any(String) }) })]);
+		// Never read, so only its id is known (transport-neutral; IMAP ids are <uidValidity>:<uid>).
+		expect(errors).toEqual([expect.objectContaining({ id: badId, attempts: 3, error: expect.objectContaining({ message: expect.any(String) }) })]);
 		expect([...goods].sort()).toEqual([...delivered].sort());
 		expect(new Set(goods).size).toBe(goods.length);
 	}, 120_000);

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
-import { ImapReader, type MessageSink } from '../../transports/imap/imap-reader';
+import type { MessageSink } from '../../transports/contracts';
+import { ImapReader } from '../../transports/imap/imap-reader';
 import { parseMessage } from '../../transports/imap/parse-message';
 
 /** The header budget parse-message documents (Exchange Online's limit). */
@@ -119,13 +120,13 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 		const { uid: stalledUid } = await dovecot.deliver(USER, await build({ subject: 'stalls', text: '2', attachments: [{ filename: 'stall.bin', content: randomBytes(size) }] }), { folder });
 		await dovecot.deliver(USER, await build({ subject: 'third', text: '3', attachments: [{ filename: 'ok.bin', content: randomBytes(1000) }] }), { folder });
 		const sink: MessageSink = {
-			async attachment(_uid, _index, info, content) {
+			async attachment(_id, _index, info, content) {
 				if (stalling === 'attachment' && info.filename === 'stall.bin') return new Promise<void>(() => {});
 				content.resume();
 				await finished(content);
 			},
-			async raw(uid, content) {
-				if (stalling === 'raw message' && uid === stalledUid) return new Promise<void>(() => {});
+			async raw(id, content) {
+				if (stalling === 'raw message' && id.endsWith(`:${stalledUid}`)) return new Promise<void>(() => {});
 				content.resume();
 				await finished(content);
 			},
@@ -133,12 +134,11 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 		const reader = new ImapReader({ host: dovecot.host, port: dovecot.tlsPort, security: 'tls', auth: { type: 'password', user: USER, pass: PASSWORD }, rejectUnauthorized: true, ca: pki.ca });
 		await reader.connect();
 		try {
-			const { uidValidity } = await reader.openFolder(folder);
-			const uids = await reader.search({});
+			const ids = await reader.search(folder, {}, { newestFirst: false, limit: 100 });
 			const started = Date.now();
 			const out: Array<{ subject?: string; error?: { code: string } }> = [];
 			const options = { sink, includeRaw: stalling === 'raw message', limits: { timeoutMs: 1000 } };
-			for await (const message of reader.fetch(folder, uidValidity, uids, options)) out.push(message);
+			for await (const message of reader.fetch(folder, ids, options)) out.push(message);
 			expect(Date.now() - started).toBeLessThan(10_000);
 			expect(out.map((m) => [m.subject, m.error?.code ?? 'read'])).toEqual(
 				expect.arrayContaining([
@@ -149,7 +149,7 @@ describe('IMAP reader: a stalled message is abandoned at its deadline, the other
 			);
 			expect(out).toHaveLength(3);
 			// The connection is still in a usable state for the next command.
-			expect(await reader.search({})).toEqual(uids);
+			expect(await reader.search(folder, {}, { newestFirst: false, limit: 100 })).toEqual(ids);
 		} finally {
 			await reader.close();
 		}

@@ -396,6 +396,8 @@ async function startFakeGraph(options) {
 		const out = { id };
 		for (const field of select ?? DEFAULT_FIELDS) if (field in all) out[field] = all[field];
 		if (select?.includes('attachments') || ctx.expandAttachments) out.attachments = (m.attachments ?? []).map((a) => attachmentJson(a, ctx));
+		// PidTagMessageSize, the store's size of the message, as an extended property (value is a string in Graph)
+		if (ctx.expandMessageSize) out.singleValueExtendedProperties = [{ id: 'Integer 0x0e08', value: String((m.attachments ?? []).reduce((n, a) => n + a.size, 0) + m.body.content.length + 1024) }];
 		return out;
 	}
 	function messageJson(m, ctx, select = ctx.select) {
@@ -1070,6 +1072,7 @@ async function startFakeGraph(options) {
 			clientRequestId: headers['client-request-id'] ?? crypto.randomUUID(),
 			logRecord,
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
+			expandMessageSize: /singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0E08'\)/i.test(query.get('$expand') ?? ''),
 		};
 		return ctx;
 	}

@@ -21,6 +21,12 @@ afterAll(async () => dovecot?.stop());
 
 const message = (n: number) => `From: a@example.org\r\nTo: ${USER}\r\nSubject: m${n}\r\n\r\nbody ${n}\r\n`;
 
+/** Ids of the folder's messages by UID, as the reader makes them. */
+const idsOf = async (folder: string, uids: number[]) => {
+	const uidValidity = await dovecot.uidValidity(USER, folder);
+	return uids.map((uid) => `${uidValidity}:${uid}`);
+};
+
 async function withReader<T>(fn: (reader: ImapReader) => Promise<T>): Promise<T> {
 	const reader = new ImapReader({ host: dovecot.host, port: dovecot.tlsPort, security: 'tls', auth: { type: 'password', user: USER, pass: PASSWORD }, rejectUnauthorized: true, ca: pki.ca });
 	await reader.connect();
@@ -47,7 +53,9 @@ describe('IMAP post-actions against Dovecot', () => {
 	it('marks 15,000 scattered UIDs read (every other message of 30,000): exactly those, each confirmed', async () => {
 		await dovecot.seed(USER, Array.from({ length: 30_000 }, (_, i) => message(i + 1)), { folder: 'Scattered' });
 		const odd = Array.from({ length: 15_000 }, (_, i) => 2 * i + 1);
-		const outcomes = await withReader((reader) => reader.apply('Scattered', odd, { type: 'markRead' }));
+		const ids = await idsOf('Scattered', odd);
+		const outcomes = await withReader((reader) => reader.apply('Scattered', ids, { type: 'markRead' }));
+		expect(outcomes.map((o) => o.id)).toEqual(ids);
 		expect(outcomes.filter((o) => o.done).length).toBe(15_000);
 		expect(await seenUids('Scattered')).toEqual(odd);
 	}, 300_000);
@@ -55,15 +63,16 @@ describe('IMAP post-actions against Dovecot', () => {
 	it('atomic: a message gone meanwhile fails the post-action and the flags already set are removed again', async () => {
 		await dovecot.seed(USER, [1, 2, 3].map(message), { folder: 'Atomic' });
 		const missing = 99;
-		const atomic = await withReader((reader) => reader.apply('Atomic', [1, 2, missing], { type: 'markRead' }, { atomic: true }));
+		const [one, two, gone] = await idsOf('Atomic', [1, 2, missing]);
+		const atomic = await withReader((reader) => reader.apply('Atomic', [one, two, gone], { type: 'markRead' }, { atomic: true }));
 		expect(atomic).toEqual([
-			{ uid: 1, done: false, reason: '\\Seen was set, then removed again because the server refused other messages' },
-			{ uid: 2, done: false, reason: '\\Seen was set, then removed again because the server refused other messages' },
-			{ uid: missing, done: false, reason: 'no longer in the folder (removed by someone else meanwhile)' },
+			{ id: one, done: false, reason: '\\Seen was set, then removed again because the server refused other messages' },
+			{ id: two, done: false, reason: '\\Seen was set, then removed again because the server refused other messages' },
+			{ id: gone, done: false, reason: 'no longer in the folder (removed by someone else meanwhile)' },
 		]);
 		expect(await seenUids('Atomic')).toEqual([]);
 
-		const partial = await withReader((reader) => reader.apply('Atomic', [1, missing], { type: 'delete' }));
+		const partial = await withReader((reader) => reader.apply('Atomic', [one, gone], { type: 'delete' }));
 		expect(partial.map((o) => o.done)).toEqual([true, false]);
 		expect((await dovecot.list(USER, 'Atomic')).map((m: { uid: number }) => m.uid)).toEqual([2, 3]);
 	});
@@ -71,7 +80,7 @@ describe('IMAP post-actions against Dovecot', () => {
 	it('atomic delete in a folder without the expunge right: nothing is deleted and the \\Deleted flags are taken back', async () => {
 		await dovecot.seed(USER, [1, 2, 3].map(message), { folder: 'NoExpunge' });
 		await dovecot.setRights(USER, 'NoExpunge', 'lrwsit'); // everything but expunge
-		const outcomes = await withReader((reader) => reader.apply('NoExpunge', [1, 2, 3], { type: 'delete' }, { atomic: true }));
+		const outcomes = await withReader(async (reader) => reader.apply('NoExpunge', await idsOf('NoExpunge', [1, 2, 3]), { type: 'delete' }, { atomic: true }));
 		expect(outcomes.map((o) => o.done)).toEqual([false, false, false]);
 		// Dovecot answers UID EXPUNGE with OK and expunges nothing; only looking again shows it.
 		expect(outcomes[0].reason).toBe('\\Deleted was set, then removed again because the server did not expunge all of them');

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
 
 import { ImapReader, type ImapReaderOptions } from '../../transports/imap/imap-reader';
-import { isUnreadable, type IncomingMessage, type UnreadableMessage } from '../../model/incoming-message';
+import { isUnreadable, type IncomingMessage, type ReadFilter, type UnreadableMessage } from '../../model/incoming-message';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -16,6 +16,7 @@ const PASSWORD = 'Alice-imap-Passw0rd';
 const TENANT = '4d3c2b1a-0f9e-4d8c-b7a6-5f4e3d2c1b0a';
 const APP = '8e7d6c5b-4a3f-4e2d-9c1b-0a9f8e7d6c5b';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const ALL = { newestFirst: false, limit: 1000 };
 
 let pki: ReturnType<typeof sharedTestPki>;
 let idp: Awaited<ReturnType<typeof startFakeIdentity>>;
@@ -83,14 +84,16 @@ describe('IMAP reader against a real Dovecot', () => {
 		const imap = reader();
 		await imap.connect();
 		try {
-			const { uidValidity } = await imap.openFolder('INBOX');
-			expect(uidValidity).toBe(Number(await dovecot.uidValidity(USER, 'INBOX')));
-			const uids = await imap.search({ unreadOnly: true });
-			expect(uids).toHaveLength(2);
-			const messages = await collect(imap.fetch('INBOX', uidValidity, uids, { includeHtml: true, includeHeaders: true }));
+			const uidValidity = Number(await dovecot.uidValidity(USER, 'INBOX'));
+			const held = (await dovecot.list(USER, 'INBOX')).map((m: { uid: number }) => m.uid);
+			const ids = await imap.search('INBOX', { unreadOnly: true }, ALL);
+			// Opaque ids carry the folder's UIDVALIDITY with the UID.
+			expect(ids).toEqual(held.map((uid: number) => `${uidValidity}:${uid}`));
+			const messages = await collect(imap.fetch('INBOX', ids, { includeHtml: true, includeHeaders: true }));
 			const [first, second] = messages;
 			expect(first).toMatchObject({
-				id: `${uidValidity}:${uids[0]}`,
+				id: ids[0],
+				uid: held[0],
 				folder: 'INBOX',
 				from: { name: 'Bob', address: 'bob@example.org' },
 				to: [{ address: USER }],
@@ -106,12 +109,22 @@ describe('IMAP reader against a real Dovecot', () => {
 			expect(sha256(first.attachments[0].content!)).toBe(sha256(pdf));
 			expect(second.subject).toBe('Second');
 
-			expect(await imap.search({ subjectContains: 'Invoice' })).toEqual([uids[0]]);
-			expect(await imap.search({ uidAfter: uids[0] })).toEqual([uids[1]]);
-			expect(await imap.search({ uidAfter: uids[1] })).toEqual([]);
+			expect(await imap.search('INBOX', { subjectContains: 'Invoice' }, ALL)).toEqual([ids[0]]);
+			// The trigger's cursor: none -> the newest message now; after it, only later UIDs, oldest first.
+			const cursorAt = (lastUid: number, validity = uidValidity) => JSON.stringify({ uidValidity: validity, lastUid });
+			expect(await imap.changesSince('INBOX', undefined)).toEqual({ ids: [], cursor: cursorAt(held[1]), baseline: 'first' });
+			expect(await imap.changesSince('INBOX', cursorAt(held[0]))).toEqual({ ids: [ids[1]], cursor: cursorAt(held[1]) });
+			expect(await imap.changesSince('INBOX', cursorAt(held[1]))).toEqual({ ids: [], cursor: cursorAt(held[1]) });
+			// A cursor from before the server renumbered the folder starts over from now, replaying nothing.
+			expect(await imap.changesSince('INBOX', cursorAt(0, uidValidity + 1))).toEqual({ ids: [], cursor: cursorAt(held[1]), baseline: 'invalid' });
+			// An id of another UIDVALIDITY names no message here.
+			expect(await collect(imap.fetch('INBOX', [`${uidValidity + 1}:${held[0]}`]))).toEqual([]);
 
-			await imap.apply('INBOX', [uids[0]], { type: 'markRead' });
-			await imap.apply('INBOX', [uids[1]], { type: 'move', folder: 'Processed' });
+			await imap.apply('INBOX', [ids[0]], { type: 'markRead' });
+			const [moved] = await imap.apply('INBOX', [ids[1]], { type: 'move', folder: 'Processed' });
+			const processedValidity = Number(await dovecot.uidValidity(USER, 'Processed'));
+			const [processedUid] = (await dovecot.list(USER, 'Processed')).map((m: { uid: number }) => m.uid);
+			expect(moved).toEqual({ id: ids[1], done: true, newUid: processedUid, newId: `${processedValidity}:${processedUid}` });
 		} finally {
 			await imap.close();
 		}
@@ -127,7 +140,7 @@ describe('IMAP reader against a real Dovecot', () => {
 		const imap = reader();
 		await imap.connect();
 		try {
-			await expect(imap.openFolder('Archive 2019')).rejects.toMatchObject({
+			await expect(imap.search('Archive 2019', {}, ALL)).rejects.toMatchObject({
 				code: 'IMAP_UNKNOWN_FOLDER',
 				hint: expect.stringMatching(/INBOX.*Processed|Processed.*INBOX/),
 			});
@@ -151,7 +164,7 @@ describe('IMAP reader against a real Dovecot', () => {
 			},
 		});
 		await imap.connect();
-		await imap.openFolder('INBOX');
+		await imap.search('INBOX', {}, ALL);
 		await imap.close();
 		expect(calls).toEqual([undefined, 'not-a-valid-token']);
 	});
@@ -165,25 +178,26 @@ describe('IMAP reader against a real Dovecot', () => {
 		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
 		await imap.connect();
 		try {
-			await imap.openFolder('INBOX');
-			const all = await imap.search({});
+			const search = (filter: ReadFilter) => imap.search('INBOX', filter, ALL);
+			const all = await search({});
 			expect(all).toHaveLength(3);
-			expect(await imap.search({ rawImapSearch: 'OR SUBJECT "Alpha" SUBJECT "Gamma report"' })).toEqual([all[0], all[2]]);
-			expect(await imap.search({ rawImapSearch: 'OR SUBJECT Alpha SUBJECT Gamma', subjectContains: 'Gamma' })).toEqual([all[2]]);
-			expect(await imap.search({ rawImapSearch: 'NOT SUBJECT Beta', uidAfter: all[0] })).toEqual([all[2]]);
+			expect(await search({ rawQuery: 'OR SUBJECT "Alpha" SUBJECT "Gamma report"' })).toEqual([all[0], all[2]]);
+			expect(await search({ rawQuery: 'OR SUBJECT Alpha SUBJECT Gamma', subjectContains: 'Gamma' })).toEqual([all[2]]);
+			expect(await search({ rawQuery: 'NOT SUBJECT Beta', unreadOnly: true })).toEqual([all[0], all[2]]);
+			expect(await search({ rawQuery: 'NOT SUBJECT Beta', subjectContains: 'Alpha' })).toEqual([all[0]]);
 			// Syntax errors never reach the server; what only the server knows comes back with its text.
-			await expect(imap.search({ rawImapSearch: '(SUBJECT Alpha' })).rejects.toMatchObject({
+			await expect(search({ rawQuery: '(SUBJECT Alpha' })).rejects.toMatchObject({
 				code: 'IMAP_BAD_SEARCH',
 				message: expect.stringMatching(/^Raw IMAP Search: "\(SUBJECT Alpha" is not valid IMAP search syntax/),
 				hint: expect.stringMatching(/RFC 3501/),
 			});
-			await expect(imap.search({ rawImapSearch: 'FROBNICATE 7' })).rejects.toMatchObject({
+			await expect(search({ rawQuery: 'FROBNICATE 7' })).rejects.toMatchObject({
 				code: 'IMAP_BAD_SEARCH',
 				message: expect.stringMatching(/^Raw IMAP Search: the server refused "FROBNICATE 7": .+/),
 			});
-			await expect(imap.search({ rawImapSearch: 'ALL\r\nA9 DELETE INBOX' })).rejects.toMatchObject({ code: 'IMAP_BAD_SEARCH' });
+			await expect(search({ rawQuery: 'ALL\r\nA9 DELETE INBOX' })).rejects.toMatchObject({ code: 'IMAP_BAD_SEARCH' });
 			// The connection is still usable after a refused search.
-			expect(await imap.search({ subjectContains: 'Beta' })).toEqual([all[1]]);
+			expect(await search({ subjectContains: 'Beta' })).toEqual([all[1]]);
 		} finally {
 			await imap.close();
 		}
@@ -205,14 +219,13 @@ describe('IMAP reader against a real Dovecot', () => {
 		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
 		await imap.connect();
 		try {
-			await imap.openFolder('INBOX');
-			const all = await imap.search({});
-			const subjects = async (uids: number[]) => (await collect(imap.fetch('INBOX', 1, uids))).map((m) => m.subject).sort();
-			const oldest = await imap.select({ hasAttachments: true }, { newestFirst: false, limit: 10 });
+			const all = await imap.search('INBOX', {}, ALL);
+			const subjects = async (ids: string[]) => (await collect(imap.fetch('INBOX', ids))).map((m) => m.subject).sort();
+			const oldest = await imap.search('INBOX', { hasAttachments: true }, { newestFirst: false, limit: 10 });
 			expect(await subjects(oldest)).toEqual(['forwarded', 'with csv', 'with pdf']);
 			expect(oldest).toEqual([all[1], all[3], all[4]]);
-			expect(await imap.select({ hasAttachments: true }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
-			expect(await imap.select({ hasAttachments: false }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
+			expect(await imap.search('INBOX', { hasAttachments: true }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
+			expect(await imap.search('INBOX', { hasAttachments: false }, { newestFirst: true, limit: 2 })).toEqual([all[4], all[3]]);
 		} finally {
 			await imap.close();
 		}
@@ -228,21 +241,21 @@ describe('IMAP reader against a real Dovecot', () => {
 		const imap = reader({ auth: { type: 'password', user, pass: PASSWORD } });
 		await imap.connect();
 		try {
-			const { uidValidity } = await imap.openFolder('INBOX');
-			const uids = await imap.search({});
+			const ids = await imap.search('INBOX', {}, ALL);
+			const uids = ids.map((id) => Number(id.split(':')[1]));
 			const received = new Map<string, { chunks: number; bytes: Buffer }>();
-			const rawByUid = new Map<number, Buffer>();
+			const rawById = new Map<string, Buffer>();
 			const drain = async (content: NodeJS.ReadableStream) => {
 				const chunks: Buffer[] = [];
 				for await (const chunk of content) chunks.push(chunk as Buffer);
 				return { chunks: chunks.length, bytes: Buffer.concat(chunks) };
 			};
 			const messages = await collect(
-				imap.fetch('INBOX', uidValidity, uids, {
+				imap.fetch('INBOX', ids, {
 					includeRaw: true,
 					sink: {
-						attachment: async (_uid, _index, info, content) => void received.set(info.filename, await drain(content)),
-						raw: async (uid, content) => void rawByUid.set(uid, (await drain(content)).bytes),
+						attachment: async (_id, _index, info, content) => void received.set(info.filename, await drain(content)),
+						raw: async (id, content) => void rawById.set(id, (await drain(content)).bytes),
 					},
 				}),
 			);
@@ -256,11 +269,11 @@ describe('IMAP reader against a real Dovecot', () => {
 			expect(messages[1].raw).toBeUndefined();
 			// The raw .eml is exactly what the server holds (read back with imapflow directly).
 			const flow = (imap as unknown as { client: { fetchOne(u: string, q: object, o: object): Promise<{ source: Buffer }> } }).client;
-			for (const uid of uids) {
+			for (const [index, uid] of uids.entries()) {
 				const { source } = await flow.fetchOne(String(uid), { source: true }, { uid: true });
-				expect(sha256(rawByUid.get(uid)!)).toBe(sha256(source));
+				expect(sha256(rawById.get(ids[index])!)).toBe(sha256(source));
 			}
-			expect(rawByUid.get(uids[0])!.length).toBeGreaterThan(4 * 1024 * 1024);
+			expect(rawById.get(ids[0])!.length).toBeGreaterThan(4 * 1024 * 1024);
 		} finally {
 			await imap.close();
 		}

@@ -13,7 +13,7 @@ import { withQuery } from './graph-calls';
 import { statusOf } from './graph-status';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
-import { messageSelect, toIncomingMessage } from './to-message';
+import { MESSAGE_SIZE_EXPAND, messageSelect, toIncomingMessage } from './to-message';
 
 /** Graph's largest `$top` for messages. */
 export const MAX_PAGE_SIZE = 1000;
@@ -96,7 +96,7 @@ export class GraphReader implements MailReader {
 		}, timeoutMs);
 		let message: Message | undefined;
 		try {
-			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options)), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
+			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options), MESSAGE_SIZE_EXPAND), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
 			// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
 			const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
 			const html = options.includeHtml ? await this.htmlBody(id) : undefined;
@@ -134,8 +134,8 @@ export class GraphReader implements MailReader {
 		return message.body?.contentType?.toLowerCase() === 'html' ? (message.body.content ?? undefined) : undefined;
 	}
 
-	private messagePath(id: string, select: string[]): string {
-		return withQuery(`${this.graph.mailbox}/messages/${encodeURIComponent(id)}`, { $select: select.join(',') });
+	private messagePath(id: string, select: string[], expand?: string): string {
+		return withQuery(`${this.graph.mailbox}/messages/${encodeURIComponent(id)}`, { $select: select.join(','), $expand: expand });
 	}
 
 	async apply(_folder: string, ids: string[], action: PostAction, options: PostActionOptions = {}): Promise<PostActionOutcome[]> {

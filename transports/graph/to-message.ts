@@ -6,6 +6,8 @@ import type { MailAddress } from '../../model/outgoing-message';
 
 /** Exchange's PidTagMessageSize (bytes), the one size Graph has for a message, as an extended property. */
 export const MESSAGE_SIZE_PROPERTY = 'Integer 0x0E08';
+/** `$expand` that brings only that property along with the message. */
+export const MESSAGE_SIZE_EXPAND = `singleValueExtendedProperties($filter=id eq '${MESSAGE_SIZE_PROPERTY}')`;
 
 /** The message fields to.IncomingMessage reads: `$select` asks for these and nothing else. */
 export function messageSelect(options: Pick<FetchOptions, 'includeHeaders'>): string[] {
@@ -71,7 +73,10 @@ export function toIncomingMessage(message: Message, folder: string, parts: Messa
 	};
 }
 
-/** PidTagMessageSize when the message carries it (see MESSAGE_SIZE_PROPERTY), else 0. */
+/**
+ * PidTagMessageSize when the message carries it, else 0. It is the store's size of the message,
+ * close to but not the same number as IMAP's RFC822.SIZE.
+ */
 export function sizeOf(message: Message): number {
 	const property = message.singleValueExtendedProperties?.find((p) => p.id?.toLowerCase() === MESSAGE_SIZE_PROPERTY.toLowerCase());
 	const size = Number(property?.value);

@@ -3,6 +3,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 import { ActionableError } from '../../model/actionable-error';
+import { DEFAULT_MESSAGE_TIMEOUT_MS } from '../contracts';
 import type { MailAddress } from '../../model/outgoing-message';
 
 /** What is known about an attachment before its content has been read. */
@@ -42,7 +43,7 @@ export interface ParseLimits {
 	maxHeaderBytes?: number;
 }
 
-export const DEFAULT_PARSE_TIMEOUT_MS = 30_000;
+export const DEFAULT_PARSE_TIMEOUT_MS = DEFAULT_MESSAGE_TIMEOUT_MS;
 /**
  * Exchange Online's own limit for a message's header (256 KB), so nothing Microsoft 365 accepts
  * is refused here, while a header of 1 MB or more (seconds of address parsing) is.

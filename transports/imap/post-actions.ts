@@ -3,6 +3,7 @@ import { parseCopyUid } from 'imapflow/lib/commands/copyuid-parser';
 import { encodePath, normalizePath, packMessageRange } from 'imapflow/lib/tools';
 
 import type { PostAction } from '../../model/incoming-message';
+import { POST_ACTION_NOT_ATTEMPTED, type PostActionOptions } from '../contracts';
 import { runCommand, ServerRefusal } from './command';
 import { uidSearch } from './search';
 
@@ -12,23 +13,22 @@ import { uidSearch } from './search';
  */
 export const MAX_UID_SET_CHARS = 4000;
 
-/** What the server did with one message. `newUid` is its UID in the target folder after a move, when the server said. */
-export interface PostActionOutcome {
+/**
+ * What the server did with one message, by UID (the reader turns UIDs into ids). `newUid` is
+ * its UID in the target folder after a move and `newUidValidity` that folder's UIDVALIDITY,
+ * when the server said (COPYUID). Atomic (PostActionOptions): stop at the first refusal and
+ * undo what can be undone (added flags; delete flags before EXPUNGE), so a failure leaves the
+ * folder as found apart from messages already moved.
+ */
+export interface UidOutcome {
 	uid: number;
 	done: boolean;
 	newUid?: number;
+	newUidValidity?: number;
 	/** Why not done: the server's words, or what checking the folder afterwards showed. */
 	reason?: string;
 	/** The connection failed before the server's answer for this message was known. */
 	unconfirmed?: boolean;
-}
-
-export interface PostActionOptions {
-	/**
-	 * Stop at the first refusal and undo what can be undone (added flags; delete flags before
-	 * EXPUNGE), so a failure leaves the folder as found apart from messages already moved.
-	 */
-	atomic?: boolean;
 }
 
 interface UidChunk {
@@ -57,10 +57,10 @@ export function uidSetChunks(uids: number[], maxChars = MAX_UID_SET_CHARS): UidC
 }
 
 const FLAG_OF: Record<string, string> = { markRead: '\\Seen', flag: '\\Flagged' };
-export const NOT_ATTEMPTED = 'not attempted: the server refused an earlier part of this post-action';
+const NOT_ATTEMPTED = POST_ACTION_NOT_ATTEMPTED;
 const GONE = 'no longer in the folder (removed by someone else meanwhile)';
 
-type Outcomes = Map<number, PostActionOutcome>;
+type Outcomes = Map<number, UidOutcome>;
 
 /**
  * Applies a post-action to UIDs of the selected folder (opened read-write) in chunks that
@@ -74,7 +74,7 @@ export async function applyPostAction(
 	uids: number[],
 	action: PostAction,
 	options: PostActionOptions = {},
-): Promise<PostActionOutcome[]> {
+): Promise<UidOutcome[]> {
 	if (action.type === 'none') return [];
 	const outcomes: Outcomes = new Map(uids.map((uid) => [uid, { uid, done: false, reason: NOT_ATTEMPTED }]));
 	const chunks = uidSetChunks(uids);
@@ -103,7 +103,7 @@ export async function confirmAfterReconnect(
 	uids: number[],
 	action: PostAction,
 	options: PostActionOptions = {},
-): Promise<PostActionOutcome[]> {
+): Promise<UidOutcome[]> {
 	if (action.type === 'none' || uids.length === 0) return [];
 	if (action.type === 'markRead' || action.type === 'flag') return applyPostAction(client, uids, action, options);
 	const stillThere = new Set<number>();
@@ -112,8 +112,14 @@ export async function confirmAfterReconnect(
 	return uids.map((uid) => retried.get(uid) ?? { uid, done: true, reason: 'confirmed after reconnecting: no longer in the folder' });
 }
 
-const settle = (outcomes: Outcomes, uid: number, done: boolean, reason?: string, newUid?: number) =>
-	outcomes.set(uid, { uid, done, ...(newUid !== undefined ? { newUid } : {}), ...(reason ? { reason } : {}) });
+const settle = (outcomes: Outcomes, uid: number, done: boolean, reason?: string, newUid?: number, newUidValidity?: number) =>
+	outcomes.set(uid, {
+		uid,
+		done,
+		...(newUid !== undefined ? { newUid } : {}),
+		...(newUid !== undefined && newUidValidity !== undefined ? { newUidValidity } : {}),
+		...(reason ? { reason } : {}),
+	});
 
 const refusedText = (error: ServerRefusal) => `the server refused ${error.command}: ${error.serverText}`;
 
@@ -220,7 +226,7 @@ async function deleteMessages(client: ImapFlow, chunks: UidChunk[], outcomes: Ou
 /** UID MOVE per chunk (RFC 6851), the new UIDs from COPYUID (RFC 4315), checked against the source folder. */
 async function moveMessages(client: ImapFlow, chunks: UidChunk[], target: string, outcomes: Outcomes, options: PostActionOptions): Promise<void> {
 	for (const chunk of chunks) {
-		const map: { path: string; destination: string; uidMap?: Map<number, number> } = { path: '', destination: target };
+		const map: { path: string; destination: string; uidValidity?: bigint; uidMap?: Map<number, number> } = { path: '', destination: target };
 		try {
 			if (client.capabilities.has('MOVE')) {
 				const response = await runCommand(client, 'UID MOVE', [{ type: 'SEQUENCE', value: chunk.set }, { type: 'ATOM', value: encodePath(client as never, normalizePath(client as never, target)) }], {
@@ -240,17 +246,12 @@ async function moveMessages(client: ImapFlow, chunks: UidChunk[], target: string
 		const left = await present(client, chunk.set);
 		for (const uid of chunk.uids) {
 			if (left.has(uid)) settle(outcomes, uid, false, 'the server answered OK but the message is still in the folder');
-			else if (map.uidMap) settle(outcomes, uid, map.uidMap.has(uid), map.uidMap.has(uid) ? undefined : GONE, map.uidMap.get(uid));
+			else if (map.uidMap) {
+				const newUidValidity = map.uidValidity === undefined ? undefined : Number(map.uidValidity);
+				settle(outcomes, uid, map.uidMap.has(uid), map.uidMap.has(uid) ? undefined : GONE, map.uidMap.get(uid), newUidValidity);
+			}
 			else settle(outcomes, uid, true);
 		}
 		if (options.atomic && chunk.uids.some((uid) => !outcomes.get(uid)!.done)) return;
 	}
-}
-
-/** UIDs as a packed set for messages, cut short after maxChars. */
-export function describeUids(uids: number[], maxChars = 200): string {
-	const text = packMessageRange([...new Set(uids)].sort((a, b) => a - b));
-	if (text.length <= maxChars) return text;
-	const cut = text.lastIndexOf(',', maxChars);
-	return `${text.slice(0, cut > 0 ? cut : maxChars)},... (${uids.length} in all)`;
 }

@@ -1,9 +1,11 @@
 import type { ImapFlow, MessageStructureObject, SearchObject } from 'imapflow';
+// UIDs as a compact IMAP set (1:3,7,9:10), so a 10,000-message FETCH stays one short line.
+import { packMessageRange } from 'imapflow/lib/tools';
 import { parser as parseImap } from 'imapflow/lib/handler/imap-handler';
 import { searchCompiler, type SearchAttribute } from 'imapflow/lib/search-compiler';
 
 import { ActionableError } from '../../model/actionable-error';
-import type { ReadCriteria } from '../../model/incoming-message';
+import type { ReadFilter } from '../../model/incoming-message';
 import { runCommand, ServerRefusal } from './command';
 
 const COMMAND_PREFIX = 'A1 UID SEARCH ';
@@ -35,8 +37,11 @@ export async function parseRawSearch(raw: string): Promise<SearchAttribute[]> {
 	}
 }
 
-/** The structured criteria as IMAP SEARCH keys (imapflow's compiler), plus the raw keys in parentheses. */
-export async function searchAttributes(client: ImapFlow, criteria: ReadCriteria): Promise<SearchAttribute[]> {
+/** BODYSTRUCTUREs asked for at once when judging attachments. */
+const STRUCTURE_CHUNK = 500;
+
+/** The filter as IMAP SEARCH keys (imapflow's compiler), plus the raw keys in parentheses. */
+export async function searchAttributes(client: ImapFlow, criteria: ReadFilter): Promise<SearchAttribute[]> {
 	const query: SearchObject = {};
 	if (criteria.unreadOnly) query.seen = false;
 	if (criteria.since) query.since = criteria.since;
@@ -44,9 +49,8 @@ export async function searchAttributes(client: ImapFlow, criteria: ReadCriteria)
 	if (criteria.from) query.from = criteria.from;
 	if (criteria.to) query.to = criteria.to;
 	if (criteria.subjectContains) query.subject = criteria.subjectContains;
-	if (criteria.uidAfter !== undefined) query.uid = `${criteria.uidAfter + 1}:*`;
 	const attributes = Object.keys(query).length ? searchCompiler(client, query) : [];
-	if (criteria.rawImapSearch?.trim()) attributes.push(await parseRawSearch(criteria.rawImapSearch.trim()));
+	if (criteria.rawQuery?.trim()) attributes.push(await parseRawSearch(criteria.rawQuery.trim()));
 	return attributes.length ? attributes : [{ type: 'ATOM', value: 'ALL' }];
 }
 
@@ -93,4 +97,31 @@ export function hasAttachments(structure: MessageStructureObject | undefined): b
 	const named = Boolean(structure.dispositionParameters?.filename || structure.parameters?.name);
 	if (!named || type.startsWith('text/')) return false;
 	return !(disposition === 'inline' && structure.id);
+}
+
+/**
+ * The UIDs to read from the selected folder, in reading order, at most `limit`: search, order,
+ * then (if asked) keep only messages with attachments, judged from BODYSTRUCTURE a chunk at a time.
+ */
+export async function selectUids(client: ImapFlow, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<number[]> {
+	const uids = await uidSearch(client, await searchAttributes(client, filter), filter.rawQuery?.trim());
+	if (order.newestFirst) uids.reverse();
+	if (!filter.hasAttachments) return uids.slice(0, order.limit);
+	const chosen: number[] = [];
+	for (let i = 0; i < uids.length && chosen.length < order.limit; i += STRUCTURE_CHUNK) {
+		const chunk = uids.slice(i, i + STRUCTURE_CHUNK);
+		const matching = new Set<number>();
+		for await (const message of client.fetch(packMessageRange(chunk), { uid: true, bodyStructure: true }, { uid: true })) {
+			if (hasAttachments(message.bodyStructure)) matching.add(message.uid);
+		}
+		for (const uid of chunk) if (matching.has(uid) && chosen.length < order.limit) chosen.push(uid);
+	}
+	return chosen;
+}
+
+/** UIDs above `lastUid` in the selected folder, oldest first. */
+export async function uidsAfter(client: ImapFlow, lastUid: number): Promise<number[]> {
+	const uids = await uidSearch(client, [{ type: 'ATOM', value: 'UID' }, { type: 'SEQUENCE', value: `${lastUid + 1}:*` }]);
+	// `N:*` always matches the highest UID even when it is <= N (RFC 3501); drop those.
+	return uids.filter((uid) => uid > lastUid);
 }

@@ -2,19 +2,18 @@ import type { IBinaryKeyData, IDataObject, IExecuteFunctions, INodeExecutionData
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
-import { isUnreadable, type IncomingMessage, type PostAction, type ReadCriteria, type UnreadableMessage } from '../../../model/incoming-message';
+import { isUnreadable, type IncomingMessage, type PostAction, type ReadFilter, type UnreadableMessage } from '../../../model/incoming-message';
 import { checkFolderName, MessageInputError } from '../../../model/validate';
-import type { MessageSink } from '../../../transports/imap/imap-reader';
-import type { AttachmentInfo } from '../../../transports/imap/parse-message';
-import type { ReadAuthentication } from '../../shared/open-reader';
+import type { AttachmentInfo, MessageSink } from '../../../transports/contracts';
 
 export interface ReadRequest {
-	authentication: ReadAuthentication;
+	/** The Authentication value (see connections/registry). */
+	authentication: string;
 	mailbox: string;
 	folder: string;
 	limit: number;
 	newestFirst: boolean;
-	criteria: ReadCriteria;
+	filter: ReadFilter;
 	postAction: PostAction;
 	fetch: { includeHtml: boolean; includeHeaders: boolean; includeRaw: boolean };
 	downloadAttachments: boolean;
@@ -41,12 +40,12 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 	}
 	const folder = checkFolderName('Folder', String(ctx.getNodeParameter('folder', i, 'INBOX')), 'Choose a folder, e.g. INBOX');
 	return {
-		authentication: ctx.getNodeParameter('authentication', 0) as ReadAuthentication,
+		authentication: String(ctx.getNodeParameter('authentication', 0)),
 		mailbox: String(options.mailbox ?? ''),
 		folder,
 		limit: Math.max(1, Number(ctx.getNodeParameter('limit', i, 50)) || 50),
 		newestFirst: ctx.getNodeParameter('order', i, 'newest') !== 'oldest',
-		criteria: {
+		filter: {
 			unreadOnly: filters.unreadOnly === true,
 			since: date('Received Since', filters.since),
 			before: date('Received Before', filters.before),
@@ -54,7 +53,7 @@ export function readRequest(ctx: IExecuteFunctions, i: number): ReadRequest {
 			to: String(filters.to ?? '') || undefined,
 			subjectContains: String(filters.subject ?? '') || undefined,
 			hasAttachments: filters.hasAttachments === true,
-			rawImapSearch: String(filters.rawSearch ?? '').trim() || undefined,
+			rawQuery: String(filters.rawSearch ?? '').trim() || undefined,
 		},
 		postAction,
 		...outputOptions(options),
@@ -79,44 +78,47 @@ export function outputOptions(options: IDataObject): Pick<ReadRequest, 'fetch' |
  * them (filesystem mode writes them to disk chunk by chunk), and hands them out per message.
  */
 export class BinaryDataSink implements MessageSink {
-	private readonly byUid = new Map<number, IBinaryKeyData>();
+	private readonly byId = new Map<string, IBinaryKeyData>();
 
 	constructor(
 		private readonly ctx: IExecuteFunctions | IPollFunctions,
 		private readonly request: Pick<ReadRequest, 'downloadAttachments' | 'attachmentPrefix'>,
 	) {}
 
-	async attachment(uid: number, index: number, info: AttachmentInfo, content: Readable): Promise<void> {
+	async attachment(id: string, index: number, info: AttachmentInfo, content: Readable): Promise<void> {
 		if (!this.request.downloadAttachments) {
 			// Still read to the end: the parser waits for it.
 			content.resume();
 			await finished(content);
 			return;
 		}
-		this.binaries(uid)[`${this.request.attachmentPrefix}${index}`] = await this.ctx.helpers.prepareBinaryData(
+		this.binaries(id)[`${this.request.attachmentPrefix}${index}`] = await this.ctx.helpers.prepareBinaryData(
 			content,
 			info.filename,
 			info.contentType,
 		);
 	}
 
-	async raw(uid: number, content: Readable): Promise<void> {
-		this.binaries(uid).raw = await this.ctx.helpers.prepareBinaryData(content, `${uid}.eml`, 'message/rfc822');
+	async raw(id: string, content: Readable): Promise<void> {
+		this.binaries(id).raw = await this.ctx.helpers.prepareBinaryData(content, `${fileSafe(id)}.eml`, 'message/rfc822');
 	}
 
 	/** The binary properties stored for one message; forgets them. */
-	take(uid: number): IBinaryKeyData | undefined {
-		const binaries = this.byUid.get(uid);
-		this.byUid.delete(uid);
+	take(id: string): IBinaryKeyData | undefined {
+		const binaries = this.byId.get(id);
+		this.byId.delete(id);
 		return binaries;
 	}
 
-	private binaries(uid: number): IBinaryKeyData {
-		let binaries = this.byUid.get(uid);
-		if (!binaries) this.byUid.set(uid, (binaries = {}));
+	private binaries(id: string): IBinaryKeyData {
+		let binaries = this.byId.get(id);
+		if (!binaries) this.byId.set(id, (binaries = {}));
 		return binaries;
 	}
 }
+
+/** An opaque id as part of a file name (Graph ids carry / and +; IMAP ids a colon). */
+const fileSafe = (id: string) => id.replace(/[^A-Za-z0-9._-]+/g, '_').slice(-120);
 
 /**
  * One message as an n8n item: the shared model as JSON, its streamed binaries from the sink.
@@ -130,7 +132,9 @@ export function toItem(
 	request: ReadRequest,
 ): INodeExecutionData {
 	// Whatever was stored before a failure is dropped: a half-read message is not output.
-	const binary = message.uid !== undefined ? sink.take(message.uid) : undefined;
+	const binary = sink.take(message.id);
+	// IMAP output has always named the raw message after its UID.
+	if (binary?.raw && message.uid !== undefined) binary.raw.fileName = `${message.uid}.eml`;
 	if (isUnreadable(message)) return { json: { ...message } as unknown as IDataObject, pairedItem: { item: itemIndex } };
 	const { attachments, ...rest } = message;
 	delete rest.raw; // raw bytes only ever go to binary data

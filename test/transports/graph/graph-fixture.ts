@@ -141,5 +141,5 @@ export function randomStream(size: number): { stream: Readable; digest: () => st
 
 /** Requests the fake Graph logged, as "METHOD path" (upload URLs shortened). */
 export function requestLines(graph: FakeGraph): string[] {
-	return graph.requests.map((r: { method: string; path: string }) => `${r.method} ${r.path.replace(/AttachmentSessions\('[^']+'\)/, "AttachmentSessions('…')").replace(/Messages\('[^']+'\)/, "Messages('…')").replace(/messages\/[^/]+/, 'messages/{id}')}`);
+	return graph.requests.map((r: { method: string; path: string }) => `${r.method} ${r.path.replace(/(Users|Messages|AttachmentSessions)\('[^']+'\)/g, "$1('…')").replace(/messages\/[^/]+/, 'messages/{id}')}`);
 }

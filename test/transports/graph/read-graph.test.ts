@@ -199,6 +199,8 @@ describe('Graph reader: fetch', () => {
 			headers: { 'x-custom': 'one' },
 		});
 		expect(message.html).toContain('the report is attached.');
+		// Graph's size of a message is the store's PidTagMessageSize (the fake's is its content plus 1 KiB).
+		expect(message.size).toBeGreaterThan(pdf.length + logo.length + note.length);
 		const stored = peers.graph.message(MAILBOX, record.immutableId).attachments;
 		const got = attachments.get(record.immutableId)!;
 		expect(got).toHaveLength(4);
@@ -222,6 +224,7 @@ describe('Graph reader: fetch', () => {
 		expect(new URLSearchParams(get.query).get('$select')!.split(',').sort()).toEqual(
 			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'hasAttachments', 'internetMessageHeaders'].sort(),
 		);
+		expect(new URLSearchParams(get.query).get('$expand')).toBe("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
 		const values = calls.filter((r) => r.path.endsWith('/$value')).map((r) => r.path);
 		expect(values).toEqual([
 			...stored.map((a: { id: string }) => `${MAILBOX_PATH}/messages/${encodeURIComponent(record.immutableId)}/attachments/${encodeURIComponent(a.id)}/$value`),

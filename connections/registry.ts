@@ -1,0 +1,92 @@
+import { ActionableError } from '../model/actionable-error';
+import type { ConnectionKind } from './connection';
+import { imapKind } from './imap';
+import { microsoftAppOnlyKind } from './microsoft-app-only';
+import { microsoftDelegatedKind } from './microsoft-delegated';
+import { microsoftAppOnlyGraph } from './microsoft-graph-app-only';
+import { microsoftDelegatedGraph } from './microsoft-graph-delegated';
+import { smtpKind } from './smtp';
+
+/**
+ * Every kind of credential the nodes offer, in the order the Authentication selector shows
+ * them. A new kind is one line here: the nodes build their options and credentials from it.
+ */
+export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind, microsoftAppOnlyGraph, microsoftDelegatedGraph];
+
+export type Direction = 'send' | 'read';
+
+const offers = (kind: ConnectionKind, direction: Direction) => (direction === 'send' ? kind.send : kind.read);
+
+/** The kind behind a node's Authentication value. */
+export function kindFor(authentication: string): ConnectionKind {
+	const kind = connectionKinds.find((k) => k.authentication === authentication);
+	if (!kind) {
+		throw new ActionableError(
+			`Unknown Authentication "${authentication}"`,
+			'AUTHENTICATION_UNKNOWN',
+			`Choose one of: ${connectionKinds.map((k) => k.authentication).join(', ')}`,
+		);
+	}
+	return kind;
+}
+
+export function kindsFor(direction: Direction): ConnectionKind[] {
+	return connectionKinds.filter((kind) => offers(kind, direction));
+}
+
+/** The Authentication selector's options (n8n INodePropertyOptions). */
+export function authenticationOptions(direction: Direction): Array<{ name: string; value: string; description: string }> {
+	return kindsFor(direction).map((kind) => ({
+		name: kind.labels?.[direction]?.displayName ?? kind.displayName,
+		value: kind.authentication,
+		description: kind.labels?.[direction]?.description ?? kind.description,
+	}));
+}
+
+/** Authentication values whose connection picks a mailbox (where the node's Mailbox option shows). */
+export function mailboxAuthentications(direction: Direction): string[] {
+	return kindsFor(direction)
+		.filter((kind) => kind.selectsMailbox)
+		.map((kind) => kind.authentication);
+}
+
+/**
+ * n8n's Test-button method per credential type (`testedBy`). Types without one (the delegated
+ * OAuth2 credential) are checked by n8n's own Connect my account flow.
+ */
+const CREDENTIAL_TESTS: Record<string, string> = {
+	modernAuthSmtpApi: 'modernAuthSmtpConnectionTest',
+	modernAuthImapApi: 'modernAuthImapConnectionTest',
+	modernAuthMicrosoftAppOnlyApi: 'modernAuthMicrosoftAppOnlyTest',
+};
+
+export function credentialTestName(credentialType: string): string | undefined {
+	return CREDENTIAL_TESTS[credentialType];
+}
+
+/** The kind whose connection the Test button of a credential type opens (the first registered for it). */
+export function kindForCredential(credentialType: string): ConnectionKind {
+	const kind = connectionKinds.find((k) => k.credentialType === credentialType);
+	if (!kind) throw new Error(`No connection kind for credential type ${credentialType}`);
+	return kind;
+}
+
+/** The node's `credentials` (n8n INodeCredentialDescription): one per credential type, shown for every Authentication using it. */
+export function credentialsFor(direction: Direction): Array<{
+	name: string;
+	required: true;
+	testedBy?: string;
+	displayOptions: { show: { authentication: string[] } };
+}> {
+	const byType = new Map<string, string[]>();
+	for (const kind of kindsFor(direction)) byType.set(kind.credentialType, [...(byType.get(kind.credentialType) ?? []), kind.authentication]);
+	return [...byType].map(([name, authentications]) => {
+		const testedBy = credentialTestName(name);
+		return { name, required: true, ...(testedBy ? { testedBy } : {}), displayOptions: { show: { authentication: authentications } } };
+	});
+}
+
+/** Test-button method names a node must carry for the credentials of a direction. */
+export function credentialTestsFor(direction: Direction): Array<{ method: string; credentialType: string }> {
+	return credentialsFor(direction).flatMap((c) => (c.testedBy ? [{ method: c.testedBy, credentialType: c.name }] : []));
+}
