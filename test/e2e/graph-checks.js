@@ -262,8 +262,8 @@ function failureOf(executed) {
 	} catch {
 		// no JSON: fall through to the raw ends
 	}
-	const clip = (text) => (text.length > 3000 ? `...${text.slice(-3000)}` : text);
-	return `${clip(executed.stdout.replace(/[A-Za-z0-9+/=]{200,}/g, '<base64>'))}\n${clip(executed.stderr)}`;
+	const clip = (text) => (text.length > 3000 ? `...${text.slice(-3000)}` : text).replace(/[A-Za-z0-9+/=]{200,}/g, '<base64>');
+	return `${clip(executed.stdout)}\n${clip(executed.stderr)}`;
 }
 
 function freePort() {
