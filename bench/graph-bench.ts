@@ -68,14 +68,14 @@ export async function startBenchIdentity(pki: Pki, graphUrl: string): Promise<Id
 }
 
 /** The app-only credential as n8n stores it, pointed at the fakes through the Custom cloud. */
-export function appOnlyCredentialData(idp: Identity, graphHost: string): Record<string, unknown> {
+export function appOnlyCredentialData(authorityHost: string, graphHost: string): Record<string, unknown> {
 	return {
 		tenantId: TENANT,
 		clientId: APP,
 		authType: 'secret',
 		clientSecret: APP_SECRET,
 		cloud: 'custom',
-		authorityHost: idp.authorityHost,
+		authorityHost,
 		exchangeHost: 'https://outlook.office365.com',
 		graphHost,
 		mailbox: MAILBOX,

@@ -226,7 +226,7 @@ async function main() {
 		for (const mode of ['package', 'whole-buffer'] as const) {
 			const subject = `Large attachment via ${mode} ${randomBytes(4).toString('hex')}`;
 			process.stdout.write(`  ${mode.padEnd(12)} ... `);
-			const result = await runChild({ mode, file, subject, graphUrl: graph.baseUrl, credential: appOnlyCredentialData(idp, graph.baseUrl), tokenEndpoint: idp.tokenEndpoint(TENANT) });
+			const result = await runChild({ mode, file, subject, graphUrl: graph.baseUrl, credential: appOnlyCredentialData(idp.authorityHost, graph.baseUrl), tokenEndpoint: idp.tokenEndpoint(TENANT) });
 			const held = graph.deliveries().filter((d) => d.subject === subject).flatMap((d) => d.attachments);
 			const intact = held.length === 1 && held[0].sha256 === sha256 && held[0].size === SIZE;
 			results.push({ ...result, intact });

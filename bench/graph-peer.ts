@@ -2,10 +2,11 @@
  * The fake Graph (test/peers/fake-graph.js) and the fake identity platform as the benchmarks
  * use them: where Graph listens, what it delivered, how it throttled, and seeding a folder.
  */
+import { fork } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 
-import { startBenchIdentity, MAILBOX, type Identity, type Pki } from './graph-bench';
+import { MAILBOX, startBenchIdentity, TENANT, tokenRequests, trustedPki, type Identity, type Pki } from './graph-bench';
 import { ROOT } from './paths';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -107,3 +108,85 @@ export async function startBenchGraph(options: BenchGraphOptions): Promise<Bench
 		},
 	};
 }
+
+/** What a benchmark asks the fake Graph in its own process (see serveBenchGraphChild). */
+export interface RemoteBenchGraph {
+	baseUrl: string;
+	authorityHost: string;
+	tokenEndpoint: string;
+	retryAfterSeconds: number;
+	reset(): Promise<void>;
+	deliveries(): Promise<Delivery[]>;
+	throttled(): Promise<number>;
+	maxInFlight(): Promise<number>;
+	/** Token requests of the bench app the identity answered 200. */
+	tokenRequests(): Promise<number>;
+	close(): Promise<void>;
+}
+
+const CHILD_FLAG = 'BENCH_GRAPH_PEER_CHILD';
+
+/**
+ * Starts the fake Graph and identity in a child process, so their TLS and JSON work does not
+ * share the measured sender's event loop (as a real Graph would not); talks to it over IPC.
+ */
+export async function startRemoteBenchGraph(options: Omit<BenchGraphOptions, 'pki'>): Promise<RemoteBenchGraph> {
+	const child = fork(__filename, [], { env: { ...process.env, [CHILD_FLAG]: JSON.stringify(options) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+	let nextId = 0;
+	const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
+	child.on('message', (message: { id: number; result?: unknown; error?: string }) => {
+		const waiter = pending.get(message.id);
+		pending.delete(message.id);
+		if (message.error) waiter?.reject(new Error(message.error));
+		else waiter?.resolve(message.result);
+	});
+	const call = <T>(op: string): Promise<T> =>
+		new Promise<T>((resolve, reject) => {
+			const id = ++nextId;
+			pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+			child.send({ id, op });
+		});
+	const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+	const ready = await Promise.race([call<{ baseUrl: string; authorityHost: string; tokenEndpoint: string }>('ready'), exited.then(() => Promise.reject(new Error('the fake Graph process exited')))]);
+	return {
+		...ready,
+		retryAfterSeconds: RETRY_AFTER_SECONDS,
+		reset: () => call('reset'),
+		deliveries: () => call('deliveries'),
+		throttled: () => call('throttled'),
+		maxInFlight: () => call('maxInFlight'),
+		tokenRequests: () => call('tokenRequests'),
+		close: async () => {
+			await call('close');
+			await exited;
+		},
+	};
+}
+
+async function serveBenchGraphChild(options: Omit<BenchGraphOptions, 'pki'>) {
+	const pki = trustedPki();
+	if (!pki) return;
+	const graph = await startBenchGraph({ ...options, pki });
+	const ops: Record<string, () => unknown> = {
+		ready: () => ({ baseUrl: graph.baseUrl, authorityHost: graph.idp.authorityHost, tokenEndpoint: graph.idp.tokenEndpoint(TENANT) }),
+		reset: () => graph.reset(),
+		deliveries: () => graph.deliveries(),
+		throttled: () => graph.throttled(),
+		maxInFlight: () => graph.maxInFlight(),
+		tokenRequests: () => tokenRequests(graph.idp),
+		close: async () => {
+			await graph.close();
+			setImmediate(() => process.exit(0));
+		},
+	};
+	process.on('message', async (message: { id: number; op: string }) => {
+		try {
+			process.send?.({ id: message.id, result: await ops[message.op]() });
+		} catch (error) {
+			process.send?.({ id: message.id, error: error instanceof Error ? error.message : String(error) });
+		}
+	});
+	process.on('disconnect', () => process.exit(0));
+}
+
+if (process.env[CHILD_FLAG]) void serveBenchGraphChild(JSON.parse(process.env[CHILD_FLAG]!));

@@ -100,7 +100,7 @@ async function main() {
 		}));
 		console.log(`Graph read benchmark: ${MESSAGES} messages (~1 KB body) in the fake Graph's Inbox over HTTPS (test CA), 127.0.0.1; seeded in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
 		console.log(`  ${os.cpus().length} CPUs (load average ${os.loadavg()[0].toFixed(1)}), Node ${process.version}; median of ${REPEATS} runs after one warm-up run each`);
-		const credential = appOnlyCredentialData(idp, graph.baseUrl);
+		const credential = appOnlyCredentialData(idp.authorityHost, graph.baseUrl);
 		const token = await baselineToken(idp.tokenEndpoint(TENANT));
 		const expected = Array.from({ length: MESSAGES }, (_, i) => `Read benchmark ${String(i).padStart(5, '0')}`);
 

@@ -28,13 +28,11 @@ import {
 	printTable,
 	retryAfterMs,
 	sleep,
-	TENANT,
-	tokenRequests,
 	trustedPki,
 	verdict,
 	writeReport,
 } from './graph-bench';
-import { startBenchGraph, type BenchGraph } from './graph-peer';
+import { startRemoteBenchGraph, type RemoteBenchGraph } from './graph-peer';
 import { openPackageGraph } from './graph-package';
 import type { OutgoingMessage } from '../model/outgoing-message';
 
@@ -76,9 +74,9 @@ interface RunResult {
 }
 
 /** n8n Outlook v2 "Send": one sendMail per item with inline base64 attachments, awaited one by one. */
-async function runBuiltin(graph: BenchGraph, items: Fixture[]): Promise<number> {
+async function runBuiltin(graph: RemoteBenchGraph, items: Fixture[]): Promise<number> {
 	// n8n's Entra service-principal credential fetches one token and caches it.
-	const token = await baselineToken(graph.idp.tokenEndpoint(TENANT));
+	const token = await baselineToken(graph.tokenEndpoint);
 	const url = `${graph.baseUrl}/v1.0/users/${encodeURIComponent(MAILBOX)}/sendMail`;
 	let failures = 0;
 	for (const item of items) {
@@ -159,9 +157,8 @@ async function main() {
 	const pki = trustedPki();
 	if (!pki) return;
 	const startedAt = performance.now();
-	const graph = await startBenchGraph({ pki, serviceTimeMs: SERVICE_MS, throttlePercent: THROTTLE_PERCENT, mailboxConcurrencyLimit: CONCURRENCY });
-	const idp = graph.idp;
-	const credential = appOnlyCredentialData(idp, graph.baseUrl);
+	const graph = await startRemoteBenchGraph({ serviceTimeMs: SERVICE_MS, throttlePercent: THROTTLE_PERCENT, mailboxConcurrencyLimit: CONCURRENCY });
+	const credential = appOnlyCredentialData(graph.authorityHost, graph.baseUrl);
 	const results: RunResult[] = [];
 	let exitCode = 0;
 	try {
@@ -171,13 +168,13 @@ async function main() {
 		console.log(`  package: ${WINDOW} sends outstanding, ${CONCURRENCY} requests in flight at most (its Graph client's limiter)`);
 
 		const measure = async (pathName: RunResult['path'], run: () => Promise<number>, items: Fixture[]) => {
-			graph.reset();
-			const tokensBefore = tokenRequests(idp);
+			await graph.reset();
+			const tokensBefore = await graph.tokenRequests();
 			process.stdout.write(`  ${pathName.padEnd(9)} ${items.length} messages ... `);
 			const start = performance.now();
 			const failures = await run();
 			const seconds = (performance.now() - start) / 1000;
-			const delivered = graph.deliveries().map((d) => d.subject);
+			const delivered = (await graph.deliveries()).map((d) => d.subject);
 			const subjects = new Map<string, number>();
 			for (const subject of delivered) subjects.set(subject, (subjects.get(subject) ?? 0) + 1);
 			const expected = new Set(items.map((item) => item.subject));
@@ -188,9 +185,9 @@ async function main() {
 				delivered: delivered.length,
 				lost: [...expected].filter((subject) => !subjects.has(subject)).length,
 				duplicated: [...subjects.values()].reduce((n, count) => n + Math.max(0, count - 1), 0),
-				throttled: graph.throttled(),
-				maxInFlight: graph.maxInFlight(),
-				tokenRequests: tokenRequests(idp) - tokensBefore,
+				throttled: await graph.throttled(),
+				maxInFlight: await graph.maxInFlight(),
+				tokenRequests: (await graph.tokenRequests()) - tokensBefore,
 				failures,
 			};
 			console.log(`${result.messagesPerSecond.toFixed(1).padStart(6)} msg/s (${seconds.toFixed(2)} s, ${result.throttled} answered 429, at most ${result.maxInFlight} in flight, ${result.lost} lost, ${result.duplicated} duplicated)`);
