@@ -4,7 +4,9 @@
  * What: 1,000 messages (two small attachments each, 2 KB + 5 KB, random, different per message)
  * sent through the fake Graph (test/peers/fake-graph.js over HTTPS, test CA) that takes 50 ms
  * per request, answers 5% of requests 429 with Retry-After 1 s (seeded random) and, like Graph's
- * MailboxConcurrency, 429 to any request above 4 in flight for the mailbox, by two paths:
+ * MailboxConcurrency, 429 to any request above 4 in flight for the mailbox. The fake and the
+ * identity platform run in a child process (a real Graph does not share the sender's CPU).
+ * Three paths, side by side:
  *   built-in - what n8n's Microsoft Outlook v2 node does (actions/message/send.operation.js):
  *              one POST /users/{mailbox}/sendMail per item, attachments inline as base64, items
  *              one after another. Emulated as a bare fetch loop with one cached token; n8n's
@@ -12,6 +14,8 @@
  *              loop is flattered: it waits the Retry-After and retries.
  *   package  - our Graph sender (the app-only Graph connection: token provider, Graph client
  *              with its retry and 4-per-mailbox limiter), 16 sends outstanding at a time.
+ *   raw fetch - the same sendMail bodies by bare fetch, 16 outstanding, 4 in flight, Retry-After
+ *              waited outside the slot: what this machine allows (the practical limit).
  * Ceiling: Graph's MailboxConcurrency of 4 at 50 ms service time is 80 msg/s; the package must
  * reach at least 90% of it. Lost and duplicated messages come from the fake's delivery record
  * (each message carries its number in the subject); token requests from the fake identity.
