@@ -41,6 +41,7 @@ async function runGraphChecks(s) {
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
 	idp.addApp({ tenant: TENANT, clientId: APP, secrets: [{ value: secret }], appRoles: ['Mail.Send', 'Mail.ReadWrite'] });
 	idp.grantMailbox({ tenant: TENANT, clientId: APP, mailbox: MAILBOX });
+	console.log(`    # graph: fake Graph ${graphUrl}, its own fake identity ${idp.authorityHost}`);
 	const tokenRequests = () => idp.counts({ grantType: 'client_credentials', clientId: APP, status: 200 });
 	const execute = async (workflowId, extraEnv = {}) => {
 		const executed = await s.runN8n(['execute', `--id=${workflowId}`, '--rawOutput'], { ...s.env, ...extraEnv });
