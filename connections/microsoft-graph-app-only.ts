@@ -1,6 +1,6 @@
 import type { ConnectionKind } from './connection';
 import { APP_ONLY_CREDENTIAL, appOnlyTokens, readAppOnlyCredential } from './microsoft-credential';
-import { graphConnection, graphTransports } from './microsoft-graph-transport';
+import { graphConnection } from './microsoft-graph-transport';
 
 /** "Microsoft 365 App-Only (Graph)": the app-only credential's Graph token, `/users/{mailbox}`. */
 export const microsoftAppOnlyGraph: ConnectionKind = {
@@ -13,16 +13,16 @@ export const microsoftAppOnlyGraph: ConnectionKind = {
 	selectsMailbox: true,
 	async open(data) {
 		const credential = readAppOnlyCredential(data);
-		return graphConnection(
-			{
-				graphHost: credential.cloud.graphHost,
-				tokens: appOnlyTokens(credential),
-				trust: { rejectUnauthorized: true, ca: credential.caCertificate || undefined },
-				defaultMailbox: credential.mailbox,
-				allowedMailboxes: credential.allowedMailboxes,
-				secrets: credential.secrets,
+		return graphConnection({
+			graphHost: credential.cloud.graphHost,
+			tokens: appOnlyTokens(credential),
+			trust: {
+				rejectUnauthorized: true,
+				ca: credential.caCertificate || undefined,
 			},
-			graphTransports,
-		);
+			defaultMailbox: credential.mailbox,
+			allowedMailboxes: credential.allowedMailboxes,
+			secrets: credential.secrets,
+		});
 	},
 };

@@ -1,7 +1,7 @@
 import { IdentityError } from '../auth/identity-errors';
 import type { ConnectionHooks, ConnectionKind } from './connection';
 import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
-import { graphConnection, graphTransports } from './microsoft-graph-transport';
+import { graphConnection } from './microsoft-graph-transport';
 
 function exchangeCredentialRefused(): IdentityError {
 	return new IdentityError(
@@ -25,25 +25,22 @@ export const microsoftDelegatedGraph: ConnectionKind = {
 		if (credential.audience !== 'graph') throw exchangeCredentialRefused();
 		const tokens = delegatedTokens(credential, hooks.refreshDelegated);
 		let signedIn: Promise<string> | undefined;
-		return graphConnection(
-			{
-				graphHost: credential.cloud.graphHost,
-				tokens,
-				trust: { rejectUnauthorized: true },
-				defaultMailbox: credential.mailbox,
-				allowedMailboxes: credential.allowedMailboxes,
-				secrets: credential.secrets,
-				// Read from the token once: the default From, and what Allowed Mailboxes checks for /me.
-				signedInUser: () =>
-					(signedIn ??= tokens.getToken('graph').then(
-						({ token }) => tokenUser(token),
-						(error: unknown) => {
-							signedIn = undefined;
-							throw error;
-						},
-					)),
-			},
-			graphTransports,
-		);
+		return graphConnection({
+			graphHost: credential.cloud.graphHost,
+			tokens,
+			trust: { rejectUnauthorized: true },
+			defaultMailbox: credential.mailbox,
+			allowedMailboxes: credential.allowedMailboxes,
+			secrets: credential.secrets,
+			// Read from the token once: the default From, and what Allowed Mailboxes checks for /me.
+			signedInUser: () =>
+				(signedIn ??= tokens.getToken('graph').then(
+					({ token }) => tokenUser(token),
+					(error: unknown) => {
+						signedIn = undefined;
+						throw error;
+					},
+				)),
+		});
 	},
 };

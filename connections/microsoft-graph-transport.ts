@@ -1,7 +1,6 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
 import { ActionableError } from '../model/actionable-error';
-import type { MailReader, MailSender } from '../transports/contracts';
-import { createGraphClient } from '../transports/graph/graph-client';
+import { createGraphClient, type GraphClientOptions } from '../transports/graph/graph-client';
 import { GraphReader } from '../transports/graph/graph-reader';
 import { GraphSender } from '../transports/graph/graph-sender';
 import { isValidMailbox } from '../transports/graph/mailbox-path';
@@ -13,29 +12,6 @@ import { assertMailboxAllowed } from './microsoft-credential';
  * What both Graph kinds (app-only, delegated) share once their credential is parsed: the
  * Graph host and token provider, the mailbox rules, and how senders and readers are made.
  */
-
-/** Where and how to reach one mailbox through Graph (the options of the Graph sender and reader). */
-export interface GraphEndpoint {
-	/** The cloud's Graph host, e.g. https://graph.microsoft.com. */
-	graphHost: string;
-	/** Hands out tokens for the 'graph' audience. */
-	tokens: TokenProvider;
-	/** `/users/{mailbox}`; absent: `/me` (delegated, the signed-in account). */
-	mailbox?: string;
-	trust: TlsTrust;
-	/** Requests in flight for this mailbox (at most 4, Graph's MailboxConcurrency). */
-	maxConcurrency?: number;
-	retry?: { attempts?: number; firstBackoffMs?: number; maxBackoffMs?: number };
-}
-
-/** The transports behind the Graph kinds, and the Inbox read of the credential test. */
-export interface GraphTransports {
-	sender(endpoint: GraphEndpoint): MailSender;
-	reader(endpoint: GraphEndpoint): MailReader;
-	/** Reads the mailbox's Inbox (a token for Graph first); resolves to e.g. "12 messages, 3 unread". */
-	readInbox(endpoint: GraphEndpoint): Promise<string>;
-}
-
 export interface GraphAccess {
 	graphHost: string;
 	tokens: TokenProvider;
@@ -48,6 +24,7 @@ export interface GraphAccess {
 	signedInUser?: () => Promise<string>;
 }
 
+/** Graph's MailboxConcurrency: requests in flight per mailbox. */
 const MAX_CONCURRENCY = 4;
 
 function noMailbox(): ActionableError {
@@ -68,8 +45,8 @@ function notAddressable(field: string, mailbox: string): ActionableError {
 }
 
 /** One opened Graph credential: mailbox rules first, then senders, readers and the Test button. */
-export function graphConnection(access: GraphAccess, transports: GraphTransports): Connection {
-	const endpoint = (mailbox: string, extra: Partial<GraphEndpoint> = {}): GraphEndpoint => ({
+export function graphConnection(access: GraphAccess): Connection {
+	const endpoint = (mailbox: string, extra: Partial<GraphClientOptions> = {}): GraphClientOptions => ({
 		graphHost: access.graphHost,
 		tokens: access.tokens,
 		trust: access.trust,
@@ -96,10 +73,15 @@ export function graphConnection(access: GraphAccess, transports: GraphTransports
 		async identityFor(requested: string): Promise<SendIdentity> {
 			const mailbox = await mailboxFor(requested);
 			const fromAddress = mailbox || (await access.signedInUser?.()) || '';
-			return { key: (mailbox || 'me').toLowerCase(), mailbox, fromAddress, allowedFrom: access.allowedMailboxes };
+			return {
+				key: (mailbox || 'me').toLowerCase(),
+				mailbox,
+				fromAddress,
+				allowedFrom: access.allowedMailboxes,
+			};
 		},
 		sender: (identity: SendIdentity, tuning: SenderTuning) =>
-			transports.sender(
+			new GraphSender(
 				endpoint(identity.mailbox, {
 					maxConcurrency: Math.min(MAX_CONCURRENCY, Math.max(1, tuning.maxConnections)),
 					retry: {
@@ -109,7 +91,8 @@ export function graphConnection(access: GraphAccess, transports: GraphTransports
 					},
 				}),
 			),
-		reader: (mailbox: string) => transports.reader(endpoint(mailbox)),
+		// One client per reader: it holds the mailbox's request slots and closes with the reader.
+		reader: (mailbox: string) => new GraphReader(createGraphClient(endpoint(mailbox))),
 		async test(): Promise<string> {
 			const acquired = `Graph token acquired for ${access.graphHost}`;
 			if (!access.defaultMailbox && !access.signedInUser) {
@@ -117,29 +100,22 @@ export function graphConnection(access: GraphAccess, transports: GraphTransports
 				return `${acquired}; set Default Mailbox to also check that the app can read it`;
 			}
 			const mailbox = await mailboxFor('', 'Default Mailbox');
-			const inbox = await transports.readInbox(endpoint(mailbox));
+			const inbox = await readInbox(endpoint(mailbox));
 			return `${acquired}; Inbox of ${mailbox || 'the signed-in account'}: ${inbox}`;
 		},
 	};
 }
 
 /** The Inbox's counts: proves the token is accepted and the app may open the mailbox. */
-async function readInbox(endpoint: GraphEndpoint): Promise<string> {
+async function readInbox(endpoint: GraphClientOptions): Promise<string> {
 	const client = createGraphClient(endpoint);
 	try {
-		const inbox = await client.get<{ totalItemCount?: number; unreadItemCount?: number }>(
-			`${client.mailbox}/mailFolders/inbox`,
-		);
+		const inbox = await client.get<{
+			totalItemCount?: number;
+			unreadItemCount?: number;
+		}>(`${client.mailbox}/mailFolders/inbox`);
 		return `${inbox.totalItemCount ?? 0} messages, ${inbox.unreadItemCount ?? 0} unread`;
 	} finally {
 		client.close();
 	}
 }
-
-/** The Graph sender, reader and Inbox check. */
-export const graphTransports: GraphTransports = {
-	sender: (endpoint) => new GraphSender(endpoint),
-	// One client per reader: it owns the mailbox's request limiter slots and closes with it.
-	reader: (endpoint) => new GraphReader(createGraphClient(endpoint)),
-	readInbox,
-};

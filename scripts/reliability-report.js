@@ -192,7 +192,7 @@ function renderMarkdown(rows, found, { date, baselinePath }) {
 		`Written by the test run on ${date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')} from ${rows.length} recorded scenarios; compared with \`${path.relative(ROOT, baselinePath)}\`.`,
 		`n8n versions seen: ${versions.length ? versions.join(', ') : 'none recorded'}.`,
 		'',
-		'Lost and duplicated messages are counted at the peer (what the SMTP peer received, what Dovecot holds, what the nodes emitted), never taken from constants.',
+		'Lost and duplicated messages are counted at the peer (what the SMTP peer received, what Dovecot holds, what the fake Graph recorded as delivered or holds, what the nodes emitted), never taken from constants.',
 		'',
 		'## Summary',
 		'',

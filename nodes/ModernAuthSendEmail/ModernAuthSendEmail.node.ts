@@ -10,6 +10,7 @@ import {
 import { ActionableError } from '../../model/actionable-error';
 import type { OutgoingMessage, RefusedRecipient } from '../../model/outgoing-message';
 import { MailTransportError, type MailSender } from '../../transports/contracts';
+import { GRAPH_CODES } from '../../transports/graph/graph-errors';
 import { DELIVERY_UNKNOWN } from '../../transports/smtp/smtp-errors';
 import { DEFAULT_SMTP_RETRY } from '../../transports/smtp/smtp-sender';
 import type { Connection, SenderTuning, SendIdentity } from '../../connections/connection';
@@ -214,8 +215,11 @@ function readTuning(ctx: IExecuteFunctions): SenderTuning {
 	};
 }
 
+/** Each transport's "the server may have taken it" code: such an item is never resent under At Most Once. */
+const DELIVERY_UNKNOWN_CODES = new Set([DELIVERY_UNKNOWN, GRAPH_CODES.deliveryUnknown]);
+
 function isDeliveryUnknown(error: unknown): boolean {
-	return error instanceof ActionableError && error.code === DELIVERY_UNKNOWN;
+	return error instanceof ActionableError && DELIVERY_UNKNOWN_CODES.has(error.code);
 }
 
 function notResentError(): MailTransportError {

@@ -174,7 +174,7 @@ export const sendEmailProperties: INodeProperties[] = [
 				default: '',
 				placeholder: 'robot@contoso.com',
 				description:
-					"Microsoft 365 mailbox to sign in as (XOAUTH2 user). Empty uses the credential's Default Mailbox. Also the default From.",
+					"Microsoft 365 mailbox to sign in as (XOAUTH2 user) or to send from through Graph (/users/{mailbox}; delegated: a shared mailbox). Empty uses the credential's Default Mailbox (delegated Graph: the signed-in account, /me). Also the default From.",
 				displayOptions: { show: { '/authentication': mailboxAuthentications('send') } },
 			},
 			{

@@ -15,6 +15,8 @@ import type { OutgoingMessage } from '../../model/outgoing-message';
 import { createGraphClient, type GraphClient } from '../../transports/graph/graph-client';
 import { GraphReader } from '../../transports/graph/graph-reader';
 import { GraphSender } from '../../transports/graph/graph-sender';
+import { createPoller } from '../harness/n8n-run';
+import { appOnlyGraphCredential, ASSISTANT, registerGraphApp, startGraphPeers, type GraphPeers } from '../nodes/graph-fixture';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -62,9 +64,9 @@ afterAll(async () => {
 afterEach(() => graph.clearFaults());
 
 /** Client options as the connections build them, with back-off shrunk so the suite stays quick (the policy is the same). */
-function clientOptions(mailbox: string) {
+function clientOptions(mailbox: string, app = clientId) {
 	const cloud = resolveCloud('custom', { authorityHost: idp.authorityHost });
-	const tokens = appOnlyTokenProvider({ tenantId: TENANT, clientId, clientSecret: SECRET, cloud });
+	const tokens = appOnlyTokenProvider({ tenantId: TENANT, clientId: app, clientSecret: SECRET, cloud });
 	return { graphHost: graph.url, tokens, mailbox, trust: { rejectUnauthorized: true, ca: pki.ca }, retry: { retryAfterScale: 0.01, firstBackoffMs: 5, maxBackoffMs: 50 } };
 }
 function client(mailbox: string): GraphClient {
@@ -74,9 +76,9 @@ function client(mailbox: string): GraphClient {
 }
 const reader = (mailbox = READER) => new GraphReader(client(mailbox), { ownsClient: false });
 
-function inject(fault: Fault, count: number, scope: { method?: string; path: string }) {
-	if (fault.kind === 'fail') graph.failNext(count, { status: fault.status, retryAfter: fault.retryAfter, ...scope });
-	else graph.resetNext(count, { when: fault.when, ...scope });
+function inject(fault: Fault, count: number, scope: { method?: string; path: string }, target: FakeGraph = graph) {
+	if (fault.kind === 'fail') target.failNext(count, { status: fault.status, retryAfter: fault.retryAfter, ...scope });
+	else target.resetNext(count, { when: fault.when, ...scope });
 }
 const faultName = (fault: Fault) => (fault.kind === 'fail' ? `${fault.status}${fault.retryAfter !== undefined ? '-retry-after' : ''}` : `reset-${fault.when}-processing`);
 const FAULTS: Fault[] = [
@@ -161,6 +163,21 @@ describe('reading through Graph under faults: every message once, or a clear fai
 			});
 		}
 	}
+
+	it('read-message-deleted-between-search-and-fetch', async () => {
+		const folder = graph.addFolder(READER, { displayName: 'deleted meanwhile' }).id;
+		const expected = arrive(5, 'deleted meanwhile', folder);
+		const r = reader();
+		const ids = await r.search(folder, {}, { newestFirst: false, limit: 50 });
+		const gone = graph.messages(READER, folder)[2] as { immutableId: string; internetMessageId: string };
+		graph.deleteMessage(READER, gone.immutableId);
+		const messages: Array<IncomingMessage | UnreadableMessage> = [];
+		for await (const m of r.fetch(folder, ids, {})) messages.push(m);
+		const stillThere = expected.filter((id) => id !== gone.internetMessageId);
+		const tally = count(stillThere, messages.map(messageIdOf));
+		expect(tally).toEqual({ sent: 4, delivered: 4, lost: 0, duplicated: 0, unexpected: 0 });
+		row('read-message-deleted-between-search-and-fetch', tally, true, 'a listed message was deleted before it was fetched (404): left out, the other 4 read once');
+	});
 
 	it('read-throttled-10-percent-everywhere', async () => {
 		const folder = graph.addFolder(READER, { displayName: 'throttled read' }).id;
@@ -276,13 +293,17 @@ describe('the Graph trigger (delta) under faults: each new message emitted exact
 		await poll(run, folder);
 		graph.expireDeltaTokens();
 		expected.push(...arrive(3, 'expired during', folder));
+		const from = graph.requests.length;
 		const after = await poll(run, folder);
 		expected.push(...arrive(2, 'expired after', folder));
 		await poll(run, folder);
 		const tally = count(expected, run.emitted);
-		expect(after.baseline).toBe('invalid');
+		// the saved link was really refused (410 Gone), and the poll recovered from it
+		expect(graph.requests.slice(from).filter((r: { status: number | null }) => r.status === 410)).toHaveLength(1);
+		// Recovered, not a baseline: the contract's baseline carries no ids, and the trigger drops them then.
+		expect(after.baseline).toBeUndefined();
 		expect(tally).toEqual({ sent: 9, delivered: 9, lost: 0, duplicated: 0, unexpected: 0 });
-		row('trigger-delta-expired-token-rebaseline', tally, true, 'delta link answered 410 syncStateNotFound: re-baselined, the 3 messages that arrived meanwhile emitted once, no old mail replayed');
+		row('trigger-delta-expired-token-rebaseline', tally, true, 'delta link answered 410 syncStateNotFound: a fresh delta round, the 3 messages that arrived meanwhile emitted once, no old mail replayed');
 	});
 
 	it('trigger-delta-replays-and-changes-only', async () => {
@@ -324,6 +345,30 @@ describe('the Graph trigger (delta) under faults: each new message emitted exact
 		const tally = count(expected, run.emitted);
 		expect(tally).toEqual({ sent: 250, delivered: 250, lost: 0, duplicated: 0, unexpected: 0 });
 		row('trigger-delta-burst-throttled-across-restarts', tally, true, 'bursts of 50 per poll, 15% of delta pages throttled, a fresh reader per poll: 250 emitted once');
+	});
+
+	it('trigger-delta-mail-arrives-between-pages', async () => {
+		const folder = graph.addFolder(READER, { displayName: 'between pages' }).id;
+		const run: TriggerRun = { emitted: [], cursor: undefined };
+		await poll(run, folder);
+		const expected = arrive(450, 'paged', folder); // more than two delta pages
+		let added = 0;
+		const stop = graph.onRequest((request: { path: string; query: string }) => {
+			// while the round pages on, more mail lands (and one paged message is marked read)
+			if (request.path.endsWith('/messages/delta') && request.query.includes('skiptoken') && added < 3) {
+				added++;
+				expected.push(...arrive(7, `between ${added}`, folder));
+				const first = graph.messages(READER, folder)[0] as { immutableId: string };
+				graph.updateMessage(READER, first.immutableId, { isRead: true });
+			}
+		});
+		await poll(run, folder);
+		stop();
+		await poll(run, folder);
+		const tally = count(expected, run.emitted);
+		expect(added).toBeGreaterThan(0);
+		expect(tally).toEqual({ sent: expected.length, delivered: expected.length, lost: 0, duplicated: 0, unexpected: 0 });
+		row('trigger-delta-mail-arrives-between-pages', tally, true, `${expected.length - 450} messages arrived while a 450-message delta round was paging: each emitted once, in this round or the next`);
 	});
 
 	it('trigger-delta-token-rejected-once', async () => {
@@ -370,8 +415,8 @@ interface SendTally {
 }
 
 /** Sends `count` messages one after another and counts what the fake Graph recorded as delivered. */
-async function sendSome(scenario: string, count: number, options: { sendPath?: 'auto' | 'draft'; attachment?: Buffer } = {}): Promise<SendTally> {
-	const sender = new GraphSender({ ...clientOptions(SENDER), sendPath: options.sendPath ?? 'auto' });
+async function sendSome(scenario: string, count: number, options: { sendPath?: 'auto' | 'draft'; attachment?: Buffer; app?: string } = {}): Promise<SendTally> {
+	const sender = new GraphSender({ ...clientOptions(SENDER, options.app), sendPath: options.sendPath ?? 'auto' });
 	const outcomes: Array<{ ok: boolean; code?: string }> = [];
 	try {
 		for (let i = 0; i < count; i++) {
@@ -413,8 +458,14 @@ function sendRow(name: string, tally: SendTally, behaviour: string, allowsDelive
 	return survived;
 }
 
-/** Graph did not act on these: repeating the request is safe, so the message must go out once. */
-const SAFE = (fault: Fault) => (fault.kind === 'fail' && (fault.status === 429 || fault.status === 503)) || (fault.kind === 'reset' && fault.when === 'before');
+/**
+ * Graph says it did not act on these (429/503), so repeating is safe and the message must go
+ * out once. A reset is not among them for a POST: the request had been written, and the client
+ * cannot tell "before processing" from "after", so either is the ambiguous case.
+ */
+const SAFE_FOR_POST = (fault: Fault) => fault.kind === 'fail' && (fault.status === 429 || fault.status === 503);
+/** PUTs of upload ranges are safe to repeat after any of the faults (a taken range is asked for). */
+const SAFE_FOR_PUT = (fault: Fault) => SAFE_FOR_POST(fault) || fault.kind === 'reset';
 
 describe('sending through Graph under faults: never lost, never twice', () => {
 	for (const fault of FAULTS) {
@@ -424,9 +475,10 @@ describe('sending through Graph under faults: never lost, never twice', () => {
 			const tally = await sendSome(name, 3);
 			expect(tally.duplicated).toBe(0);
 			expect(tally.lost).toBe(0);
-			if (SAFE(fault)) expect(tally).toMatchObject({ delivered: 3, deliveryUnknown: 0 });
-			else expect(tally.delivered + tally.codes.length).toBeGreaterThanOrEqual(3);
-			const ambiguous = !SAFE(fault);
+			if (SAFE_FOR_POST(fault)) expect(tally).toMatchObject({ delivered: 3, deliveryUnknown: 0 });
+			const ambiguous = !SAFE_FOR_POST(fault);
+			// the one message hit is either delivered or reported delivery unknown, never sent twice
+			if (ambiguous) expect(tally.delivered + tally.deliveryUnknown).toBeGreaterThanOrEqual(3);
 			// sendMail is not repeated after an answer Graph may have acted on: that one is reported, not re-sent
 			expect(sendRow(name, tally, `sendMail answered ${faultName(fault)} once: ${tally.delivered}/3 delivered, ${tally.deliveryUnknown} reported delivery unknown${tally.codes.length ? ` (${[...new Set(tally.codes)].join(', ')})` : ''}, none twice`, ambiguous)).toBe(true);
 		});
@@ -452,15 +504,35 @@ describe('sending through Graph under faults: never lost, never twice', () => {
 			expect(tally.duplicated).toBe(0);
 			expect(tally.lost).toBe(0);
 			expect(tally.intact).toBe(true);
-			if (SAFE(fault)) expect({ delivered: tally.delivered, codes: tally.codes }).toEqual({ delivered: 1, codes: [] });
+			if (SAFE_FOR_PUT(fault)) expect({ delivered: tally.delivered, codes: tally.codes }).toEqual({ delivered: 1, codes: [] });
 			const leftDrafts = graph.messages(SENDER, 'drafts').filter((m: { subject: string }) => m.subject.startsWith(name)).length;
 			expect(leftDrafts).toBe(0);
 			expect(sendRow(name, tally, `a 5 MB upload-session chunk answered ${faultName(fault)}: ${tally.delivered ? 'resumed, delivered once, bytes intact' : `failed clearly (${tally.codes.join(', ')}), draft removed, nothing sent`}`)).toBe(true);
 		});
 	}
 
+	it('send-token-endpoint-503-then-ok', async () => {
+		const name = 'send-token-endpoint-503-then-ok';
+		// an app of its own, so no cached token hides the token endpoint's failure
+		const app = randomUUID();
+		idp.addApp({ tenant: TENANT, clientId: app, secrets: [{ value: SECRET }], appRoles: ['Mail.Send'] });
+		idp.grantMailbox({ tenant: TENANT, clientId: app, mailbox: SENDER });
+		idp.failTokenRequests(1, { status: 503, retryAfterSeconds: 0 });
+		const tally = await sendSome(name, 2, { app });
+		idp.failTokenRequests(0);
+		expect(idp.counts({ clientId: app, error: 'AADSTS50000' })).toBe(1);
+		expect(tally.duplicated).toBe(0);
+		expect(tally.lost).toBe(0);
+		expect(sendRow(name, tally, `the token endpoint answered 503 once: ${tally.delivered}/2 delivered${tally.codes.length ? `, ${tally.codes.join(', ')} reported` : ''}, none twice`)).toBe(true);
+	});
+
 	it('send-throttled-5-percent-concurrent', async () => {
 		graph.throttleRatio(0.05, { retryAfter: 1 });
+		// with service time, requests overlap at the server; above 4 in flight it would answer 429 ApplicationThrottled
+		graph.setServiceTime(30);
+		graph.setMailboxConcurrencyLimit(4);
+		const stats = graph.concurrency(SENDER);
+		Object.assign(stats, { max: 0, throttled: 0 });
 		const sender = new GraphSender(clientOptions(SENDER));
 		const name = 'send-throttled-5-percent-concurrent';
 		const outcomes = await Promise.all(
@@ -473,9 +545,71 @@ describe('sending through Graph under faults: never lost, never twice', () => {
 		);
 		await sender.close();
 		graph.clearFaults();
+		graph.setServiceTime(0);
+		graph.setMailboxConcurrencyLimit(null);
 		const tally = tallySends(name, outcomes);
 		expect(tally).toMatchObject({ sent: 40, delivered: 40, lost: 0, duplicated: 0, deliveryUnknown: 0 });
-		expect(graph.concurrency(SENDER).max).toBeLessThanOrEqual(4);
-		expect(sendRow(name, tally, `40 concurrent sends, 5% of requests answered 429 Retry-After: all delivered once, at most ${graph.concurrency(SENDER).max} in flight`)).toBe(true);
+		expect(stats.max).toBeLessThanOrEqual(4);
+		expect(stats.throttled).toBe(0);
+		expect(sendRow(name, tally, `40 sends started at once, 5% of requests answered 429 Retry-After, 30 ms service time: all delivered once, ${stats.max} in flight at most (MailboxConcurrency 4 never exceeded)`)).toBe(true);
+	});
+});
+
+describe('the Read Mailbox Trigger node through n8n (Graph) under faults and restarts: each new message emitted exactly once', () => {
+	let peers: GraphPeers;
+	beforeAll(async () => {
+		peers = await startGraphPeers();
+	});
+	afterAll(async () => {
+		await peers?.graph.close();
+		await peers?.idp.close();
+	});
+
+	it('trigger-node-delta-faults-and-restarts', async () => {
+		const app = registerGraphApp(peers, { mailboxes: [ASSISTANT] });
+		const credentials = appOnlyGraphCredential(peers, app, { mailbox: ASSISTANT });
+		const parameters = { authentication: 'microsoftAppOnlyGraph', folder: 'INBOX', options: { downloadAttachments: false } };
+		const subjectOf = (item: { json: Record<string, unknown> }) => String(item.json.subject);
+		let n = 0;
+		const deliver = (count: number) =>
+			Array.from({ length: count }, () => {
+				const subject = `node trigger #${++n}`;
+				peers.graph.addMessage(ASSISTANT, { subject, from: { address: 'x@example.org' }, to: [{ address: ASSISTANT }] });
+				return subject;
+			});
+		deliver(5); // old mail: never emitted
+		let poller = await createPoller({ parameters, credentials });
+		expect(await poller.poll()).toEqual([]);
+		const from = peers.graph.requests.length;
+		const expected: string[] = [];
+		const emitted: string[] = [];
+		// Retry-After kept small: the node runs with the package's real retry policy.
+		const faults: Fault[] = [
+			{ kind: 'fail', status: 429, retryAfter: 0 },
+			{ kind: 'fail', status: 503, retryAfter: 0 },
+			{ kind: 'fail', status: 500 },
+			{ kind: 'reset', when: 'before' },
+			{ kind: 'reset', when: 'after' },
+			{ kind: 'fail', status: 504 },
+		];
+		let failedPolls = 0;
+		for (const [round, fault] of faults.entries()) {
+			expected.push(...deliver(30));
+			inject(fault, 1, { method: 'GET', path: '/messages/delta$' }, peers.graph);
+			if (round === 2) peers.graph.expireDeltaTokens(); // the saved delta link stops working too
+			try {
+				emitted.push(...(await poller.poll()).map(subjectOf));
+			} catch {
+				failedPolls++;
+			}
+			peers.graph.clearFaults();
+			// every other round n8n restarts and the trigger continues from its saved state
+			if (round % 2 === 1) poller = await createPoller({ parameters, credentials, staticData: poller.staticData() });
+		}
+		emitted.push(...(await poller.poll()).map(subjectOf));
+		const tally = count(expected, emitted);
+		expect(peers.graph.requests.slice(from).filter((r: { fault: string | null }) => r.fault).length).toBe(faults.length);
+		expect(tally).toEqual({ sent: 180, delivered: 180, lost: 0, duplicated: 0, unexpected: 0 });
+		row('trigger-node-delta-faults-and-restarts', tally, true, `n8n's poller over Graph delta: 6 rounds of 30 new messages, each with a fault on a delta page (429, 503, 500, resets before/after, 504), an expired delta link, 3 restarts from saved state${failedPolls ? `, ${failedPolls} poll(s) failed and the next caught up` : ''}: 180 emitted once, no old mail`);
 	});
 });

@@ -12,13 +12,14 @@
  * The peak RSS is recorded as a memory row; scripts/reliability-report.js fails CI when it
  * grows more than 25 % over docs/reliability-baseline.json.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
+
+import { DIST, mb, medianPeak, runChild, RUNS } from './memory-child';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
@@ -32,78 +33,11 @@ const { record } = require('../harness/reliability');
 const MB = 1024 * 1024;
 const ATTACHMENT_BYTES = 50 * MB;
 const ATTACHMENT_MB = ATTACHMENT_BYTES / MB;
-const DIST = path.resolve(__dirname, '..', '..', 'dist');
 const CHILD = path.join(__dirname, 'child.js');
 const USER = 'memory@example.com';
 const PASSWORD = 'Memory-Passw0rd';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-/** KiB (maxRSS) to MB (MiB), one decimal. */
-const mb = (kib: number) => Math.round((kib / 1024) * 10) / 10;
-
-interface ChildResult {
-	maxRssKiB: number;
-	vmHwmKiB?: number;
-	[key: string]: unknown;
-}
-
-/**
- * Runs one job of child.js in a fresh Node process; resolves its last JSON line.
- * Linux keeps a process's maxRSS across fork + exec, so Node spawned straight from this jest
- * worker would report at least the worker's own peak (hundreds of MB). A shell in between
- * forks Node from its own small image instead: `; exit $?` keeps it from exec'ing Node in
- * its place.
- */
-function runChild(job: Record<string, unknown>): Promise<ChildResult> {
-	return new Promise((resolve, reject) => {
-		const child = spawn('/bin/sh', ['-c', '"$0" "$1"; exit $?', process.execPath, CHILD], {
-			// NODE_EXTRA_CA_CERTS (set by scripts/jest.js) goes along
-			env: { ...process.env, MAM_MEMORY_JOB: JSON.stringify({ dist: DIST, ...job }) },
-			stdio: ['ignore', 'pipe', 'pipe'],
-		});
-		const out: Buffer[] = [];
-		const err: Buffer[] = [];
-		child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-		child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-		child.once('error', reject);
-		child.once('close', (code, signal) => {
-			const stdout = Buffer.concat(out).toString('utf8').trim();
-			const stderr = Buffer.concat(err).toString('utf8').trim();
-			if (code !== 0) return reject(new Error(`child ${String(job.mode)} failed (${signal ?? code}): ${stderr || stdout}`));
-			let result: ChildResult;
-			try {
-				result = JSON.parse(stdout.split('\n').pop() ?? '');
-			} catch {
-				return reject(new Error(`child ${String(job.mode)} printed no result: ${stdout}\n${stderr}`));
-			}
-			// maxRSS above the process image's own peak means it inherited its parent's
-			if (typeof result.vmHwmKiB === 'number' && result.maxRssKiB > result.vmHwmKiB + 1024) {
-				return reject(new Error(`child ${String(job.mode)}: maxRSS ${result.maxRssKiB} KiB exceeds its own VmHWM ${result.vmHwmKiB} KiB, so it counts another process`));
-			}
-			resolve(result);
-		});
-	});
-}
-
-/**
- * The streaming job RUNS times, each in its own fresh process: one peak varies by about ±8 %
- * (how many download chunks and decoder buffers happen to be alive when the allocator grows),
- * the median of three much less. Every run's result is checked, the median is the figure.
- */
-const RUNS = 3;
-async function medianPeak(
-	job: Record<string, unknown>,
-	afterEach: (result: ChildResult) => Promise<void> = async () => {},
-): Promise<{ peak: number; peaks: number[]; results: ChildResult[] }> {
-	const results: ChildResult[] = [];
-	for (let i = 0; i < RUNS; i++) {
-		results.push(await runChild(job));
-		await afterEach(results[i]);
-	}
-	const peaks = results.map((r) => mb(r.maxRssKiB));
-	return { peak: [...peaks].sort((a, b) => a - b)[Math.floor(RUNS / 2)], peaks, results };
-}
-
 let pki: ReturnType<typeof sharedTestPki>;
 let tmp: string;
 
@@ -140,8 +74,8 @@ describe('peak memory in a fresh process', () => {
 			const [{ uid }] = await dovecot.list(USER, 'INBOX');
 
 			const job = { host: dovecot.host, port: dovecot.tlsPort, user: USER, pass: PASSWORD, caPath: pki.caPath, folder: 'INBOX' };
-			const idle = await runChild({ ...job, mode: 'imap-idle' });
-			const { peak, peaks, results } = await medianPeak({ ...job, mode: 'imap-read', uid });
+			const idle = await runChild(CHILD, { ...job, mode: 'imap-idle' });
+			const { peak, peaks, results } = await medianPeak(CHILD, { ...job, mode: 'imap-read', uid });
 			const baseline = mb(idle.maxRssKiB);
 			const intact = results.every((read) => read.sha256 === expected && read.size === ATTACHMENT_BYTES);
 			// holding the message: its raw MIME and the decoded attachment
@@ -180,11 +114,11 @@ describe('peak memory in a fresh process', () => {
 			fs.writeFileSync(file, attachment);
 
 			const job = { host: peer.host, port: peer.port, user: 'robot', pass: PASSWORD, caPath: pki.caPath, from: 'robot@example.com' };
-			const idle = await runChild({ ...job, mode: 'smtp-idle' });
+			const idle = await runChild(CHILD, { ...job, mode: 'smtp-idle' });
 			// each message is checked and dropped before the next run (the peer holds them in this process)
 			const got: Array<Array<{ filename?: string; size: number; sha256: string }>> = [];
 			const messageIds: Array<string | undefined> = [];
-			const { peak, peaks, results } = await medianPeak({ ...job, mode: 'smtp-send', file }, async () => {
+			const { peak, peaks, results } = await medianPeak(CHILD, { ...job, mode: 'smtp-send', file }, async () => {
 				expect(peer.received).toHaveLength(1);
 				const mail = await simpleParser(peer.received[0].raw);
 				got.push(mail.attachments.map((a) => ({ filename: a.filename, size: a.content.length, sha256: sha256(a.content) })));

@@ -53,6 +53,15 @@ describe('Graph connection kinds', () => {
 		expect(peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId, scope: `${peers.graphHost}/.default` })).toBe(1);
 	});
 
+	it('app-only test() without a Default Mailbox: the Graph token only, and says what else it could check', async () => {
+		const app = registerGraphApp(peers);
+		const connection = await microsoftAppOnlyGraph.open(appOnlyData(app, { mailbox: '' }), {});
+		const before = peers.graph.requests.length;
+		expect(await connection.test()).toBe(`Graph token acquired for ${peers.graphHost}; set Default Mailbox to also check that the app can read it`);
+		expect(peers.graph.requests.length).toBe(before);
+		await expect(connection.mailboxFor('', 'Mailbox')).rejects.toMatchObject({ code: 'MAILBOX_REQUIRED' });
+	});
+
 	it('app-only test() without RBAC scope on the mailbox: Graph\'s refusal with the fix', async () => {
 		const app = registerGraphApp(peers, { mailboxes: [] });
 		const connection = await microsoftAppOnlyGraph.open(appOnlyData(app), {});

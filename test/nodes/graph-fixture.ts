@@ -42,7 +42,8 @@ export async function startGraphPeers() {
 	const graphHost = `https://127.0.0.1:${port}`;
 	const idp: FakeIdentity = await startFakeIdentity({ pki, resources: { [graphHost]: GRAPH_APP_ID } });
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
-	const graph: FakeGraph = await startFakeGraph({ identity: idp, pki, port });
+	// As Exchange: a From other than the mailbox needs Send As or Send on Behalf (grantSendAs).
+	const graph: FakeGraph = await startFakeGraph({ identity: idp, pki, port, enforceSendAs: true });
 	for (const address of [ROBOT, ASSISTANT, RECIPIENT, USER, SHARED]) graph.addMailbox({ address });
 	idp.addUser({ tenant: TENANT, username: USER, password: USER_PASSWORD });
 	return { pki, idp, graph, graphHost };

@@ -16,6 +16,9 @@ import {
 	type GraphPeers,
 } from './graph-fixture';
 
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { record } = require('../harness/reliability');
+
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 let peers: GraphPeers;
@@ -63,6 +66,8 @@ const baseParameters = {
 describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (Graph)"', () => {
 	it('delivers every field to the mailbox through Graph: recipients, bodies, importance, sender, read receipt, headers, a 5 MB attachment byte for byte', async () => {
 		const app = registerGraphApp(peers);
+		// The robot mailbox sends on behalf of the boss (Set-Mailbox boss -GrantSendOnBehalfTo robot).
+		peers.graph.grantSendAs(ROBOT, 'boss@contoso.example', { onBehalf: true });
 		const file = randomBytes(5 * 1024 * 1024);
 		const { output, error, run } = await runNode({
 			type: 'modernAuthSendEmail',
@@ -159,6 +164,34 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		expect(deliveries().map((d) => d.subject).sort()).toEqual(['item 0', 'item 2']);
 	});
 
+	it('a custom header Graph cannot carry (not X-) fails the item with the fix; nothing is sent', async () => {
+		const app = registerGraphApp(peers);
+		const { error } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, options: { customHeaders: { header: [{ name: 'Keywords', value: 'q3' }] } } },
+			items: [{ json: { to: RECIPIENT, subject: 'header' } }],
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		expect(error?.message).toMatch(/^Item 0: Graph cannot send the header "Keywords": it accepts only custom headers starting with X-/);
+		expect(error?.description).toMatch(/Rename the header to X-/);
+		expect(deliveries()).toHaveLength(0);
+	});
+
+	it('a From the mailbox has neither Send As nor Send on Behalf for: Graph refuses, the item fails with its words', async () => {
+		const app = registerGraphApp(peers);
+		const { output } = await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, fromEmail: 'ceo@contoso.example' },
+			items: [{ json: { to: RECIPIENT, subject: 'not allowed to send as' } }],
+			onError: 'continueRegularOutput',
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+		const failure = output[0].json.error as { message: string; code: string };
+		expect(failure.code).toBe('GRAPH_ACCESS_DENIED');
+		expect(failure.message).toMatch(/does not have the right to send mail on behalf of the specified sending account/);
+		expect(deliveries()).toHaveLength(0);
+	});
+
 	it('Allowed Mailboxes: a Mailbox or Sender outside the list fails the item naming the field; Graph sees no request', async () => {
 		const app = registerGraphApp(peers, { mailboxes: [ROBOT, ASSISTANT] });
 		const credentials = appOnlyGraphCredential(peers, app, { allowedMailboxes: ROBOT });
@@ -197,6 +230,47 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 		const everything = JSON.stringify(run);
 		expect(everything).not.toContain(app.secret);
 		for (const token of issuedTokens(peers)) expect(everything).not.toContain(token);
+	});
+});
+
+describe('Send Email through Graph: Delivery Guarantee when the answer to sendMail is lost', () => {
+	const lostAnswer = async (deliveryGuarantee: string) => {
+		const app = registerGraphApp(peers);
+		// The connection drops after Graph took the message: delivered, but the node cannot know.
+		peers.graph.resetNext(1, { when: 'after', method: 'POST', path: '/sendMail$' });
+		return await runNode({
+			type: 'modernAuthSendEmail',
+			parameters: { ...baseParameters, options: { deliveryGuarantee } },
+			items: [{ json: { to: RECIPIENT, subject: `lost answer, ${deliveryGuarantee}` } }],
+			retryOnFail: { maxTries: 2, waitBetweenTries: 0 },
+			credentials: appOnlyGraphCredential(peers, app),
+		});
+	};
+
+	it('At Most Once: n8n\'s Retry On Fail does not send it again; the item fails as delivery unknown', async () => {
+		const { error } = await lostAnswer('atMostOnce');
+		const delivered = deliveries().length;
+		record({
+			transport: 'graph',
+			kind: 'fault',
+			name: 'node: sendMail answer lost after Graph took it, Retry On Fail, At Most Once',
+			survived: delivered === 1 && /Not sent again/.test(error?.message ?? ''),
+			behaviour: 'the item fails as delivery unknown and the retry does not send it again',
+			sent: 1,
+			delivered,
+			lost: delivered === 0 ? 1 : 0,
+			duplicated: Math.max(0, delivered - 1),
+			deliveryUnknown: 1,
+			allowsDeliveryUnknown: true,
+		});
+		expect(delivered).toBe(1);
+		expect(error?.message).toMatch(/^Item 0: Not sent again/);
+	});
+
+	it('At Least Once: the retry sends it again (it arrives twice, as the option says)', async () => {
+		const { error } = await lostAnswer('atLeastOnce');
+		expect(error).toBeUndefined();
+		expect(deliveries()).toHaveLength(2);
 	});
 });
 

@@ -131,10 +131,13 @@ async function main() {
 		assert.equal(onprem.json.error.code, 'MailboxNotEnabledForRESTAPI');
 	});
 	await check('/me takes the mailbox from a delegated token; app-only /me is a 400; another mailbox needs .Shared', async () => {
-		const user = delegated(['Mail.ReadWrite', 'Mail.Send']);
+		const user = delegated(['Mail.ReadWrite', 'Mail.Send', 'User.Read']);
 		const me = await call('/me', { token: user });
 		assert.equal(me.status, 200);
 		assert.equal(me.json.mail, USER);
+		const noUserRead = await call('/me', { token: delegated(['Mail.ReadWrite']) });
+		assert.equal(noUserRead.status, 403, 'the profile is a directory read: User.Read');
+		assert.equal((await call(mbx(SENDER), app())).status, 403, 'app-only needs User.Read.All for /users/{id}');
 		assert.equal((await call('/me/mailFolders/inbox/messages', { token: user })).status, 200);
 		assert.equal((await call('/me/messages', app())).status, 400);
 		const shared = await call(`${mbx(SENDER)}/messages`, { token: user });
@@ -199,6 +202,27 @@ async function main() {
 		assert.deepEqual(d.internetMessageHeaders, [{ name: 'X-Mime', value: 'yes' }]);
 		const bad = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', headers: { 'content-type': 'text/plain' }, body: '%%%not base64' }));
 		assert.equal(bad.status, 400);
+	});
+	await check('with enforceSendAs, a From of another address needs Send As (403 ErrorSendAsDenied) or Send on Behalf (sender = the mailbox)', async () => {
+		const strict = await startFakeGraph({ identity, pki, enforceSendAs: true });
+		try {
+			strict.addMailbox({ address: SENDER });
+			strict.addMailbox({ address: RCPT });
+			const asBoss = { message: { subject: 'as boss', from: { emailAddress: { address: 'boss@contoso.example' } }, toRecipients: [{ emailAddress: { address: RCPT } }] } };
+			const post = (body) => request(`${strict.url}/v1.0${mbx(SENDER)}/sendMail`, { ca, token, method: 'POST', body });
+			const denied = await post(asBoss);
+			assert.equal(denied.status, 403);
+			assert.equal(denied.json.error.code, 'ErrorSendAsDenied');
+			assert.equal(strict.deliveries.length, 0);
+			strict.grantSendAs(SENDER, 'boss@contoso.example', { onBehalf: true });
+			assert.equal((await post(asBoss)).status, 202);
+			assert.deepEqual([strict.deliveries[0].from, strict.deliveries[0].sender], ['boss@contoso.example', SENDER]);
+			strict.grantSendAs(SENDER, 'boss@contoso.example');
+			assert.equal((await post(asBoss)).status, 202);
+			assert.deepEqual([strict.deliveries[1].from, strict.deliveries[1].sender], ['boss@contoso.example', 'boss@contoso.example']);
+		} finally {
+			await strict.close();
+		}
 	});
 	await check('a request body over 4 MB is refused with 413', async () => {
 		const before = graph.deliveries.length;
@@ -272,6 +296,8 @@ async function main() {
 		assert.equal(withAuth.status, 401);
 		const odd = await put(uploadUrl, data.subarray(0, chunk + 1), 0, size);
 		assert.equal(odd.status, 400);
+		const tooBig = await put(uploadUrl, data.subarray(0, 13 * UPLOAD_CHUNK_UNIT), 0, size);
+		assert.equal(tooBig.status, 413, 'one PUT carries up to 4 MB');
 		const skip = await put(uploadUrl, data.subarray(chunk, 2 * chunk), chunk, size);
 		assert.equal(skip.status, 416);
 		const first = await put(uploadUrl, data.subarray(0, chunk), 0, size);
@@ -296,6 +322,37 @@ async function main() {
 		const value = await call(`${mbx(RCPT)}/messages/${encodeURIComponent(received.restId)}/attachments/${encodeURIComponent(received.attachments[0].id)}/$value`, app());
 		assert.equal(value.status, 200);
 		assert.equal(sha256(value.buffer), sha256(data));
+	});
+
+	await check('uploadFinalBody: the last range may be answered 201 with the attachment JSON and a Location; uploadChunkMultiple 1 takes the docs example ranges', async () => {
+		const withBody = await startFakeGraph({ identity, pki, uploadFinalBody: true });
+		try {
+			withBody.addMailbox({ address: SENDER });
+			const base = `${withBody.url}/v1.0${mbx(SENDER)}`;
+			const draft = await request(`${base}/messages`, { ca, token, method: 'POST', body: draftBody });
+			const size = 3 * MB + 1;
+			const created = await request(`${base}/messages/${encodeURIComponent(draft.json.id)}/attachments/createUploadSession`, { ca, token, method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name: 'x.bin', size } } });
+			const res = await put(created.json.uploadUrl, crypto.randomBytes(size), 0, size);
+			assert.equal(res.status, 201);
+			// uploadChunkMultiple 1: ranges of any size, like the 2 MiB of Outlook's own example
+			const loose = await startFakeGraph({ identity, pki, uploadChunkMultiple: 1 });
+			try {
+				loose.addMailbox({ address: SENDER });
+				const lbase = `${loose.url}/v1.0${mbx(SENDER)}`;
+				const ldraft = await request(`${lbase}/messages`, { ca, token, method: 'POST', body: draftBody });
+				const lsize = 3483322; // the documentation's example file
+				const lsession = await request(`${lbase}/messages/${encodeURIComponent(ldraft.json.id)}/attachments/createUploadSession`, { ca, token, method: 'POST', body: { AttachmentItem: { attachmentType: 'file', name: 'flower', size: lsize } } });
+				const bytes = crypto.randomBytes(lsize);
+				assert.equal((await put(lsession.json.uploadUrl, bytes.subarray(0, 2097152), 0, lsize)).status, 200);
+				assert.equal((await put(lsession.json.uploadUrl, bytes.subarray(2097152), 2097152, lsize)).status, 201);
+			} finally {
+				await loose.close();
+			}
+			assert.equal(res.json.size, size);
+			assert.match(res.headers.location, /Attachments\('/);
+		} finally {
+			await withBody.close();
+		}
 	});
 
 	await check('upload session files stream to disk: a 149 MB attachment keeps server memory flat', async () => {

@@ -8,12 +8,19 @@
 // - /users/{id|upn}/... and /me/...; mail folders (well-known names + custom), messages,
 //   drafts, sendMail (JSON and base64 MIME), send, move, PATCH, DELETE, attachments
 //   (inline < 3 MB, upload sessions 3 MB..MaxSendSize with 320 KiB chunks, stored in temp
-//   files), /$value (MIME via nodemailer's MailComposer, raw attachment bytes), lists with
-//   $top/$skip/$select/$filter/$orderby/$count and @odata.nextLink, delta with
-//   @odata.nextLink/@odata.deltaLink and 410 on an expired token, $batch (max 20);
+//   files on another host name, as outlook.office.com is; ranges of up to 4 MB; Outlook's
+//   nextExpectedRanges ["<start>"]; 201 without body), /$value (MIME via nodemailer's
+//   MailComposer, raw attachment bytes), lists with $top/$skip/$select/$filter/$orderby/$count
+//   and @odata.nextLink, delta with @odata.nextLink/@odata.deltaLink (options kept in the
+//   tokens), 410 syncStateNotFound on an expired token, documented replays, $batch (max 20);
 // - 413 for request bodies over 4 MB (upload-session PUTs excepted); optional service time,
 //   per-mailbox in-flight tracking and 429 ApplicationThrottled above a concurrency limit;
-// - fault hooks (failNext, resetNext before/after processing, throttleRatio) by method/path.
+// - Send As / Send on Behalf (grantSendAs; enforced with options.enforceSendAs);
+// - fault hooks (failNext, resetNext before/after processing, throttleRatio, revokeIssuedTokens,
+//   expireDeltaTokens, replayDelta, onRequest) scoped by method/path regex.
+// Where Microsoft's pages differ (OneDrive asks 320 KiB multiples, Outlook's own example
+// uploads 2 MiB ranges), the fake takes the stricter rule, so a client that passes here
+// passes there.
 // Every message has an immutable id (stable across moves) and a REST id (changes on move);
 // answers carry the immutable one when the request says Prefer: IdType="ImmutableId".
 // `deliveries` records every message that left a mailbox, so tests count duplicates.
@@ -27,7 +34,8 @@
 // printed then). Control over HTTPS: GET {url}/_fake/state | /_fake/deliveries,
 // POST /_fake/faults {failNext|resetNext|throttleRatio|clear, ...}, all with header
 // `x-fake-control: <controlKey>`. Config: {tenantId, clientId, clientSecret, appRoles,
-// mailboxes: [{address, maxSendSize}], serviceTimeMs, mailboxConcurrencyLimit, seed}.
+// mailboxes: [{address, maxSendSize}], and startFakeGraph's serviceTimeMs, mailboxConcurrencyLimit,
+// seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs}.
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -116,6 +124,11 @@ const textToHtml = (text) => `<html><head>\r\n<meta http-equiv="Content-Type" co
  * @param {number} [options.mailboxConcurrencyLimit] answer 429 ApplicationThrottled above this many in flight per mailbox
  * @param {number} [options.seed=1] seed of throttleRatio's random choices
  * @param {boolean} [options.uploadFinalBody=false] answer the last upload chunk 201 with the attachment JSON (default: no body, as Exchange may)
+ * @param {number} [options.uploadChunkMultiple=327680] ranges but the last must be multiples of this
+ *   (320 KiB is OneDrive's documented rule; Outlook's own example uploads 2 MiB ranges, and n8n's
+ *   Outlook node 4,000,000-byte ones: 1 accepts any size, as Exchange appears to)
+ * @param {boolean} [options.enforceSendAs=false] refuse a From of another address without grantSendAs
+ *   (403 ErrorSendAsDenied, as Exchange does); off by default so tests that do not care need no grants
  */
 async function startFakeGraph(options) {
 	const { identity } = options;
@@ -126,6 +139,8 @@ async function startFakeGraph(options) {
 		mailboxConcurrencyLimit: options.mailboxConcurrencyLimit ?? Infinity,
 		uploadFinalBody: options.uploadFinalBody ?? false,
 		deltaReplays: 0,
+		enforceSendAs: options.enforceSendAs ?? false,
+		uploadChunkMultiple: options.uploadChunkMultiple ?? UPLOAD_CHUNK_UNIT,
 	};
 	const random = mulberry32(options.seed ?? 1);
 	const mailboxes = new Map(); // lower(address or id) -> mailbox
@@ -140,13 +155,14 @@ async function startFakeGraph(options) {
 	let baseUrl = '';
 	let uploadBase = ''; // another host name, like outlook.office.com beside graph.microsoft.com
 	const revokedTokens = new Set();
+	const listeners = new Set();
 	let requestCounter = 0;
 
 	// ---- store ----
 
 	function addMailbox({ address, displayName, id = crypto.randomUUID(), restEnabled = true, maxSendSize = DEFAULT_MAX_SEND_SIZE } = {}) {
 		if (maxSendSize > 150 * MB) throw new Error('fake-graph: MaxSendSize is at most 150 MB');
-		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
+		const mailbox = { address, displayName: displayName ?? address.split('@')[0], id, restEnabled, maxSendSize, sendAs: new Set(), sendOnBehalf: new Set(), folders: new Map(), messages: new Map(), restIndex: new Map(), removals: [], seq: 0 };
 		const root = { id: exchangeId('AAMkADroot'), displayName: 'Top of Information Store', wellKnownName: 'msgfolderroot', parentFolderId: null };
 		mailbox.folders.set(root.id, root);
 		for (const [wellKnownName, name] of WELL_KNOWN) {
@@ -295,13 +311,30 @@ async function startFakeGraph(options) {
 		else moveMessage(mailbox, message, deleted);
 	}
 
+	/** From another address needs Send As or Send on Behalf on it (checked when options.enforceSendAs). */
+	function checkSendAs(mailbox, fields) {
+		const from = lower(fields.from?.emailAddress?.address ?? mailbox.address);
+		if (!settings.enforceSendAs || from === lower(mailbox.address) || mailbox.sendAs.has(from) || mailbox.sendOnBehalf.has(from)) return;
+		throw new GraphError(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.');
+	}
+
+	/** What Exchange refuses before a message leaves: no recipients, a From it may not use. */
+	function checkOutgoing(mailbox, fields) {
+		if (![...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients].length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
+		checkSendAs(mailbox, fields);
+	}
+
 	/** A message leaves `mailbox`: copies to fake recipients' inboxes and (by default) Sent Items. */
 	function deliver(mailbox, fields, { saveToSentItems = true, via }) {
+		checkOutgoing(mailbox, fields);
 		const all = [...fields.toRecipients, ...fields.ccRecipients, ...fields.bccRecipients];
-		if (!all.length) throw badRequest('ErrorInvalidRecipients', 'At least one recipient is required, but none were found.');
 		const sentAt = iso();
-		const from = fields.from ?? recipient({ address: mailbox.address, name: mailbox.displayName });
-		const out = { ...fields, from, sender: fields.sender ?? from, sentDateTime: sentAt, receivedDateTime: sentAt };
+		const own = recipient({ address: mailbox.address, name: mailbox.displayName });
+		const from = fields.from ?? own;
+		const fromAddress = lower(from.emailAddress.address);
+		// Send on Behalf (without Send As): the mailbox shows as the sender
+		const onBehalf = fromAddress !== lower(mailbox.address) && mailbox.sendOnBehalf.has(fromAddress) && !mailbox.sendAs.has(fromAddress);
+		const out = { ...fields, from, sender: onBehalf ? own : (fields.sender ?? from), sentDateTime: sentAt, receivedDateTime: sentAt };
 		const delivery = {
 			seq: deliveries.length + 1,
 			at: Date.now(),
@@ -648,7 +681,7 @@ async function startFakeGraph(options) {
 		read: ['Mail.Read', 'Mail.ReadWrite'],
 		write: ['Mail.ReadWrite'],
 		send: ['Mail.Send'],
-		profile: null,
+		profile: null, // see authorize
 	};
 	/** Decides like Graph: 401 bad token, 404 unknown mailbox, 403 missing permission or RBAC scope. */
 	function authorize(ctx, mailboxRef, need) {
@@ -673,8 +706,13 @@ async function startFakeGraph(options) {
 		if (!mailbox) throw new GraphError(404, 'ErrorInvalidUser', `The requested user '${address}' is invalid.`);
 		if (!mailbox.restEnabled) throw new GraphError(404, 'MailboxNotEnabledForRESTAPI', 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.');
 		const own = !isApp && lower(mailbox.address) === lower(claims.upn);
-		if (need === 'profile') return mailbox;
 		const granted = isApp ? claims.roles ?? [] : String(claims.scp ?? '').split(' ');
+		if (need === 'profile') {
+			// GET /users/{id} | /me: a directory read, not a mailbox one (no RBAC for Applications)
+			const wanted = own ? ['User.Read', 'User.ReadBasic.All', 'User.Read.All'] : ['User.ReadBasic.All', 'User.Read.All'];
+			if (!wanted.some((p) => granted.includes(p))) throw new GraphError(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+			return mailbox;
+		}
 		const names = PERMISSIONS[need].flatMap((p) => (isApp || own ? [p] : [`${p}.Shared`]));
 		const permission = names.find((p) => granted.includes(p));
 		if (!permission) throw new GraphError(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
@@ -786,6 +824,7 @@ async function startFakeGraph(options) {
 		const totalSize = message.attachments.reduce((n, a) => n + a.size, 0) + message.body.content.length;
 		if (totalSize > mailbox.maxSendSize) throw badRequest('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size of ${mailbox.maxSendSize} bytes.`);
 		const fields = { ...message, attachments: message.attachments };
+		checkOutgoing(mailbox, fields); // a refused draft stays in Drafts
 		removeMessage(mailbox, message); // the draft becomes a new item in Sent Items
 		deliver(mailbox, fields, { via: 'draft' });
 		return { status: 202 };
@@ -931,9 +970,12 @@ async function startFakeGraph(options) {
 		return attachment;
 	}
 
+	function concurrencyOf(mailbox) {
+		if (!concurrency.has(mailbox.address)) concurrency.set(mailbox.address, { inFlight: 0, max: 0, throttled: 0 });
+		return concurrency.get(mailbox.address);
+	}
 	async function withConcurrency(mailbox, fn) {
-		const c = concurrency.get(mailbox.address) ?? { inFlight: 0, max: 0, throttled: 0 };
-		concurrency.set(mailbox.address, c);
+		const c = concurrencyOf(mailbox);
 		if (c.inFlight >= settings.mailboxConcurrencyLimit) {
 			c.throttled++;
 			throw new GraphError(429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.', { 'retry-after': '1' });
@@ -1209,8 +1251,10 @@ async function startFakeGraph(options) {
 		if (start !== session.received || end >= session.size) {
 			return reply(new GraphError(416, 'ErrorInvalidRange', `The range ${start}-${end} is not the next expected range ${session.received}-.`, {}));
 		}
+		// "iteratively upload ranges of bytes (up to 4 MB each time)" (createUploadSession docs)
+		if (length > REQUEST_BODY_LIMIT) return reply(new GraphError(413, 'RequestEntityTooLarge', `A range of ${length} bytes is more than the 4 MB one PUT may carry.`));
 		const last = end === session.size - 1;
-		if (!last && length % UPLOAD_CHUNK_UNIT !== 0) return reply(badRequest('ErrorInvalidChunkSize', `Each chunk but the last must be a multiple of 320 KiB (327,680 bytes); got ${length}.`));
+		if (!last && length % settings.uploadChunkMultiple !== 0) return reply(badRequest('ErrorInvalidChunkSize', `Each chunk but the last must be a multiple of ${settings.uploadChunkMultiple} bytes; got ${length}.`));
 		record.bodySize = length;
 		// the chunk goes to the file as it arrives; the running hash advances only if it completes
 		const hash = session.hash.copy();
@@ -1283,6 +1327,7 @@ async function startFakeGraph(options) {
 		res.on('finish', () => {
 			record.status = record.status ?? res.statusCode;
 		});
+		for (const listener of listeners) listener({ method: req.method, path: url.pathname, query: record.query });
 		const rule = takeFault(req.method, url.pathname);
 		if (rule && rule.kind === 'reset' && rule.when === 'before') {
 			record.fault = 'reset-before';
@@ -1419,6 +1464,18 @@ async function startFakeGraph(options) {
 		throttleRatio(ratio, { status = 429, retryAfter = 1, method, path } = {}) {
 			faults.push({ kind: 'ratio', remaining: Infinity, ratio, status, retryAfter, ...scopeOf({ method, path }) });
 		},
+		/** Exchange's Send As (from = address) or Send on Behalf (from = address, sender = the mailbox) for `mailbox`. */
+		grantSendAs(mailboxRef, address, { onBehalf = false } = {}) {
+			requireMailbox(mailboxRef)[onBehalf ? 'sendOnBehalf' : 'sendAs'].add(lower(address));
+		},
+		/**
+		 * Calls `fn({method, path, query})` as each HTTP request arrives, before it is handled (e.g.
+		 * to let mail arrive between two pages of a delta round); returns a function that removes it.
+		 */
+		onRequest(fn) {
+			listeners.add(fn);
+			return () => listeners.delete(fn);
+		},
 		/** Every token the identity minted so far is refused with 401 from now on (a renewed one works). */
 		revokeIssuedTokens() {
 			for (const t of identity.issuedTokens) revokedTokens.add(t);
@@ -1434,7 +1491,8 @@ async function startFakeGraph(options) {
 			settings.mailboxConcurrencyLimit = n ?? Infinity;
 		},
 		/** {inFlight, max, throttled} per mailbox address. */
-		concurrency: (address) => concurrency.get(requireMailbox(address).address) ?? { inFlight: 0, max: 0, throttled: 0 },
+		/** Live counters (tests may reset max/throttled between scenarios). */
+		concurrency: (address) => concurrencyOf(requireMailbox(address)),
 		close() {
 			for (const timer of timers) clearTimeout(timer);
 			const servers = has6 ? [server, server6] : [server];
@@ -1465,7 +1523,8 @@ async function serve(configText) {
 	identity.addTenant({ id: tenantId, domains: ['contoso.example'] });
 	identity.addApp({ tenant: tenantId, clientId, secrets: [clientSecret], appRoles: config.appRoles ?? ['Mail.Send', 'Mail.ReadWrite'] });
 	const controlKey = b64url(crypto.randomBytes(18));
-	const graph = await startFakeGraph({ identity, pki, serviceTimeMs: config.serviceTimeMs, mailboxConcurrencyLimit: config.mailboxConcurrencyLimit, seed: config.seed, uploadFinalBody: config.uploadFinalBody, controlKey });
+	const { serviceTimeMs, mailboxConcurrencyLimit, seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs } = config;
+	const graph = await startFakeGraph({ identity, pki, serviceTimeMs, mailboxConcurrencyLimit, seed, uploadFinalBody, uploadChunkMultiple, enforceSendAs, controlKey });
 	const list = config.mailboxes ?? [{ address: 'sender@contoso.example' }, { address: 'rcpt@contoso.example' }];
 	for (const m of list) {
 		graph.addMailbox(m);

@@ -4,7 +4,7 @@ import { Transform } from 'node:stream';
 import type { AttachmentInfo, MessageSink } from '../contracts';
 import type { IncomingAttachment } from '../../model/incoming-message';
 import type { GraphClient } from './graph-client';
-import { withQuery, type GraphPage } from './graph-calls';
+import { withQuery, type GraphPage } from './odata';
 
 /** An attachment as listed, without its content (`$select` keeps contentBytes out of the JSON). */
 interface ListedAttachment {
@@ -29,7 +29,7 @@ const ITEM = '#microsoft.graph.itemAttachment';
  * sink, collected into Buffers. Reference attachments (cloud links) have no bytes (405) and are
  * left out. Sizes are the bytes read, as the IMAP reader counts them.
  */
-export async function readAttachments(graph: GraphClient, messageId: string, sink: MessageSink | undefined, track: (stream: Readable) => void): Promise<IncomingAttachment[]> {
+export async function readAttachments(graph: GraphClient, messageId: string, sink: MessageSink | undefined, downloads: Downloads): Promise<IncomingAttachment[]> {
 	const base = `${graph.mailbox}/messages/${encodeURIComponent(messageId)}/attachments`;
 	const listed: ListedAttachment[] = [];
 	let link: string | undefined = withQuery(base, { $select: ATTACHMENT_FIELDS });
@@ -40,6 +40,7 @@ export async function readAttachments(graph: GraphClient, messageId: string, sin
 	}
 	const result: IncomingAttachment[] = [];
 	for (const attachment of listed) {
+		downloads.check();
 		const type = attachment['@odata.type'] ?? FILE;
 		if ((type !== FILE && type !== ITEM) || !attachment.id) continue;
 		const info = describe(attachment, type === ITEM);
@@ -47,8 +48,8 @@ export async function readAttachments(graph: GraphClient, messageId: string, sin
 		const entry: IncomingAttachment = { ...info, size: 0 };
 		result.push(entry);
 		const source = await graph.stream(`${base}/${encodeURIComponent(attachment.id)}/$value`);
-		track(source);
 		const counted = counter((n) => (entry.size += n));
+		downloads.add(source, counted);
 		const consume = sink ? sink.attachment(messageId, index, info, counted) : collect(counted).then((content) => void (entry.content = content));
 		await settleBoth(source, pipeInto(source, counted), consume);
 	}
@@ -56,12 +57,49 @@ export async function readAttachments(graph: GraphClient, messageId: string, sin
 }
 
 /** The whole message as MIME (`/messages/{id}/$value`) into the sink, or collected when there is none. */
-export async function readRaw(graph: GraphClient, messageId: string, sink: MessageSink | undefined, track: (stream: Readable) => void): Promise<Buffer | undefined> {
+export async function readRaw(graph: GraphClient, messageId: string, sink: MessageSink | undefined, downloads: Downloads): Promise<Buffer | undefined> {
 	const source = await graph.stream(`${graph.mailbox}/messages/${encodeURIComponent(messageId)}/$value`);
-	track(source);
-	if (!sink) return collect(source);
-	await settleBoth(source, Promise.resolve(), sink.raw(messageId, source));
-	return undefined;
+	const content = counter(() => {});
+	downloads.add(source, content);
+	let raw: Buffer | undefined;
+	const consume = sink ? sink.raw(messageId, content) : collect(content).then((bytes) => void (raw = bytes));
+	await settleBoth(source, pipeInto(source, content), consume);
+	return raw;
+}
+
+/**
+ * The downloads of one message, so that a deadline can give them up: each consumer's stream ends
+ * with the error, and what is left of each download is read and dropped rather than cancelled
+ * (the connection stays usable, and the client's stream is never cancelled half-way).
+ */
+export class Downloads {
+	private readonly open = new Set<{ source: Readable; consumer: Transform }>();
+	private abandoned?: Error;
+
+	add(source: Readable, consumer: Transform): void {
+		if (this.abandoned) return Downloads.drop(source, consumer, this.abandoned);
+		this.open.add({ source, consumer });
+	}
+
+	/** Throws once the message was given up, so its reading makes no further requests. */
+	check(): void {
+		if (this.abandoned) throw this.abandoned;
+	}
+
+	abandon(error: Error): void {
+		this.abandoned = error;
+		for (const { source, consumer } of this.open) Downloads.drop(source, consumer, error);
+	}
+
+	/** After the message: any download not read to its end (a consumer stopped early) is drained. */
+	finish(): void {
+		for (const { source } of this.open) if (!source.readableEnded && !source.destroyed) discardRest(source);
+	}
+
+	private static drop(source: Readable, consumer: Transform, error: Error): void {
+		discardRest(source);
+		consumer.destroy(error);
+	}
 }
 
 /**
@@ -116,12 +154,16 @@ function describe(attachment: ListedAttachment, isItem: boolean): AttachmentInfo
 }
 
 function counter(count: (bytes: number) => void): Transform {
-	return new Transform({
+	const stream = new Transform({
 		transform(chunk: Buffer, _encoding, done) {
 			count(chunk.length);
 			done(null, chunk);
 		},
 	});
+	// Ended with an error when the download fails or is given up: a sink that never started
+	// reading has no listener, and an unheard stream error would crash n8n.
+	stream.on('error', () => {});
+	return stream;
 }
 
 export async function collect(content: Readable): Promise<Buffer> {

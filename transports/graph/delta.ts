@@ -2,7 +2,7 @@ import { ActionableError } from '../../model/actionable-error';
 import type { FolderChanges } from '../contracts';
 import { advance, decodeCursor, encodeCursor, type DeltaCursor, type DeltaItem } from './delta-cursor';
 import type { GraphClient } from './graph-client';
-import { withQuery } from './graph-calls';
+import { withQuery } from './odata';
 import { graphCodeOf, statusOf } from './graph-status';
 import { preferHeader } from './prefer';
 
@@ -21,37 +21,37 @@ interface DeltaMessage {
  * New mail in a folder since the cursor, through Graph's message delta for that folder
  * (the delta link is kept in the cursor; see delta-cursor.ts for the exactly-once rule).
  *
- * - No cursor (first activation, or a cursor of another folder or transport): a baseline. The
- *   folder's delta is walked to its delta link without emitting anything (Graph documents
+ * - No cursor (first activation, or a cursor of another folder or transport): baseline 'first'.
+ *   The folder's delta is walked to its delta link without emitting anything (Graph documents
  *   `$deltatoken=latest` only for directory and drive resources, not for messages).
- * - A delta link Graph no longer accepts (410 Gone, SyncStateNotFound: tokens are dropped from
- *   Exchange's cache after a while): the delta is walked afresh and only messages received after
- *   the old cursor's floor and not already emitted come out, so an expired link neither floods
- *   the workflow with old mail nor loses what arrived while the trigger was away. The result
- *   says baseline 'invalid' (with those ids).
+ * - A delta link Graph no longer accepts (410 Gone / SyncStateNotFound: Exchange drops old
+ *   tokens from its cache): the delta is walked afresh to a new link, and by the cursor's rule
+ *   only messages received after its floor and not already emitted come out. Nothing old floods
+ *   the workflow and nothing that arrived meanwhile is lost; since `ids` are exactly the new mail,
+ *   this is not a baseline in the contract's sense (which would drop them) and none is reported.
+ * - A delta link on another host (edited state): baseline 'invalid', started afresh, nothing emitted.
  */
 export async function changesSince(graph: GraphClient, folder: string, folderRef: string, cursorText: string | undefined): Promise<FolderChanges> {
 	const previous = decodeCursor(cursorText, folder);
-	if (!previous) {
+	// A cursor is state, and state can be edited: its link is followed only on this client's Graph.
+	if (!previous || !previous.deltaLink.startsWith(`${graph.baseUrl}/`)) {
 		const walk = await walkDelta(graph, initialLink(graph, folderRef));
 		const next = advance(undefined, walk.items);
-		return { ids: [], cursor: encodeCursor({ v: 1, folder, deltaLink: walk.deltaLink, floor: next.floor, seen: next.seen }), baseline: 'first' };
+		return { ids: [], cursor: encode(folder, walk.deltaLink, next), baseline: previous ? 'invalid' : 'first' };
 	}
 	let walk: Awaited<ReturnType<typeof walkDelta>>;
-	let baseline: FolderChanges['baseline'];
-	// A cursor is state, and state can be edited: its link is followed only on this client's Graph.
-	const own = previous.deltaLink.startsWith(`${graph.baseUrl}/`);
 	try {
-		if (!own) throw Object.assign(new Error('delta link of another host'), { status: 410 });
 		walk = await walkDelta(graph, previous.deltaLink);
 	} catch (error) {
 		if (!syncStateGone(error)) throw error;
 		walk = await walkDelta(graph, initialLink(graph, folderRef));
-		baseline = 'invalid';
 	}
 	const next = advance(previous, walk.items);
-	const cursor: DeltaCursor = { v: 1, folder, deltaLink: walk.deltaLink, floor: next.floor, seen: next.seen };
-	return { ids: next.newIds, cursor: encodeCursor(cursor), ...(baseline ? { baseline } : {}) };
+	return { ids: next.newIds, cursor: encode(folder, walk.deltaLink, next) };
+}
+
+function encode(folder: string, deltaLink: string, state: Pick<DeltaCursor, 'floor' | 'seen'>): string {
+	return encodeCursor({ v: 1, folder, deltaLink, floor: state.floor, seen: state.seen });
 }
 
 function initialLink(graph: GraphClient, folderRef: string): string {

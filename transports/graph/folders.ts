@@ -2,9 +2,8 @@ import type { MailFolder } from '@microsoft/microsoft-graph-types';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { FolderInfo } from '../contracts';
-import { statusOf } from './graph-status';
 import type { GraphClient } from './graph-client';
-import { withQuery, type GraphPage } from './graph-calls';
+import { withQuery, type GraphPage } from './odata';
 
 /** Graph's well-known folder names (mailFolder docs), usable in place of an id, with their RFC 6154 use. */
 export const WELL_KNOWN_FOLDERS: Record<string, string> = {
@@ -117,6 +116,7 @@ export class FolderResolver {
 		return ids;
 	}
 
+	/** The error for a folder that does not exist, naming the ones that do. */
 	async unknown(given: string): Promise<ActionableError> {
 		let known: string[] = [];
 		try {
@@ -129,10 +129,5 @@ export class FolderResolver {
 			'GRAPH_UNKNOWN_FOLDER',
 			`Give a well-known name (${Object.keys(WELL_KNOWN_FOLDERS).join(', ')}), a folder id or a path such as Inbox/Projects${known.length ? `; folders in this mailbox: ${known.join(', ')}` : ''}`,
 		);
-	}
-
-	/** Whether a failure of a call on a resolved folder means the folder is gone. */
-	static isMissing(error: unknown): boolean {
-		return statusOf(error) === 404;
 	}
 }

@@ -124,7 +124,9 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 	const mailbox = mailboxPath(options.mailbox);
 	const retry = { ...DEFAULTS, ...definedOnly(options.retry ?? {}) };
 	const preauthorized = new Set<string>();
-	const agent = new https.Agent({ ...tlsClientOptions(options.trust ?? { rejectUnauthorized: true }), keepAlive: true });
+	// Idle sockets are dropped before Graph's front ends would drop them: a POST on a socket the server
+	// has just closed fails ambiguously (GRAPH_DELIVERY_UNKNOWN), so stale sockets are not kept around.
+	const agent = new https.Agent({ ...tlsClientOptions(options.trust ?? { rejectUnauthorized: true }), keepAlive: true, timeout: 15_000 });
 	const limiterKey = options.mailbox ? `${host}|${options.mailbox.toLowerCase()}` : undefined;
 	const slots = limiterFor(limiterKey, Math.min(options.maxConcurrency ?? MAILBOX_CONCURRENCY, MAILBOX_CONCURRENCY));
 
@@ -226,7 +228,7 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 /** Per-call state the middlewares share with the caller (passed as SDK middleware options). */
 class CallRecord implements MiddlewareOptions {
 	attempts = 0;
-	/** The last request was written completely before the connection failed. */
+	/** The last attempt's connection was open (bytes may have reached Graph) when it failed. */
 	sent = false;
 	networkError?: Error;
 	streamResponse = false;
@@ -310,7 +312,7 @@ class RetryMiddleware implements Middleware {
 				if (!(error instanceof TransportFailure)) throw error;
 				record.sent = error.sent;
 				record.networkError = error;
-				// Not sent completely: the server cannot have acted on it. Sent: only if repeating is harmless.
+				// No connection: Graph cannot have acted on it. Connected: only if repeating is harmless.
 				if ((error.sent && !record.idempotent) || attempt >= this.settings.attempts || !resendable(context)) throw error;
 				await sleep(backoff(this.settings, attempt));
 				continue;
@@ -416,7 +418,7 @@ function limiterFor(key: string | undefined, limit: number): { limiter: Limiter;
 const RELEASE = Symbol('releaseWhenBodyDone');
 type ResponseWithRelease = Response & { [RELEASE]?: (release: () => void) => void };
 
-/** A connection-level failure; `sent` says whether the request had been written completely. */
+/** A connection-level failure; `sent` says whether the connection was open (the request may have arrived). */
 class TransportFailure extends Error {
 	constructor(
 		message: string,
@@ -446,7 +448,9 @@ class HttpsTransport implements Middleware {
 		const payload = typeof body === 'string' ? Buffer.from(body) : body instanceof Uint8Array ? Buffer.from(body.buffer, body.byteOffset, body.byteLength) : undefined;
 		if (payload) headers['Content-Length'] = String(payload.length);
 		context.response = await new Promise<Response>((resolve, reject) => {
-			let written = false;
+			// Once connected, bytes may have reached Graph: a kernel buffer can hold a whole 4 MB
+			// request, so "written out" (finish) says nothing about what the server has read.
+			let connected = false;
 			const req = https.request(url, { method, headers, agent: this.agent }, (res) => {
 				const status = res.statusCode ?? 0;
 				const responseHeaders = new Headers();
@@ -476,8 +480,11 @@ class HttpsTransport implements Middleware {
 				res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status, headers: responseHeaders })));
 			});
 			req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-			req.on('finish', () => (written = true));
-			req.on('error', (error) => reject(new TransportFailure(error.message, written)));
+			req.on('socket', (socket) => {
+				if (!socket.connecting) connected = true;
+				else socket.once('secureConnect', () => (connected = true));
+			});
+			req.on('error', (error) => reject(new TransportFailure(error.message, connected)));
 			req.end(payload);
 		});
 	}
@@ -516,7 +523,9 @@ async function runBatch(client: GraphClient, requests: BatchRequest[], retry: Re
 						id: String(index),
 						method: request.method,
 						url: request.url,
-						...(request.body !== undefined ? { body: request.body, headers: { 'Content-Type': 'application/json', ...request.headers } } : request.headers ? { headers: request.headers } : {}),
+						// Headers of the $batch request do not reach its parts: each asks for immutable ids itself.
+						headers: { Prefer: PREFER_IMMUTABLE, ...(request.body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...request.headers },
+						...(request.body !== undefined ? { body: request.body } : {}),
 					})),
 				},
 				{ idempotent },

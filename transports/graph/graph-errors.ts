@@ -83,6 +83,13 @@ export function graphError(failure: GraphFailure): GraphApiError {
 				: "Check the app's Graph application permissions (Mail.Send / Mail.ReadWrite) and grant admin consent",
 		);
 	}
+	if (graphCode === 'ErrorSendAsDenied') {
+		return make(
+			GRAPH_CODES.accessDenied,
+			`The mailbox may not send as this From address${said}`,
+			'Grant the mailbox Send As on the From address (Add-RecipientPermission) or Send on Behalf and set Sender, or send From the mailbox itself',
+		);
+	}
 	if (status === 403 || graphCode === 'ErrorAccessDenied') {
 		return make(
 			GRAPH_CODES.accessDenied,

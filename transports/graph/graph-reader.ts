@@ -1,16 +1,15 @@
 import type { Message } from '@microsoft/microsoft-graph-types';
-import type { Readable } from 'node:stream';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
 import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
-import { discardRest, readAttachments, readRaw } from './attachments';
+import { Downloads, readAttachments, readRaw } from './attachments';
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
 import type { GraphClient } from './graph-client';
-import { withQuery } from './graph-calls';
 import { statusOf } from './graph-status';
+import { withQuery } from './odata';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
 import { MESSAGE_SIZE_EXPAND, messageSelect, toIncomingMessage } from './to-message';
@@ -85,37 +84,39 @@ export class GraphReader implements MailReader {
 		}
 	}
 
-	/** One message, or undefined when it no longer exists; only a failing connection or sign-in throws. */
+	/**
+	 * One message, or undefined when it no longer exists. A message that cannot be read within the
+	 * deadline, or whose attachments the sink cannot store, comes back as an UnreadableMessage;
+	 * only a failing connection or sign-in throws.
+	 */
 	private async fetchOne(folder: string, id: string, options: FetchOptions): Promise<IncomingMessage | UnreadableMessage | undefined> {
-		const streams = new Set<Readable>();
 		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
-		let timedOut = false;
-		const timer = setTimeout(() => {
-			timedOut = true;
-			for (const stream of streams) stream.destroy(new Error(`not read within ${timeoutMs / 1000} s`));
-		}, timeoutMs);
-		let message: Message | undefined;
+		const downloads = new Downloads();
+		const seen: { subject?: string } = {};
+		const work = this.readOne(folder, id, options, downloads, seen);
+		work.catch(() => {}); // after a timeout it settles unobserved
+		let timer: NodeJS.Timeout | undefined;
+		const deadline = new Promise<never>((_resolve, reject) => {
+			timer = setTimeout(() => {
+				const error = Object.assign(new Error(`Message could not be read within ${timeoutMs / 1000} s`), { timedOut: true });
+				downloads.abandon(error);
+				reject(error);
+			}, timeoutMs);
+		});
 		try {
-			message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options), MESSAGE_SIZE_EXPAND), { headers: { Prefer: preferHeader('outlook.body-content-type="text"') } });
-			// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
-			const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
-			const html = options.includeHtml ? await this.htmlBody(id) : undefined;
-			const track = (stream: Readable) => void streams.add(stream);
-			const attachments = await readAttachments(this.graph, id, options.sink, track);
-			const raw = options.includeRaw ? await readRaw(this.graph, id, options.sink, track) : undefined;
-			return toIncomingMessage(message, folder, { text, html, attachments, raw }, options);
+			return await Promise.race([work, deadline]);
 		} catch (error) {
 			if (statusOf(error) === 404) return undefined; // deleted or moved meanwhile
-			const failure = error as Error & { storing?: boolean };
-			if (!timedOut && !failure.storing) throw error;
+			const failure = error as Error & { storing?: boolean; timedOut?: boolean };
+			if (!failure.timedOut && !failure.storing) throw error;
 			return {
 				id,
 				folder,
-				...(message?.subject ? { subject: message.subject } : {}),
+				...(seen.subject ? { subject: seen.subject } : {}),
 				size: 0,
 				flags: [],
-				error: timedOut
-					? { message: `Message could not be read within ${timeoutMs / 1000} s`, code: 'MESSAGE_READ_TIMEOUT', hint: 'The message is very large or the link to Graph is slow; it was skipped' }
+				error: failure.timedOut
+					? { message: failure.message, code: 'MESSAGE_READ_TIMEOUT', hint: 'The message is very large or the link to Graph is slow; it was skipped' }
 					: {
 							message: `An attachment of the message could not be stored: ${failure.message}`,
 							code: 'MESSAGE_STORE_FAILED',
@@ -124,8 +125,23 @@ export class GraphReader implements MailReader {
 			};
 		} finally {
 			clearTimeout(timer);
-			for (const stream of streams) if (!stream.destroyed && !stream.readableEnded) discardRest(stream);
+			downloads.finish();
 		}
+	}
+
+	private async readOne(folder: string, id: string, options: FetchOptions, downloads: Downloads, seen: { subject?: string }): Promise<IncomingMessage> {
+		const message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options), MESSAGE_SIZE_EXPAND), {
+			headers: { Prefer: preferHeader('outlook.body-content-type="text"') },
+		});
+		seen.subject = message.subject ?? undefined;
+		downloads.check();
+		// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
+		const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
+		const html = options.includeHtml ? await this.htmlBody(id) : undefined;
+		const attachments = await readAttachments(this.graph, id, options.sink, downloads);
+		downloads.check();
+		const raw = options.includeRaw ? await readRaw(this.graph, id, options.sink, downloads) : undefined;
+		return toIncomingMessage(message, folder, { text, html, attachments, raw }, options);
 	}
 
 	/** The HTML body (Graph's default body type), only when asked for: one more small request. */
@@ -170,9 +186,8 @@ export class GraphReader implements MailReader {
 		return !this.closed;
 	}
 
-	async reconnect(): Promise<void> {
-		this.closed = false;
-	}
+	/** Nothing to reopen: each call is its own HTTPS request (the client retries failed ones). */
+	async reconnect(): Promise<void> {}
 
 	async close(): Promise<void> {
 		if (this.closed) return;

@@ -9,7 +9,7 @@ export const MESSAGE_SIZE_PROPERTY = 'Integer 0x0E08';
 /** `$expand` that brings only that property along with the message. */
 export const MESSAGE_SIZE_EXPAND = `singleValueExtendedProperties($filter=id eq '${MESSAGE_SIZE_PROPERTY}')`;
 
-/** The message fields to.IncomingMessage reads: `$select` asks for these and nothing else. */
+/** The message fields toIncomingMessage reads: `$select` asks for these and nothing else. */
 export function messageSelect(options: Pick<FetchOptions, 'includeHeaders'>): string[] {
 	return [
 		'id',
@@ -25,7 +25,6 @@ export function messageSelect(options: Pick<FetchOptions, 'includeHeaders'>): st
 		'isRead',
 		'flag',
 		'body',
-		'hasAttachments',
 		...(options.includeHeaders ? ['internetMessageHeaders'] : []),
 	];
 }

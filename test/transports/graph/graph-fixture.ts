@@ -30,9 +30,11 @@ export interface GraphFixture {
 	clientId: string;
 	secret: string;
 	/** A sender the way the connection factory builds one: tokens from the cloud table, base URL its graphHost. */
-	sender(options?: Partial<GraphSenderOptions>): GraphSender;
-	/** Token requests this app made for the Graph audience, counted at the identity platform. */
-	graphTokenRequests(): number;
+	sender(options?: Partial<GraphSenderOptions>, credential?: { clientId: string; secret: string }): GraphSender;
+	/** Another app registration with the same roles and mailbox grants (its own token cache). */
+	addApp(): { clientId: string; secret: string };
+	/** Token requests an app made for the Graph audience, counted at the identity platform. */
+	graphTokenRequests(clientId?: string): number;
 	close(): Promise<void>;
 }
 
@@ -55,13 +57,15 @@ export async function startGraphFixture(options: { roles?: string[]; mailboxes?:
 	const graph = await startFakeGraph({ identity, pki, ...options.graphOptions });
 	const idp = (started.idp = await startFakeIdentity({ pki, resources: { [graph.url]: GRAPH_APP_ID } }));
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
-	const clientId = randomUUID();
-	const secret = `secret-${randomUUID()}`;
-	idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }], appRoles: options.roles ?? ['Mail.Send', 'Mail.ReadWrite'] });
-	for (const mailbox of options.mailboxes ?? [{ address: SENDER, maxSendSize: 150 * MB }, { address: RCPT }]) {
-		graph.addMailbox(mailbox);
-		idp.grantMailbox({ tenant: TENANT, clientId, mailbox: mailbox.address });
-	}
+	const mailboxes = options.mailboxes ?? [{ address: SENDER, maxSendSize: 150 * MB }, { address: RCPT }];
+	for (const mailbox of mailboxes) graph.addMailbox(mailbox);
+	const addApp = () => {
+		const app = { clientId: randomUUID(), secret: `secret-${randomUUID()}` };
+		idp.addApp({ tenant: TENANT, clientId: app.clientId, secrets: [{ value: app.secret }], appRoles: options.roles ?? ['Mail.Send', 'Mail.ReadWrite'] });
+		for (const mailbox of mailboxes) idp.grantMailbox({ tenant: TENANT, clientId: app.clientId, mailbox: mailbox.address });
+		return app;
+	};
+	const { clientId, secret } = addApp();
 	const cloud = resolveCloud('custom', { authorityHost: idp.authorityHost, graphHost: graph.url });
 	const senders: GraphSender[] = [];
 	return {
@@ -70,10 +74,11 @@ export async function startGraphFixture(options: { roles?: string[]; mailboxes?:
 		cloud,
 		clientId,
 		secret,
-		sender(overrides = {}) {
+		addApp,
+		sender(overrides = {}, credential = { clientId, secret }) {
 			const sender = new GraphSender({
 				graphHost: cloud.graphHost,
-				tokens: appOnlyTokenProvider({ tenantId: TENANT, clientId, clientSecret: secret, cloud }),
+				tokens: appOnlyTokenProvider({ tenantId: TENANT, clientId: credential.clientId, clientSecret: credential.secret, cloud }),
 				mailbox: SENDER,
 				// Retry-After is honoured at 1/20 of its length, so a "Retry-After: 1" costs 50 ms here.
 				retry: { firstBackoffMs: 20, maxBackoffMs: 200, retryAfterScale: 0.05 },
@@ -82,7 +87,7 @@ export async function startGraphFixture(options: { roles?: string[]; mailboxes?:
 			senders.push(sender);
 			return sender;
 		},
-		graphTokenRequests: () => idp.counts({ clientId, scope: `${cloud.graphHost}/.default` }),
+		graphTokenRequests: (app = clientId) => idp.counts({ clientId: app, scope: `${cloud.graphHost}/.default` }),
 		async close() {
 			await Promise.all(senders.map((s) => s.close()));
 			await graph.close();

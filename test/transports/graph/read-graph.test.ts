@@ -222,7 +222,7 @@ describe('Graph reader: fetch', () => {
 		const calls = peers.requestsSince(from);
 		const get = calls.find((r) => r.path === `${MAILBOX_PATH}/messages/${encodeURIComponent(record.immutableId)}` && /internetMessageId/.test(r.query))!;
 		expect(new URLSearchParams(get.query).get('$select')!.split(',').sort()).toEqual(
-			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'hasAttachments', 'internetMessageHeaders'].sort(),
+			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'internetMessageHeaders'].sort(),
 		);
 		expect(new URLSearchParams(get.query).get('$expand')).toBe("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
 		const values = calls.filter((r) => r.path.endsWith('/$value')).map((r) => r.path);
@@ -255,6 +255,41 @@ describe('Graph reader: fetch', () => {
 		for await (const m of peers.reader().fetch('inbox', [record.immutableId], { sink })) out.push(m);
 		expect(out).toHaveLength(1);
 		expect(isUnreadable(out[0]) && out[0].error).toMatchObject({ code: 'MESSAGE_STORE_FAILED', message: expect.stringContaining('disk full') });
+	});
+});
+
+describe('Graph reader: per-message deadline', () => {
+	it('a message not read in time is unreadable; the download is dropped, not cut, and the next message reads', async () => {
+		const stalled = peers.graph.addMessage(MAILBOX, { subject: 'stalls', attachments: [{ name: 'big.bin', contentType: 'application/octet-stream', content: randomBytes(2 * 1024 * 1024) }] }).immutableId;
+		const fine = peers.graph.addMessage(MAILBOX, { subject: 'fine', attachments: [{ name: 'small.txt', contentType: 'text/plain', content: Buffer.from('ok') }] }).immutableId;
+		let calls = 0;
+		const sink: MessageSink = {
+			// The first store never reads its stream (a hung disk); later ones do.
+			attachment: (_id, _index, _info, content) => (calls++ === 0 ? new Promise<void>(() => {}) : drain(content).then(() => undefined)),
+			raw: async (_id, content) => void (await drain(content)),
+		};
+		const reader = peers.reader();
+		await reader.verify(); // signed in: the deadline is the message's alone
+		const out: Array<IncomingMessage | UnreadableMessage> = [];
+		for await (const m of reader.fetch('inbox', [stalled, fine], { sink, limits: { timeoutMs: 500 } })) out.push(m);
+		expect(out).toHaveLength(2);
+		expect(isUnreadable(out[0]) && out[0]).toMatchObject({ id: stalled, subject: 'stalls', error: { code: 'MESSAGE_READ_TIMEOUT' } });
+		expect(isUnreadable(out[1])).toBe(false);
+		expect(out[1]).toMatchObject({ id: fine, subject: 'fine', attachments: [{ filename: 'small.txt', size: 2 }] });
+	});
+
+	it('a slow Graph answer counts against the deadline too', async () => {
+		const slow = peers.graph.addMessage(MAILBOX, { subject: 'slow' }).immutableId;
+		const reader = peers.reader();
+		await reader.verify();
+		peers.graph.setServiceTime(800);
+		try {
+			const out: Array<IncomingMessage | UnreadableMessage> = [];
+			for await (const m of reader.fetch('inbox', [slow], { limits: { timeoutMs: 300 } })) out.push(m);
+			expect(isUnreadable(out[0]) && out[0].error.code).toBe('MESSAGE_READ_TIMEOUT');
+		} finally {
+			peers.graph.setServiceTime(0);
+		}
 	});
 });
 

@@ -59,9 +59,8 @@ describe('the same message through Graph and through IMAP', () => {
 		const imap = new ImapReader({ host: dovecot.host, port: dovecot.tlsPort, security: 'tls', auth: { type: 'password', user: USER, pass: PASSWORD }, rejectUnauthorized: true, ca: peers.pki.ca });
 		await imap.connect();
 		try {
-			const { uidValidity } = await imap.openFolder('INBOX');
-			const uids = await imap.search({});
-			const viaImap = await one(imap.fetch('INBOX', uidValidity, uids, { includeHeaders: true }));
+			const ids = await imap.search('INBOX', {}, { newestFirst: false, limit: 10 });
+			const viaImap = await one(imap.fetch('INBOX', ids, { includeHeaders: true }));
 
 			for (const field of ['messageId', 'from', 'to', 'cc', 'replyTo', 'subject', 'date', 'seen', 'flagged'] as const) {
 				expect({ field, value: viaGraph[field] }).toEqual({ field, value: viaImap[field] });

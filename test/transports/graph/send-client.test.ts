@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { appOnlyTokenProvider } from '../../../auth/app-only-token-provider';
 import { resolveCloud } from '../../../auth/clouds';
 import { createGraphClient } from '../../../transports/graph/graph-client';
+import { graphError } from '../../../transports/graph/graph-errors';
 import { mailboxPath } from '../../../transports/graph/mailbox-path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -170,9 +171,33 @@ describe('graph client', () => {
 		const { tokens } = tokensFor(other.host);
 		const untrusted = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, retry: { attempts: 1 } });
 		await expect(untrusted.get('/me')).rejects.toMatchObject({ code: 'GRAPH_ERROR', message: expect.stringMatching(/certificate/) });
+		// No connection was made, so even a POST is repeated: Graph cannot have acted on it
+		const retrying = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, retry: { attempts: 3, firstBackoffMs: 1 } });
+		await expect(retrying.post('/users/x/sendMail', {})).rejects.toMatchObject({ code: 'GRAPH_ERROR', attempts: 3, ambiguous: false });
+		retrying.close();
+		expect(other.seen).toHaveLength(0);
 		const trusted = createGraphClient({ graphHost: other.host, tokens, mailbox: MAILBOX, trust: { rejectUnauthorized: true, ca: otherPki.ca } });
 		await expect(trusted.get('/me')).resolves.toEqual({ id: 'ok' });
 		untrusted.close();
 		trusted.close();
+	});
+});
+
+describe('Graph error mapping', () => {
+	it.each([
+		[{ status: 403, graphCode: 'ErrorAccessDenied' }, 'GRAPH_ACCESS_DENIED', /RBAC for Applications/],
+		[{ status: 403, graphCode: 'ErrorSendAsDenied' }, 'GRAPH_ACCESS_DENIED', /Send As/],
+		[{ status: 404, graphCode: 'MailboxNotEnabledForRESTAPI' }, 'GRAPH_MAILBOX_NOT_REST', /Exchange Online/],
+		[{ status: 404, graphCode: 'ErrorItemNotFound' }, 'GRAPH_NOT_FOUND', /moved or deleted/],
+		[{ status: 413, graphCode: 'RequestEntityTooLarge' }, 'GRAPH_TOO_LARGE', /upload session/],
+		[{ status: 400, graphCode: 'ErrorMessageSizeExceeded' }, 'GRAPH_TOO_LARGE', /MaxSendSize/],
+		[{ status: 401, graphCode: 'InvalidAuthenticationToken', graphMessage: 'Access token validation failure. Invalid audience.' }, 'GRAPH_UNAUTHORIZED', /Graph scope/],
+		[{ status: 429, graphCode: 'ApplicationThrottled' }, 'GRAPH_THROTTLED', /4 concurrent/],
+		[{ status: 500, graphCode: 'InternalServerError' }, 'GRAPH_ERROR', /retry later/],
+	])('%j -> %s', (failure, code, hint) => {
+		const error = graphError({ request: 'POST /users/x/sendMail', ...failure });
+		expect(error).toMatchObject({ code, responseCode: failure.status });
+		expect(error.hint).toMatch(hint);
+		expect(error.message).not.toMatch(/\n/);
 	});
 });

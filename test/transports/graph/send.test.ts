@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
+import { DelegatedTokenProvider } from '../../../auth/delegated-token-provider';
 import { GraphSender } from '../../../transports/graph/graph-sender';
-import { MB, message, RCPT, requestLines, SENDER, sha256, startGraphFixture, type GraphFixture } from './graph-fixture';
+import { MB, message, RCPT, requestLines, SENDER, sha256, startGraphFixture, TENANT, type GraphFixture } from './graph-fixture';
 
 let fx: GraphFixture;
 
@@ -107,6 +108,39 @@ describe('Graph sender: one sendMail', () => {
 		expect(fx.graph.deliveries).toHaveLength(1);
 		expect(fx.graph.deliveries[0].attachments.map((a: { sha256: string }) => a.sha256)).toEqual(parts.map(sha256));
 		expect(fx.graph.messages(SENDER, 'drafts')).toHaveLength(0);
+	});
+});
+
+describe('Graph sender: draft path on request', () => {
+	it("sendPath 'draft' sends even a small message as a draft sent by id (retry-safe), attachments inline on the draft", async () => {
+		const note = randomBytes(10_000);
+		const result = await fx.sender({ sendPath: 'draft' }).send(message({ subject: 'via draft', attachments: [{ filename: 'note.bin', contentType: 'application/octet-stream', open: async () => note }] }));
+		expect(requestLines(fx.graph)).toEqual([`POST ${ENC_SENDER}/messages`, `POST ${ENC_SENDER}/messages/{id}/attachments`, `POST ${ENC_SENDER}/messages/{id}/send`]);
+		expect(fx.graph.deliveries).toMatchObject([{ via: 'draft', subject: 'via draft', attachments: [{ name: 'note.bin', sha256: sha256(note) }] }]);
+		expect(result.messageId).toMatch(/^<.+>$/);
+	});
+});
+
+describe('Graph sender: delegated', () => {
+	/** A delegated credential of RCPT's user; n8n's refresh is the identity minting a new token. */
+	function delegatedTokens(scp: string[]) {
+		const mint = () => fx.idp.mintAccessToken({ tenant: TENANT, clientId: fx.clientId, username: RCPT, audience: fx.cloud.graphHost, scp });
+		return new DelegatedTokenProvider({ audience: 'graph', accessToken: mint(), refresh: async () => mint(), authorityHost: fx.cloud.authorityHost });
+	}
+
+	it('sends from the signed-in user through /me/sendMail when no mailbox is given', async () => {
+		const sender = fx.sender({ mailbox: undefined, tokens: delegatedTokens(['Mail.Send']) });
+		await sender.send(message({ from: { address: RCPT }, to: [{ address: SENDER }], subject: 'delegated me' }));
+		expect(requestLines(fx.graph)).toEqual(['POST /v1.0/me/sendMail']);
+		expect(fx.graph.deliveries).toMatchObject([{ mailbox: RCPT, from: RCPT, subject: 'delegated me' }]);
+	});
+
+	it('sends from a shared mailbox with Mail.Send.Shared through /users/{shared}/sendMail', async () => {
+		fx.idp.grantMailbox({ tenant: TENANT, username: RCPT, mailbox: SENDER });
+		const sender = fx.sender({ mailbox: SENDER, tokens: delegatedTokens(['Mail.Send.Shared']) });
+		await sender.send(message({ subject: 'delegated shared' }));
+		expect(requestLines(fx.graph)).toEqual([`POST ${ENC_SENDER}/sendMail`]);
+		expect(fx.graph.deliveries).toMatchObject([{ mailbox: SENDER, from: SENDER, subject: 'delegated shared' }]);
 	});
 });
 

@@ -1,0 +1,51 @@
+import { authenticationOptions, credentialsFor, kindFor, mailboxAuthentications } from '../../connections/registry';
+import { ModernAuthReadMailbox } from '../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
+import { ModernAuthReadMailboxTrigger } from '../../nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
+import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
+
+// The nodes' Authentication selectors and credential lists come from the registry: these are
+// the values saved workflows and the editor already know, so they must not drift.
+describe('connection registry', () => {
+	it('offers the Authentication options each node had, in their order and wording', () => {
+		expect(authenticationOptions('send')).toEqual([
+			{ name: 'SMTP (Password or None)', value: 'smtp', description: 'Any SMTP server, signing in with user and password or not at all' },
+			{ name: 'Microsoft 365 App-Only (SMTP OAuth)', value: 'microsoftAppOnly', description: 'App registration with SMTP.SendAsApp; signs in to SMTP with XOAUTH2, no user password' },
+			{ name: 'Microsoft 365 Delegated (SMTP OAuth)', value: 'microsoftDelegated', description: 'A connected Microsoft 365 account (Connect my account) with SMTP.Send' },
+			{ name: 'Microsoft 365 App-Only (Graph)', value: 'microsoftAppOnlyGraph', description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password' },
+			{ name: 'Microsoft 365 Delegated (Graph)', value: 'microsoftDelegatedGraph', description: 'A connected Microsoft 365 account (Connect my account) with Use For = Microsoft Graph Mail' },
+		]);
+		expect(authenticationOptions('read')).toEqual([
+			{ name: 'IMAP (Password)', value: 'imap', description: 'Any IMAP server with user and password' },
+			{ name: 'Microsoft 365 App-Only (IMAP OAuth)', value: 'microsoftAppOnly', description: 'App registration with IMAP.AccessAsApp; signs in with XOAUTH2' },
+			{ name: 'Microsoft 365 Delegated (IMAP OAuth)', value: 'microsoftDelegated', description: 'A connected Microsoft 365 account with IMAP.AccessAsUser.All' },
+			{ name: 'Microsoft 365 App-Only (Graph)', value: 'microsoftAppOnlyGraph', description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password' },
+			{ name: 'Microsoft 365 Delegated (Graph)', value: 'microsoftDelegatedGraph', description: 'A connected Microsoft 365 account (Connect my account) with Use For = Microsoft Graph Mail' },
+		]);
+		expect(mailboxAuthentications('read')).toEqual(['microsoftAppOnly', 'microsoftDelegated', 'microsoftAppOnlyGraph', 'microsoftDelegatedGraph']);
+	});
+
+	it('lists one credential per type, shown for the Authentication values using it, with a Test button the node carries', () => {
+		const send = new ModernAuthSendEmail();
+		expect(send.description.credentials).toEqual([
+			{ name: 'modernAuthSmtpApi', required: true, testedBy: 'modernAuthSmtpConnectionTest', displayOptions: { show: { authentication: ['smtp'] } } },
+			{ name: 'modernAuthMicrosoftAppOnlyApi', required: true, testedBy: 'modernAuthMicrosoftAppOnlyTest', displayOptions: { show: { authentication: ['microsoftAppOnly', 'microsoftAppOnlyGraph'] } } },
+			{ name: 'modernAuthMicrosoftDelegatedOAuth2Api', required: true, displayOptions: { show: { authentication: ['microsoftDelegated', 'microsoftDelegatedGraph'] } } },
+		]);
+		for (const node of [send, new ModernAuthReadMailbox(), new ModernAuthReadMailboxTrigger()]) {
+			for (const credential of node.description.credentials ?? []) {
+				if (credential.testedBy) expect(typeof node.methods.credentialTest[credential.testedBy as string]).toBe('function');
+			}
+		}
+		expect(credentialsFor('read').map((c) => c.name)).toEqual(['modernAuthImapApi', 'modernAuthMicrosoftAppOnlyApi', 'modernAuthMicrosoftDelegatedOAuth2Api']);
+	});
+
+	it('an unknown Authentication value names the ones that exist', () => {
+		let thrown: unknown;
+		try {
+			kindFor('exchangeWebServices');
+		} catch (error) {
+			thrown = error;
+		}
+		expect(thrown).toMatchObject({ code: 'AUTHENTICATION_UNKNOWN', hint: 'Choose one of: smtp, imap, microsoftAppOnly, microsoftDelegated, microsoftAppOnlyGraph, microsoftDelegatedGraph' });
+	});
+});
