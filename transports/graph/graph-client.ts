@@ -198,9 +198,10 @@ export function createGraphClient(options: GraphClientOptions): GraphClient {
 				const text = await raw.text();
 				throw failureOf('GET', path, raw.status, text ? parseJson(text) : undefined, record);
 			}
-			if (!raw.body) return Readable.from([]);
-			return Readable.fromWeb(raw.body as import('node:stream/web').ReadableStream);
+			return (raw as ResponseWithRelease)[NODE_BODY] ?? Readable.from([]);
 		},
+		// Not the SDK's PageIterator: its callback is synchronous (3.0.7), so an async consumer could
+		// not hold the next page back while it stores attachments.
 		async pages<T>(path: string, onItem: (item: T) => unknown, requestOptions?: RequestOptions) {
 			let next: string | undefined = path;
 			let page: Record<string, unknown> = {};
@@ -416,7 +417,8 @@ function limiterFor(key: string | undefined, limit: number): { limiter: Limiter;
 }
 
 const RELEASE = Symbol('releaseWhenBodyDone');
-type ResponseWithRelease = Response & { [RELEASE]?: (release: () => void) => void };
+const NODE_BODY = Symbol('nodeBody');
+type ResponseWithRelease = Response & { [RELEASE]?: (release: () => void) => void; [NODE_BODY]?: Readable };
 
 /** A connection-level failure; `sent` says whether the connection was open (the request may have arrived). */
 class TransportFailure extends Error {
@@ -468,7 +470,9 @@ class HttpsTransport implements Middleware {
 					const out = new PassThrough();
 					res.on('error', (error) => out.destroy(error));
 					res.pipe(out);
-					const response = new Response(Readable.toWeb(out) as unknown as ReadableStream, { status, headers: responseHeaders }) as ResponseWithRelease;
+					// The bytes travel as the Node stream itself: a web-stream detour would cost a copy per chunk.
+					const response = new Response(null, { status, headers: responseHeaders }) as ResponseWithRelease;
+					response[NODE_BODY] = out;
 					// PassThrough closes once read to its end or destroyed (the consumer gave up).
 					response[RELEASE] = (release) => out.once('close', release);
 					resolve(response);

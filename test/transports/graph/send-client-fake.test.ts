@@ -89,3 +89,22 @@ it('$batch: a sub-request Graph refuses comes back with its error, the others su
 	expect(results[0].error).toBeUndefined();
 	expect(results[1]).toMatchObject({ status: 404, error: expect.objectContaining({ code: 'GRAPH_NOT_FOUND' }) });
 });
+
+it('a /$value stream holds its mailbox slot until it is read or destroyed', async () => {
+	const added = fx.graph.addMessage(SENDER, { subject: 'slot', body: { contentType: 'text', content: 'x'.repeat(10_000) } });
+	const path = `${client.mailbox}/messages/${encodeURIComponent(added.immutableId)}/$value`;
+	const streams = await Promise.all([1, 2, 3, 4].map(() => client.stream(path)));
+	let fifthDone = false;
+	const fifth = client.get(`${client.mailbox}/mailFolders/inbox?$select=id`).then(() => (fifthDone = true));
+	await new Promise((resolve) => setTimeout(resolve, 300));
+	expect(fifthDone).toBe(false);
+	streams[0].destroy();
+	await fifth;
+	for (const stream of streams.slice(1)) {
+		const chunks: Buffer[] = [];
+		for await (const chunk of stream) chunks.push(chunk as Buffer);
+		expect(Buffer.concat(chunks).toString('utf8')).toContain('Subject: slot');
+	}
+	// all slots are free again
+	await expect(Promise.all([1, 2, 3, 4, 5].map(() => client.get(`${client.mailbox}/mailFolders/inbox?$select=id`)))).resolves.toHaveLength(5);
+});
