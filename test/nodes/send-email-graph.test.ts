@@ -186,9 +186,10 @@ describe('Send Email (Modern Auth) with Authentication "Microsoft 365 App-Only (
 			onError: 'continueRegularOutput',
 			credentials: appOnlyGraphCredential(peers, app),
 		});
-		const failure = output[0].json.error as { message: string; code: string };
+		const failure = output[0].json.error as { message: string; code: string; hint: string };
 		expect(failure.code).toBe('GRAPH_ACCESS_DENIED');
 		expect(failure.message).toMatch(/does not have the right to send mail on behalf of the specified sending account/);
+		expect(failure.hint).toMatch(/Send As on the From address.*Send on Behalf and set Sender/);
 		expect(deliveries()).toHaveLength(0);
 	});
 
