@@ -8,8 +8,8 @@
  *                  disk, then send the draft.
  *   whole buffer - what n8n's Microsoft Outlook v2 node does (message create, then
  *                  messageAttachment add.operation.js, then message send): the binary read whole
- *                  into a Buffer (getBinaryDataBuffer), createUploadSession, PUT slices of that
- *                  Buffer one after another (3.75 MiB, see BUILTIN_CHUNK), then POST /messages/{id}/send.
+ *                  into a Buffer (getBinaryDataBuffer), createUploadSession, PUT 4,000,000-byte
+ *                  slices of that Buffer one after another, then POST /messages/{id}/send.
  * Reported: peak RSS growth over the child's RSS right before sending (sampled every 10 ms and the
  * kernel's maxRSS), time, and whether the fake holds the attachment byte for byte (sha256).
  * Target: package growth under 100 MB.
@@ -43,11 +43,8 @@ const SIZE_MB = intEnv('BENCH_GRAPH_ATTACHMENT_MB', 150);
 const SIZE = SIZE_MB * 1_000_000;
 const TARGET_GROWTH_MB = 100;
 const CHILD_FLAG = 'BENCH_GRAPH_LARGE_CHILD';
-/**
- * n8n's add.operation.js PUTs 4,000,000-byte slices; the fake enforces Graph's rule that chunks
- * are multiples of 320 KiB, so the baseline uses the nearest such size under 4 MB (same memory).
- */
-const BUILTIN_CHUNK = 12 * 320 * 1024;
+/** n8n's add.operation.js PUTs 4,000,000-byte slices (the fake is told to accept any range size). */
+const BUILTIN_CHUNK = 4e6;
 
 type Mode = 'package' | 'whole-buffer';
 interface ChildInput {
@@ -207,7 +204,7 @@ async function main() {
 	let graph: BenchGraph | undefined;
 	let exitCode = 0;
 	try {
-		graph = await startBenchGraph({ pki, maxSendSize: 150 * 1024 * 1024 });
+		graph = await startBenchGraph({ pki, maxSendSize: 150 * 1024 * 1024, uploadChunkMultiple: 1 });
 		const idp = graph.idp;
 		const file = path.join(work, 'large.bin');
 		const hash = createHash('sha256');

@@ -21,6 +21,8 @@ export interface BenchGraphOptions {
 	maxSendSize?: number;
 	/** Graph's MailboxConcurrency: requests above this many in flight are answered 429. */
 	mailboxConcurrencyLimit?: number;
+	/** Upload-session ranges but the last must be multiples of this (fake default 320 KiB; 1 takes n8n's 4,000,000-byte ones). */
+	uploadChunkMultiple?: number;
 }
 
 export interface Delivery {
@@ -78,7 +80,7 @@ export async function startBenchGraph(options: BenchGraphOptions): Promise<Bench
 	const port = await freePort();
 	const baseUrl = `https://127.0.0.1:${port}`;
 	const idp = await startBenchIdentity(options.pki, baseUrl);
-	const fake: FakeGraph = await startFakeGraph({ identity: idp, pki: options.pki, port, serviceTimeMs: options.serviceTimeMs ?? 0, mailboxConcurrencyLimit: options.mailboxConcurrencyLimit });
+	const fake: FakeGraph = await startFakeGraph({ identity: idp, pki: options.pki, port, serviceTimeMs: options.serviceTimeMs ?? 0, mailboxConcurrencyLimit: options.mailboxConcurrencyLimit, uploadChunkMultiple: options.uploadChunkMultiple });
 	fake.addMailbox({ address: MAILBOX, maxSendSize: options.maxSendSize });
 	if (options.throttlePercent) fake.throttleRatio(options.throttlePercent / 100, { status: 429, retryAfter: RETRY_AFTER_SECONDS });
 	let delivered = 0;
