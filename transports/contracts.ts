@@ -135,6 +135,20 @@ export interface MailReader {
 	close(): Promise<void>;
 }
 
+/**
+ * Every transport names "the connection was lost after the whole message went out, so the server
+ * may have it" with a code ending in this suffix (SMTP_DELIVERY_UNKNOWN, GRAPH_DELIVERY_UNKNOWN):
+ * nodes never resend such a message under At Most Once, whatever the transport.
+ */
+export const DELIVERY_UNKNOWN_SUFFIX = '_DELIVERY_UNKNOWN';
+
+export function isDeliveryUnknown(error: unknown): error is ActionableError {
+	return error instanceof ActionableError && error.code.endsWith(DELIVERY_UNKNOWN_SUFFIX);
+}
+
+/** Default retries of temporary send failures, the same for every transport (the node's option defaults). */
+export const DEFAULT_SEND_RETRY = { retries: 2, firstBackoffMs: 1000, maxBackoffMs: 30_000 } as const;
+
 /** A protocol failure with the server's response code, when there was one. */
 export class MailTransportError extends ActionableError {
 	constructor(

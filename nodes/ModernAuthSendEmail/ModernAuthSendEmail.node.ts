@@ -9,10 +9,7 @@ import {
 
 import { ActionableError } from '../../model/actionable-error';
 import type { OutgoingMessage, RefusedRecipient } from '../../model/outgoing-message';
-import { MailTransportError, type MailSender } from '../../transports/contracts';
-import { GRAPH_CODES } from '../../transports/graph/graph-errors';
-import { DELIVERY_UNKNOWN } from '../../transports/smtp/smtp-errors';
-import { DEFAULT_SMTP_RETRY } from '../../transports/smtp/smtp-sender';
+import { DEFAULT_SEND_RETRY, isDeliveryUnknown, MailTransportError, type MailSender } from '../../transports/contracts';
 import type { Connection, SenderTuning, SendIdentity } from '../../connections/connection';
 import { credentialsFor } from '../../connections/registry';
 import { forEachWithLimit } from '../shared/concurrency';
@@ -32,7 +29,7 @@ export class ModernAuthSendEmail implements INodeType {
 		group: ['output'],
 		version: 1,
 		subtitle: '={{"to " + $parameter["toEmail"]}}',
-		description: 'Send email over SMTP or Microsoft 365 with modern authentication',
+		description: 'Send email over SMTP or Microsoft 365 (SMTP OAuth or Microsoft Graph) with modern authentication',
 		defaults: { name: 'Send Email (Modern Auth)' },
 		inputs: [NodeConnectionTypes.Main],
 		outputs: [NodeConnectionTypes.Main],
@@ -104,7 +101,7 @@ export class ModernAuthSendEmail implements INodeType {
 				toSend.push(i);
 				return;
 			}
-			const failure = known.outcome === 'sent' ? settle(i, { ...known.json, alreadySent: true }) : notResentError();
+			const failure = known.outcome === 'sent' ? settle(i, { ...known.json, alreadySent: true }) : notResentError(known.code);
 			if (!failure) return;
 			if (continueOnFail) fail(i, failure);
 			else laterFailures.push({ index: i, error: failure });
@@ -139,7 +136,7 @@ export class ModernAuthSendEmail implements INodeType {
 					} catch (error) {
 						failure = error;
 						if (item.record && isDeliveryUnknown(error) && item.policy.deliveryGuarantee === 'atMostOnce') {
-							recordOutcome(item.record, { outcome: 'unknown' });
+							recordOutcome(item.record, { outcome: 'unknown', code: error.code });
 						}
 					}
 					if (failure === undefined) return;
@@ -209,23 +206,16 @@ function readTuning(ctx: IExecuteFunctions): SenderTuning {
 	return {
 		maxConnections: Math.max(1, number('maxConnections', 3)),
 		retry: {
-			retries: Math.floor(number('sendRetries', DEFAULT_SMTP_RETRY.retries)),
-			firstBackoffMs: number('retryBackoffSeconds', DEFAULT_SMTP_RETRY.firstBackoffMs / 1000) * 1000,
+			retries: Math.floor(number('sendRetries', DEFAULT_SEND_RETRY.retries)),
+			firstBackoffMs: number('retryBackoffSeconds', DEFAULT_SEND_RETRY.firstBackoffMs / 1000) * 1000,
 		},
 	};
 }
 
-/** Each transport's "the server may have taken it" code: such an item is never resent under At Most Once. */
-const DELIVERY_UNKNOWN_CODES = new Set([DELIVERY_UNKNOWN, GRAPH_CODES.deliveryUnknown]);
-
-function isDeliveryUnknown(error: unknown): boolean {
-	return error instanceof ActionableError && DELIVERY_UNKNOWN_CODES.has(error.code);
-}
-
-function notResentError(): MailTransportError {
+function notResentError(code: string): MailTransportError {
 	return new MailTransportError(
 		'Not sent again: an earlier try of this execution lost the connection after the whole message had gone out, so it may have arrived (delivery unknown)',
-		DELIVERY_UNKNOWN,
+		code,
 		'Delivery Guarantee is "At Most Once": check whether it arrived before sending it again, or choose "At Least Once" to resend on retry',
 	);
 }

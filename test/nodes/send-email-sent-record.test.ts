@@ -41,16 +41,16 @@ describe('sent record', () => {
 
 	it('forgets entries after an hour', () => {
 		const now = Date.now();
-		recordOutcome(item('exec-old', 0), { outcome: 'unknown' }, now);
-		expect(recordedOutcome(item('exec-old', 0), now + 59 * 60_000)).toEqual({ outcome: 'unknown' });
+		recordOutcome(item('exec-old', 0), { outcome: 'unknown', code: 'SMTP_DELIVERY_UNKNOWN' }, now);
+		expect(recordedOutcome(item('exec-old', 0), now + 59 * 60_000)).toEqual({ outcome: 'unknown', code: 'SMTP_DELIVERY_UNKNOWN' });
 		expect(recordedOutcome(item('exec-old', 0), now + 61 * 60_000)).toBeUndefined();
 	});
 
 	it('keeps at most 20,000 entries, dropping the oldest first', () => {
 		const now = Date.now();
-		for (let i = 0; i < 20_001; i++) recordOutcome(item('exec-many', i), { outcome: 'unknown' }, now);
+		for (let i = 0; i < 20_001; i++) recordOutcome(item('exec-many', i), { outcome: 'unknown', code: 'SMTP_DELIVERY_UNKNOWN' }, now);
 		expect(recordedOutcome(item('exec-many', 0), now)).toBeUndefined();
-		expect(recordedOutcome(item('exec-many', 1), now)).toEqual({ outcome: 'unknown' });
-		expect(recordedOutcome(item('exec-many', 20_000), now)).toEqual({ outcome: 'unknown' });
+		expect(recordedOutcome(item('exec-many', 1), now)).toEqual({ outcome: 'unknown', code: 'SMTP_DELIVERY_UNKNOWN' });
+		expect(recordedOutcome(item('exec-many', 20_000), now)).toEqual({ outcome: 'unknown', code: 'SMTP_DELIVERY_UNKNOWN' });
 	});
 });

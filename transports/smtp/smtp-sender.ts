@@ -5,7 +5,7 @@ import type { Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool';
 
 import type { MailAddress, OutgoingMessage, RefusedRecipient, SendResult } from '../../model/outgoing-message';
-import type { MailSender } from '../contracts';
+import { DEFAULT_SEND_RETRY, type MailSender } from '../contracts';
 import { tlsClientOptions } from '../tls-options';
 import { describeSmtpError, isRetryableSmtpFailure, withAttempts } from './smtp-errors';
 
@@ -38,7 +38,7 @@ export interface SmtpRetryPolicy {
 	maxBackoffMs: number;
 }
 
-export const DEFAULT_SMTP_RETRY: SmtpRetryPolicy = { retries: 2, firstBackoffMs: 1000, maxBackoffMs: 30_000 };
+export const DEFAULT_SMTP_RETRY: SmtpRetryPolicy = { ...DEFAULT_SEND_RETRY };
 
 export interface SmtpSenderOptions {
 	host: string;

@@ -11,7 +11,8 @@ import type { OutgoingMessage } from '../../../model/outgoing-message';
  *  - 'unknown': the connection was lost after the end of DATA (at-most-once); a retry
  *    reports it again instead of sending it.
  */
-export type SentOutcome = { outcome: 'sent'; json: IDataObject } | { outcome: 'unknown' };
+/** `code`: the transport's delivery-unknown code, so a later try reports it as the first did. */
+export type SentOutcome = { outcome: 'sent'; json: IDataObject } | { outcome: 'unknown'; code: string };
 
 /** Bounds: enough for the largest batch one execution retries, small enough to never matter. */
 const MAX_ENTRIES = 20_000;
@@ -55,7 +56,7 @@ export function recordedOutcome(item: ItemIdentity, now = Date.now()): SentOutco
 		entries.delete(key);
 		return undefined;
 	}
-	return entry.outcome === 'sent' ? { outcome: 'sent', json: entry.json } : { outcome: 'unknown' };
+	return entry.outcome === 'sent' ? { outcome: 'sent', json: entry.json } : { outcome: 'unknown', code: entry.code };
 }
 
 /** A hash of everything that goes into the message except attachment bytes (sizes count). */
