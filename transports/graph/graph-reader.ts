@@ -3,7 +3,7 @@ import type { Message } from '@microsoft/microsoft-graph-types';
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
 import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
-import { Downloads, readAttachments, readRaw } from './attachments';
+import { ATTACHMENTS_EXPAND, Downloads, readAttachments, readRaw, type ListedAttachment } from './attachments';
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
@@ -20,6 +20,11 @@ export const MAX_PAGE_SIZE = 1000;
 const FILTERED_PAGE_SIZE = 250;
 /** Per message, when the caller sets no limit: long enough for a 150 MB attachment on a slow link. */
 export const DEFAULT_READ_TIMEOUT_MS = 10 * 60 * 1000;
+/** Messages whose JSON is asked for ahead of the one being read: the client's per-mailbox limit. */
+const READ_AHEAD = 4;
+
+/** A message as asked for, with its attachment list expanded (no content). */
+type ListedMessage = Message & { attachments?: ListedAttachment[] };
 
 export interface GraphReaderOptions {
 	/** Close the client with the reader (default true: the reader owns it). */
@@ -77,9 +82,25 @@ export class GraphReader implements MailReader {
 		return ids;
 	}
 
+	/**
+	 * Messages in the order asked for. The JSON of up to READ_AHEAD messages is requested ahead
+	 * (one GET each, attachment list included); attachment bytes go to the sink one message
+	 * after the other, as before.
+	 */
 	async *fetch(folder: string, ids: string[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage | UnreadableMessage> {
+		const ahead: Array<Promise<ListedMessage>> = [];
+		let next = 0;
+		const askNext = () => {
+			if (next >= ids.length) return;
+			const request = this.getMessage(ids[next++], options);
+			request.catch(() => {}); // observed by fetchOne; left unobserved when the caller stops early
+			ahead.push(request);
+		};
+		while (ahead.length < READ_AHEAD && next < ids.length) askNext();
 		for (const id of ids) {
-			const message = await this.fetchOne(folder, id, options);
+			const request = ahead.shift()!;
+			askNext();
+			const message = await this.fetchOne(folder, id, options, request);
 			if (message) yield message;
 		}
 	}
@@ -89,11 +110,11 @@ export class GraphReader implements MailReader {
 	 * deadline, or whose attachments the sink cannot store, comes back as an UnreadableMessage;
 	 * only a failing connection or sign-in throws.
 	 */
-	private async fetchOne(folder: string, id: string, options: FetchOptions): Promise<IncomingMessage | UnreadableMessage | undefined> {
+	private async fetchOne(folder: string, id: string, options: FetchOptions, request: Promise<ListedMessage>): Promise<IncomingMessage | UnreadableMessage | undefined> {
 		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
 		const downloads = new Downloads();
 		const seen: { subject?: string } = {};
-		const work = this.readOne(folder, id, options, downloads, seen);
+		const work = this.readOne(folder, id, options, downloads, seen, request);
 		work.catch(() => {}); // after a timeout it settles unobserved
 		let timer: NodeJS.Timeout | undefined;
 		const deadline = new Promise<never>((_resolve, reject) => {
@@ -129,16 +150,28 @@ export class GraphReader implements MailReader {
 		}
 	}
 
-	private async readOne(folder: string, id: string, options: FetchOptions, downloads: Downloads, seen: { subject?: string }): Promise<IncomingMessage> {
-		const message = await this.graph.get<Message>(this.messagePath(id, messageSelect(options), MESSAGE_SIZE_EXPAND), {
+	/** The message's output fields, its size and its attachment list, in one request. */
+	private getMessage(id: string, options: FetchOptions): Promise<ListedMessage> {
+		return this.graph.get<ListedMessage>(this.messagePath(id, messageSelect(options), `${MESSAGE_SIZE_EXPAND},${ATTACHMENTS_EXPAND}`), {
 			headers: { Prefer: preferHeader('outlook.body-content-type="text"') },
 		});
+	}
+
+	private async readOne(
+		folder: string,
+		id: string,
+		options: FetchOptions,
+		downloads: Downloads,
+		seen: { subject?: string },
+		request: Promise<ListedMessage>,
+	): Promise<IncomingMessage> {
+		const message = await request;
 		seen.subject = message.subject ?? undefined;
 		downloads.check();
 		// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
 		const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
 		const html = options.includeHtml ? await this.htmlBody(id) : undefined;
-		const attachments = await readAttachments(this.graph, id, options.sink, downloads);
+		const attachments = await readAttachments(this.graph, id, options.sink, downloads, message.attachments);
 		downloads.check();
 		const raw = options.includeRaw ? await readRaw(this.graph, id, options.sink, downloads) : undefined;
 		return toIncomingMessage(message, folder, { text, html, attachments, raw }, options);

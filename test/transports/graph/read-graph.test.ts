@@ -224,7 +224,11 @@ describe('Graph reader: fetch', () => {
 		expect(new URLSearchParams(get.query).get('$select')!.split(',').sort()).toEqual(
 			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'internetMessageHeaders'].sort(),
 		);
-		expect(new URLSearchParams(get.query).get('$expand')).toBe("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
+		// The attachment list (no contentBytes) comes in the message's own answer: no second request for it.
+		expect(new URLSearchParams(get.query).get('$expand')).toBe(
+			"singleValueExtendedProperties($filter=id eq 'Integer 0x0E08'),attachments($select=id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId)",
+		);
+		expect(calls.filter((r) => r.path.endsWith('/attachments'))).toEqual([]);
 		const values = calls.filter((r) => r.path.endsWith('/$value')).map((r) => r.path);
 		expect(values).toEqual([
 			...stored.map((a: { id: string }) => `${MAILBOX_PATH}/messages/${encodeURIComponent(record.immutableId)}/attachments/${encodeURIComponent(a.id)}/$value`),
