@@ -7,7 +7,7 @@ import { ATTACHMENTS_EXPAND, Downloads, readAttachments, readRaw, type ListedAtt
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
-import type { GraphClient } from './graph-client';
+import type { BatchResult, GraphClient } from './graph-client';
 import { statusOf } from './graph-status';
 import { withQuery } from './odata';
 import { applyPostAction } from './post-actions';
@@ -27,6 +27,13 @@ const BATCHES_AHEAD = 2;
 
 /** A message as asked for, with its attachment list expanded (no content). */
 type ListedMessage = Message & { attachments?: ListedAttachment[] };
+/** What one message's requests brought: the message and, when asked for, its HTML body. */
+interface FetchedMessage {
+	message: ListedMessage;
+	html?: string;
+}
+const PREFER_TEXT = { Prefer: preferHeader('outlook.body-content-type="text"') };
+const PREFER_HTML = { Prefer: preferHeader('outlook.body-content-type="html"') };
 
 export interface GraphReaderOptions {
 	/** Close the client with the reader (default true: the reader owns it). */
@@ -91,7 +98,7 @@ export class GraphReader implements MailReader {
 	 * to the sink one message after the other.
 	 */
 	async *fetch(folder: string, ids: string[], options: FetchOptions = {}): AsyncGenerator<IncomingMessage | UnreadableMessage> {
-		const ahead: Array<Array<Promise<ListedMessage>>> = [];
+		const ahead: Array<Array<Promise<FetchedMessage>>> = [];
 		let next = 0;
 		const askNext = () => {
 			if (next >= ids.length) return;
@@ -114,7 +121,7 @@ export class GraphReader implements MailReader {
 	 * deadline, or whose attachments the sink cannot store, comes back as an UnreadableMessage;
 	 * only a failing connection or sign-in throws.
 	 */
-	private async fetchOne(folder: string, id: string, options: FetchOptions, request: Promise<ListedMessage>): Promise<IncomingMessage | UnreadableMessage | undefined> {
+	private async fetchOne(folder: string, id: string, options: FetchOptions, request: Promise<FetchedMessage>): Promise<IncomingMessage | UnreadableMessage | undefined> {
 		const timeoutMs = options.limits?.timeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
 		const downloads = new Downloads();
 		const seen: { subject?: string } = {};
@@ -155,22 +162,37 @@ export class GraphReader implements MailReader {
 	}
 
 	/**
-	 * Per id, the message's output fields, its size and its attachment list: one GET for a single
-	 * id, else one `$batch` whose parts the client checks (a failed part rejects that id only).
-	 * Each promise is observed by fetchOne, or by nothing when the caller stops early.
+	 * Per id, the message's output fields, its size and its attachment list (and its HTML body
+	 * when asked for, a second GET): plain GETs for a single id, else `$batch` parts, which the
+	 * client checks (a failed part rejects that id only). Each promise is observed by fetchOne,
+	 * or by nothing when the caller stops early.
 	 */
-	private getMessages(ids: string[], options: FetchOptions): Array<Promise<ListedMessage>> {
-		const path = (id: string) => this.messagePath(id, messageSelect(options), `${MESSAGE_SIZE_EXPAND},${ATTACHMENTS_EXPAND}`);
-		const headers = { Prefer: preferHeader('outlook.body-content-type="text"') };
-		if (ids.length === 1) return [quiet(this.graph.get<ListedMessage>(path(ids[0]), { headers }))];
-		const answers = quiet(this.graph.batch(ids.map((id) => ({ method: 'GET' as const, url: path(id), headers }))));
+	private getMessages(ids: string[], options: FetchOptions): Array<Promise<FetchedMessage>> {
+		const messageUrl = (id: string) => this.messagePath(id, messageSelect(options), `${MESSAGE_SIZE_EXPAND},${ATTACHMENTS_EXPAND}`);
+		const html = options.includeHtml === true;
+		if (ids.length === 1) {
+			const [id] = ids;
+			return [
+				quiet(
+					Promise.all([this.graph.get<ListedMessage>(messageUrl(id), { headers: PREFER_TEXT }), html ? this.htmlBody(id) : undefined]).then(([message, body]) => ({
+						message,
+						html: body,
+					})),
+				),
+			];
+		}
+		const parts = ids.flatMap((id) => [
+			{ method: 'GET' as const, url: messageUrl(id), headers: PREFER_TEXT },
+			...(html ? [{ method: 'GET' as const, url: this.messagePath(id, ['body']), headers: PREFER_HTML }] : []),
+		]);
+		const perMessage = html ? 2 : 1;
+		const answers = quiet(this.graph.batch(parts));
 		return ids.map((_id, index) =>
 			quiet(
-				answers.then((results) => {
-					const result = results[index];
-					if (result.error) throw result.error;
-					return result.body as ListedMessage;
-				}),
+				answers.then((results) => ({
+					message: bodyOf<ListedMessage>(results[index * perMessage]),
+					html: html ? htmlOf(bodyOf<Message>(results[index * perMessage + 1])) : undefined,
+				})),
 			),
 		);
 	}
@@ -181,14 +203,13 @@ export class GraphReader implements MailReader {
 		options: FetchOptions,
 		downloads: Downloads,
 		seen: { subject?: string },
-		request: Promise<ListedMessage>,
+		request: Promise<FetchedMessage>,
 	): Promise<IncomingMessage> {
-		const message = await request;
+		const { message, html } = await request;
 		seen.subject = message.subject ?? undefined;
 		downloads.check();
 		// Line ends as mailparser gives them for IMAP (Exchange's text bodies use CRLF).
 		const text = message.body?.contentType?.toLowerCase() === 'text' ? (message.body.content ?? '').replace(/\r\n/g, '\n') : undefined;
-		const html = options.includeHtml ? await this.htmlBody(id) : undefined;
 		const attachments = await readAttachments(this.graph, id, options.sink, downloads, message.attachments);
 		downloads.check();
 		const raw = options.includeRaw ? await readRaw(this.graph, id, options.sink, downloads) : undefined;
@@ -197,8 +218,7 @@ export class GraphReader implements MailReader {
 
 	/** The HTML body (Graph's default body type), only when asked for: one more small request. */
 	private async htmlBody(id: string): Promise<string | undefined> {
-		const message = await this.graph.get<Message>(this.messagePath(id, ['body']), { headers: { Prefer: preferHeader('outlook.body-content-type="html"') } });
-		return message.body?.contentType?.toLowerCase() === 'html' ? (message.body.content ?? undefined) : undefined;
+		return htmlOf(await this.graph.get<Message>(this.messagePath(id, ['body']), { headers: PREFER_HTML }));
 	}
 
 	private messagePath(id: string, select: string[], expand?: string): string {
@@ -251,4 +271,13 @@ export class GraphReader implements MailReader {
 function quiet<T>(promise: Promise<T>): Promise<T> {
 	promise.catch(() => {});
 	return promise;
+}
+
+function bodyOf<T>(result: BatchResult): T {
+	if (result.error) throw result.error;
+	return result.body as T;
+}
+
+function htmlOf(message: Message): string | undefined {
+	return message.body?.contentType?.toLowerCase() === 'html' ? (message.body.content ?? undefined) : undefined;
 }

@@ -247,6 +247,26 @@ describe('Graph reader: fetch', () => {
 		expect(messages[0].headers).toBeUndefined();
 	});
 
+	it('reads many ids through $batch (20 GETs each) in the order asked, HTML bodies included; a deleted one is left out', async () => {
+		const made = Array.from({ length: 23 }, (_v, i) => peers.graph.addMessage(MAILBOX, { subject: `batched ${i}`, body: { contentType: 'html', content: `<p>batched <b>${i}</b></p>` } }));
+		const gone = made[7].immutableId;
+		peers.graph.deleteMessage(MAILBOX, gone);
+		const asked = [...made].reverse().map((m) => m.immutableId);
+		const from = peers.graph.requests.length;
+		const messages = await readAll(peers.reader().fetch('inbox', asked, { includeHtml: true }));
+		expect(messages.map((m) => m.id)).toEqual(asked.filter((id) => id !== gone));
+		for (const m of messages) {
+			const n = /batched (\d+)$/.exec(m.subject)![1];
+			expect(m.html).toBe(`<p>batched <b>${n}</b></p>`);
+			expect(m.text).toContain(`batched ${n}`);
+		}
+		const calls = peers.requestsSince(from);
+		// one message GET and one HTML-body GET per id, as $batch parts; 46 parts make 3 batches of at most 20
+		expect(calls.filter((r) => r.batch !== null)).toHaveLength(46);
+		expect(calls.filter((r) => r.method === 'POST' && r.path.endsWith('/$batch'))).toHaveLength(3);
+		expect(calls.filter((r) => r.batch === null && r.method === 'GET')).toEqual([]);
+	});
+
 	it('a sink that cannot store makes that message unreadable, not the run', async () => {
 		const sink: MessageSink = {
 			attachment: async (_id, _index, _info, content) => {
