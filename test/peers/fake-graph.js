@@ -428,7 +428,7 @@ async function startFakeGraph(options) {
 		};
 		const out = { id };
 		for (const field of select ?? DEFAULT_FIELDS) if (field in all) out[field] = all[field];
-		if (select?.includes('attachments') || ctx.expandAttachments) out.attachments = (m.attachments ?? []).map((a) => attachmentJson(a, ctx));
+		if (select?.includes('attachments') || ctx.expandAttachments) out.attachments = (m.attachments ?? []).map((a) => attachmentJson(a, ctx, false, ctx.expandAttachmentsSelect));
 		// PidTagMessageSize, the store's size of the message, as an extended property (value is a string in Graph)
 		if (ctx.expandMessageSize) out.singleValueExtendedProperties = [{ id: 'Integer 0x0e08', value: String((m.attachments ?? []).reduce((n, a) => n + a.size, 0) + m.body.content.length + 1024) }];
 		return out;
@@ -1114,6 +1114,8 @@ async function startFakeGraph(options) {
 			clientRequestId: headers['client-request-id'] ?? crypto.randomUUID(),
 			logRecord,
 			expandAttachments: /(^|,)\s*attachments\s*($|,|\()/.test(query.get('$expand') ?? ''),
+			// $expand=attachments($select=...): the expanded attachments carry only those properties
+			expandAttachmentsSelect: /(?:^|,)\s*attachments\s*\(\s*\$select=([^);]*)/.exec(query.get('$expand') ?? '')?.[1].split(',').map((f) => f.trim()).filter(Boolean) ?? null,
 			expandMessageSize: /singleValueExtendedProperties\(\$filter=id eq 'Integer 0x0E08'\)/i.test(query.get('$expand') ?? ''),
 		};
 		return ctx;

@@ -7,7 +7,7 @@ import type { GraphClient } from './graph-client';
 import { withQuery, type GraphPage } from './odata';
 
 /** An attachment as listed, without its content (`$select` keeps contentBytes out of the JSON). */
-interface ListedAttachment {
+export interface ListedAttachment {
 	'@odata.type'?: string;
 	id?: string;
 	name?: string | null;
@@ -19,6 +19,8 @@ interface ListedAttachment {
 
 /** contentId is a fileAttachment property: selected with its type cast (OData), not on the base type. */
 const ATTACHMENT_FIELDS = 'id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId';
+/** `$expand` that lists the attachments in the message's own answer (no contentBytes: only these properties). */
+export const ATTACHMENTS_EXPAND = `attachments($select=${ATTACHMENT_FIELDS})`;
 const FILE = '#microsoft.graph.fileAttachment';
 const ITEM = '#microsoft.graph.itemAttachment';
 
@@ -29,15 +31,15 @@ const ITEM = '#microsoft.graph.itemAttachment';
  * sink, collected into Buffers. Reference attachments (cloud links) have no bytes (405) and are
  * left out. Sizes are the bytes read, as the IMAP reader counts them.
  */
-export async function readAttachments(graph: GraphClient, messageId: string, sink: MessageSink | undefined, downloads: Downloads): Promise<IncomingAttachment[]> {
+export async function readAttachments(
+	graph: GraphClient,
+	messageId: string,
+	sink: MessageSink | undefined,
+	downloads: Downloads,
+	expanded?: ListedAttachment[],
+): Promise<IncomingAttachment[]> {
 	const base = `${graph.mailbox}/messages/${encodeURIComponent(messageId)}/attachments`;
-	const listed: ListedAttachment[] = [];
-	let link: string | undefined = withQuery(base, { $select: ATTACHMENT_FIELDS });
-	while (link) {
-		const page: GraphPage<ListedAttachment> = await graph.get<GraphPage<ListedAttachment>>(link);
-		listed.push(...(page.value ?? []));
-		link = page['@odata.nextLink'];
-	}
+	const listed = expanded ?? (await listAttachments(graph, base));
 	const result: IncomingAttachment[] = [];
 	for (const attachment of listed) {
 		downloads.check();
@@ -54,6 +56,18 @@ export async function readAttachments(graph: GraphClient, messageId: string, sin
 		await settleBoth(source, pipeInto(source, counted), consume);
 	}
 	return result;
+}
+
+/** The attachment list on its own (when the message's answer did not expand it). */
+async function listAttachments(graph: GraphClient, base: string): Promise<ListedAttachment[]> {
+	const listed: ListedAttachment[] = [];
+	let link: string | undefined = withQuery(base, { $select: ATTACHMENT_FIELDS });
+	while (link) {
+		const page: GraphPage<ListedAttachment> = await graph.get<GraphPage<ListedAttachment>>(link);
+		listed.push(...(page.value ?? []));
+		link = page['@odata.nextLink'];
+	}
+	return listed;
 }
 
 /** The whole message as MIME (`/messages/{id}/$value`) into the sink, or collected when there is none. */

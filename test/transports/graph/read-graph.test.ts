@@ -224,7 +224,11 @@ describe('Graph reader: fetch', () => {
 		expect(new URLSearchParams(get.query).get('$select')!.split(',').sort()).toEqual(
 			['id', 'internetMessageId', 'conversationId', 'from', 'toRecipients', 'ccRecipients', 'replyTo', 'subject', 'sentDateTime', 'receivedDateTime', 'isRead', 'flag', 'body', 'internetMessageHeaders'].sort(),
 		);
-		expect(new URLSearchParams(get.query).get('$expand')).toBe("singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')");
+		// The attachment list (no contentBytes) comes in the message's own answer: no second request for it.
+		expect(new URLSearchParams(get.query).get('$expand')).toBe(
+			"singleValueExtendedProperties($filter=id eq 'Integer 0x0E08'),attachments($select=id,name,contentType,size,isInline,microsoft.graph.fileAttachment/contentId)",
+		);
+		expect(calls.filter((r) => r.path.endsWith('/attachments'))).toEqual([]);
 		const values = calls.filter((r) => r.path.endsWith('/$value')).map((r) => r.path);
 		expect(values).toEqual([
 			...stored.map((a: { id: string }) => `${MAILBOX_PATH}/messages/${encodeURIComponent(record.immutableId)}/attachments/${encodeURIComponent(a.id)}/$value`),
@@ -241,6 +245,26 @@ describe('Graph reader: fetch', () => {
 		expect(messages[0].attachments[2].content?.equals(note)).toBe(true);
 		expect(messages[0].html).toBeUndefined();
 		expect(messages[0].headers).toBeUndefined();
+	});
+
+	it('reads many ids through $batch (20 GETs each) in the order asked, HTML bodies included; a deleted one is left out', async () => {
+		const made = Array.from({ length: 23 }, (_v, i) => peers.graph.addMessage(MAILBOX, { subject: `batched ${i}`, body: { contentType: 'html', content: `<p>batched <b>${i}</b></p>` } }));
+		const gone = made[7].immutableId;
+		peers.graph.deleteMessage(MAILBOX, gone);
+		const asked = [...made].reverse().map((m) => m.immutableId);
+		const from = peers.graph.requests.length;
+		const messages = await readAll(peers.reader().fetch('inbox', asked, { includeHtml: true }));
+		expect(messages.map((m) => m.id)).toEqual(asked.filter((id) => id !== gone));
+		for (const m of messages) {
+			const n = /batched (\d+)$/.exec(m.subject)![1];
+			expect(m.html).toBe(`<p>batched <b>${n}</b></p>`);
+			expect(m.text).toContain(`batched ${n}`);
+		}
+		const calls = peers.requestsSince(from);
+		// one message GET and one HTML-body GET per id, as $batch parts; 46 parts make 3 batches of at most 20
+		expect(calls.filter((r) => r.batch !== null)).toHaveLength(46);
+		expect(calls.filter((r) => r.method === 'POST' && r.path.endsWith('/$batch'))).toHaveLength(3);
+		expect(calls.filter((r) => r.batch === null && r.method === 'GET')).toEqual([]);
 	});
 
 	it('a sink that cannot store makes that message unreadable, not the run', async () => {
