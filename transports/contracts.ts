@@ -98,8 +98,10 @@ export interface FolderChanges {
 	/** Opaque, JSON-safe; pass it to the next changesSince. Covers every id returned here. */
 	cursor: string;
 	/**
-	 * Set when there was no cursor or the server no longer accepted it: the cursor now starts
-	 * from the present and `ids` is empty (nothing old is replayed as new mail).
+	 * Set when there was no cursor or the server no longer accepted it and the reader cannot tell
+	 * what arrived since (IMAP: UIDVALIDITY changed): the cursor now starts from the present and
+	 * `ids` is empty (nothing old is replayed as new mail). A reader that can recover (Graph after
+	 * a 410 on its delta link) re-baselines itself and returns the missed ids without this flag.
 	 */
 	baseline?: 'first' | 'invalid';
 }
