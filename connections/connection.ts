@@ -1,3 +1,4 @@
+import type { Check, DiagnoseOptions, Protocol } from '../diagnostics/checks';
 import type { MailReader, MailSender } from '../transports/contracts';
 
 /**
@@ -22,6 +23,8 @@ export interface ConnectionKind {
 	/** Which nodes offer it. */
 	send: boolean;
 	read: boolean;
+	/** What the Test Connection node can test through this kind, the first being the default (and the Test button's). */
+	protocols: Protocol[];
 	/** Reads the credential and checks its fields; connects nothing. */
 	open(data: CredentialData, hooks: ConnectionHooks): Promise<Connection>;
 }
@@ -67,6 +70,12 @@ export interface Connection {
 	identityFor?(requested: string): Promise<SendIdentity>;
 	sender?(identity: SendIdentity, tuning: SenderTuning): MailSender;
 	reader?(mailbox: string): MailReader;
+	/**
+	 * The staged checks for one protocol (see diagnostics/checks.ts): reach, TLS, token,
+	 * permission, mailbox access, login, read, optional round trip. Builds them only; the
+	 * caller runs them with `runChecks`. A protocol the kind does not serve is an error.
+	 */
+	checks?(options: DiagnoseOptions): Promise<Check[]>;
 	/** The credential's Test button: resolves with a one-line success message or throws an ActionableError. */
 	test(): Promise<string>;
 }

@@ -27,6 +27,7 @@ export const imapKind: ConnectionKind = {
 	displayName: 'IMAP (Password)',
 	description: 'Any IMAP server with user and password',
 	credentialType: IMAP_CREDENTIAL,
+	protocols: ['imap'],
 	send: false,
 	read: true,
 	async open(data) {

@@ -14,6 +14,7 @@ export const microsoftAppOnlyKind: ConnectionKind = {
 		read: { displayName: 'Microsoft 365 App-Only (IMAP OAuth)', description: 'App registration with IMAP.AccessAsApp; signs in with XOAUTH2' },
 	},
 	credentialType: APP_ONLY_CREDENTIAL,
+	protocols: ['imap', 'smtp'],
 	send: true,
 	read: true,
 	selectsMailbox: true,

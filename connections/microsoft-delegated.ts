@@ -13,6 +13,7 @@ export const microsoftDelegatedKind: ConnectionKind = {
 		read: { displayName: 'Microsoft 365 Delegated (IMAP OAuth)', description: 'A connected Microsoft 365 account with IMAP.AccessAsUser.All' },
 	},
 	credentialType: DELEGATED_CREDENTIAL,
+	protocols: ['imap', 'smtp'],
 	send: true,
 	read: true,
 	selectsMailbox: true,

@@ -8,6 +8,7 @@ export const microsoftAppOnlyGraph: ConnectionKind = {
 	displayName: 'Microsoft 365 App-Only (Graph)',
 	description: 'App registration with Graph Mail.Send / Mail.ReadWrite (application permissions, admin consent); no user password',
 	credentialType: APP_ONLY_CREDENTIAL,
+	protocols: ['graph'],
 	send: true,
 	read: true,
 	selectsMailbox: true,

@@ -17,6 +17,7 @@ export const microsoftDelegatedGraph: ConnectionKind = {
 	displayName: 'Microsoft 365 Delegated (Graph)',
 	description: 'A connected Microsoft 365 account (Connect my account) with Use For = Microsoft Graph Mail',
 	credentialType: DELEGATED_CREDENTIAL,
+	protocols: ['graph'],
 	send: true,
 	read: true,
 	selectsMailbox: true,

@@ -68,6 +68,7 @@ export const smtpKind: ConnectionKind = {
 	displayName: 'SMTP (Password or None)',
 	description: 'Any SMTP server, signing in with user and password or not at all',
 	credentialType: SMTP_CREDENTIAL,
+	protocols: ['smtp'],
 	send: true,
 	read: false,
 	async open(data): Promise<Connection> {

@@ -106,6 +106,13 @@ export interface FolderChanges {
 	baseline?: 'first' | 'invalid';
 }
 
+export interface FolderStatus {
+	/** The folder as the server names it ('INBOX', 'Inbox'). */
+	path: string;
+	total: number;
+	unread?: number;
+}
+
 /**
  * What every incoming transport (IMAP, Graph; EWS later) offers the nodes. One reader reads one
  * mailbox; it keeps its own connection (if any) and must be closed. Message ids are opaque,
@@ -118,6 +125,11 @@ export interface MailReader {
 	/** Signs in and does one harmless read, for credential tests. */
 	verify(): Promise<void>;
 	listFolders(): Promise<FolderInfo[]>;
+	/**
+	 * How many messages `folder` holds (and how many are unread, where the server says so):
+	 * the harmless read of connection tests (IMAP SELECT / STATUS, Graph mailFolders/{id}).
+	 */
+	status?(folder: string): Promise<FolderStatus>;
 	/** Ids of the messages in `folder` matching the filter, in the order asked, at most `limit`. An unknown folder is an error listing those that exist. */
 	search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]>;
 	/**
