@@ -5,6 +5,7 @@ export { ModernAuthMicrosoftAppOnlyApi } from './credentials/ModernAuthMicrosoft
 export { ModernAuthSendEmail } from './nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 export { ModernAuthReadMailbox } from './nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
 export { ModernAuthReadMailboxTrigger } from './nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
+export { ModernAuthTestConnection } from './nodes/ModernAuthTestConnection/ModernAuthTestConnection.node';
 export { ModernAuthImapApi } from './credentials/ModernAuthImapApi.credentials';
 export { ImapReader } from './transports/imap/imap-reader';
 export { SmtpSender } from './transports/smtp/smtp-sender';

@@ -1,3 +1,4 @@
+import type { Protocol } from '../diagnostics/checks';
 import { ActionableError } from '../model/actionable-error';
 import type { ConnectionKind } from './connection';
 import { imapKind } from './imap';
@@ -13,9 +14,11 @@ import { smtpKind } from './smtp';
  */
 export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind, microsoftAppOnlyGraph, microsoftDelegatedGraph];
 
-export type Direction = 'send' | 'read';
+/** Which node asks: sending, reading, or the Test Connection node (every kind that serves a protocol). */
+export type Direction = 'send' | 'read' | 'test';
 
-const offers = (kind: ConnectionKind, direction: Direction) => (direction === 'send' ? kind.send : kind.read);
+const offers = (kind: ConnectionKind, direction: Direction) => (direction === 'test' ? kind.protocols.length > 0 : kind[direction]);
+const labelOf = (kind: ConnectionKind, direction: Direction) => (direction === 'test' ? undefined : kind.labels?.[direction]);
 
 /** The kind behind a node's Authentication value. */
 export function kindFor(authentication: string): ConnectionKind {
@@ -37,9 +40,9 @@ export function kindsFor(direction: Direction): ConnectionKind[] {
 /** The Authentication selector's options (n8n INodePropertyOptions). */
 export function authenticationOptions(direction: Direction): Array<{ name: string; value: string; description: string }> {
 	return kindsFor(direction).map((kind) => ({
-		name: kind.labels?.[direction]?.displayName ?? kind.displayName,
+		name: labelOf(kind, direction)?.displayName ?? kind.displayName,
 		value: kind.authentication,
-		description: kind.labels?.[direction]?.description ?? kind.description,
+		description: labelOf(kind, direction)?.description ?? kind.description,
 	}));
 }
 
@@ -48,6 +51,33 @@ export function mailboxAuthentications(direction: Direction): string[] {
 	return kindsFor(direction)
 		.filter((kind) => kind.selectsMailbox)
 		.map((kind) => kind.authentication);
+}
+
+const PROTOCOL_NAMES: Record<Protocol, string> = { smtp: 'SMTP', imap: 'IMAP', graph: 'Microsoft Graph', ews: 'Exchange Web Services' };
+
+export const protocolName = (protocol: Protocol) => PROTOCOL_NAMES[protocol];
+
+/** Every protocol some kind serves, in registry order: the Test Connection node's Protocol options. */
+export function testableProtocols(): Protocol[] {
+	return [...new Set(kindsFor('test').flatMap((kind) => kind.protocols))];
+}
+
+/**
+ * The protocol a test of `kind` runs: 'default' is the kind's first; one the kind does not
+ * serve is refused, naming the field and what the kind serves.
+ */
+export function protocolFor(kind: ConnectionKind, requested: string, field = 'Protocol'): Protocol {
+	if (!requested || requested === 'default') return kind.protocols[0];
+	const protocol = kind.protocols.find((p) => p === requested);
+	if (!protocol) {
+		const served = kind.protocols.map(protocolName).join(', ');
+		throw new ActionableError(
+			`${field}: ${PROTOCOL_NAMES[requested as Protocol] ?? requested} is not served by Authentication "${kind.displayName}"`,
+			'PROTOCOL_NOT_SERVED',
+			`Set ${field} to Default or one of: ${served}`,
+		);
+	}
+	return protocol;
 }
 
 /**

@@ -39,6 +39,7 @@ import { ModernAuthSmtpApi } from '../../credentials/ModernAuthSmtpApi.credentia
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
 import { ModernAuthReadMailbox } from '../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
 import { ModernAuthReadMailboxTrigger } from '../../nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
+import { ModernAuthTestConnection } from '../../nodes/ModernAuthTestConnection/ModernAuthTestConnection.node';
 import { ModernAuthImapApi } from '../../credentials/ModernAuthImapApi.credentials';
 
 export const PACKAGE = 'n8n-nodes-modern-auth-mail';
@@ -89,6 +90,7 @@ const NODE_TYPES: Record<string, INodeType> = {
 	[`${PACKAGE}.modernAuthSendEmail`]: new ModernAuthSendEmail(),
 	[`${PACKAGE}.modernAuthReadMailbox`]: new ModernAuthReadMailbox(),
 	[`${PACKAGE}.modernAuthReadMailboxTrigger`]: new ModernAuthReadMailboxTrigger(),
+	[`${PACKAGE}.modernAuthTestConnection`]: new ModernAuthTestConnection(),
 };
 
 const CREDENTIAL_TYPES: Record<string, { properties: INodeProperties[] }> = {
