@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+
+import { appOnlyGraphCredential, issuedTokens, registerGraphApp, startGraphPeers, type GraphPeers } from './graph-fixture';
+import { expectFirstFailure, expectNoSecrets, itemsOf, statusByStep, testConnection } from './test-connection-run';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { sharedTestPki } = require('../peers/certs');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startDovecot } = require('../peers/dovecot');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startFakeIdentity } = require('../peers/fake-identity');
+
+// The Test Connection node with Microsoft app-only credentials, through n8n's engine: IMAP
+// XOAUTH2 against Dovecot (which asks the fake identity platform about every token, as
+// Exchange decides) and Microsoft Graph against the fake Graph.
+const TENANT = '5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b';
+const MAILBOX = 'robot@contoso.example';
+
+let idp: Awaited<ReturnType<typeof startFakeIdentity>>;
+let dovecot: Awaited<ReturnType<typeof startDovecot>>;
+let graphPeers: GraphPeers;
+
+beforeAll(async () => {
+	const pki = sharedTestPki();
+	if (!pki.trustedByProcess) throw new Error('Run these tests with `npm run test:unit` (test CA must be trusted)');
+	idp = await startFakeIdentity({ pki });
+	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
+	dovecot = await startDovecot({ pki, users: {}, oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: [MAILBOX] } });
+	graphPeers = await startGraphPeers();
+}, 120_000);
+
+afterAll(async () => {
+	await dovecot?.stop();
+	await idp?.close();
+	await graphPeers?.graph.close();
+	await graphPeers?.idp.close();
+});
+
+/** An app registration for IMAP app-only; `grant` = registered in Exchange with a mailbox permission. */
+function imapApp(options: { roles?: string[]; grant?: boolean; pendingTries?: number; tenantId?: string } = {}) {
+	const clientId = randomUUID();
+	const secret = `imap-app-secret-${randomUUID()}`;
+	idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }], appRoles: options.roles ?? ['IMAP.AccessAsApp'] });
+	if (options.grant !== false) idp.grantMailbox({ tenant: TENANT, clientId, mailbox: MAILBOX, pendingTries: options.pendingTries ?? 0 });
+	const credentials = {
+		modernAuthMicrosoftAppOnlyApi: {
+			id: `imapapp${clientId.slice(0, 9)}`,
+			name: 'Contoso IMAP app-only',
+			data: {
+				tenantId: options.tenantId ?? TENANT,
+				clientId,
+				authType: 'secret',
+				clientSecret: secret,
+				cloud: 'custom',
+				authorityHost: idp.authorityHost,
+				exchangeHost: 'https://outlook.office365.com',
+				imapServer: `${dovecot.host}:${dovecot.tlsPort}`,
+				mailbox: MAILBOX,
+			},
+		},
+	};
+	return { clientId, secret, credentials };
+}
+
+const appOnlyImap = (credentials: Record<string, unknown>, options: Record<string, unknown> = {}) =>
+	testConnection({ parameters: { authentication: 'microsoftAppOnly', protocol: 'imap', mailbox: '', options }, credentials: credentials as never });
+
+describe('Test Connection (Modern Auth) with Microsoft app-only credentials, run by n8n-core', () => {
+	it('app-only IMAP: a registered, granted app passes token, permission, login and read; the token itself is in no item', async () => {
+		const app = imapApp();
+		const { output, error, serialized } = await appOnlyImap(app.credentials);
+		expect(error).toBeUndefined();
+		const { checks, summary } = itemsOf(output);
+		expect(statusByStep(checks)).toMatchObject({ reach: 'pass', tls: 'pass', token: 'pass', permission: 'pass', login: 'pass', read: 'pass' });
+		expect(checks.find((c) => c.step === 'token')?.target).toBe('exchange');
+		expect(checks.find((c) => c.step === 'permission')?.detail).toMatch(/IMAP\.AccessAsApp/);
+		expect(summary.verdict).not.toBe('fail');
+		expect(summary.firstFailingStep).toBe('');
+		expectNoSecrets(serialized, [app.secret, ...idp.issuedTokens]);
+		// Identifiers only masked: the client id's last 4 may show, never the whole of it.
+		expect(serialized).not.toContain(app.clientId);
+	});
+
+	it('app-only IMAP: an app not registered in Exchange fails at login with the New-ServicePrincipal and Add-MailboxPermission lines for its own client id', async () => {
+		const app = imapApp({ grant: false });
+		const { output, serialized } = await appOnlyImap(app.credentials);
+		const { checks, summary } = itemsOf(output);
+		expect(statusByStep(checks)).toMatchObject({ token: 'pass', permission: 'pass', login: 'fail', read: 'skipped' });
+		const login = expectFirstFailure(checks, summary, 'login');
+		expect(login.hint).toMatch(/New-ServicePrincipal/);
+		expect(login.hint).toMatch(/Add-MailboxPermission/);
+		expect(login.hint).toContain(app.clientId); // the PowerShell lines carry the real id (not a secret)
+		expect(login.hint).toContain(MAILBOX);
+		expectNoSecrets(serialized, [app.secret, ...idp.issuedTokens]);
+	});
+
+	it('app-only IMAP: a token without IMAP.AccessAsApp fails at permission; a wrong secret fails at token and skips the rest', async () => {
+		const noRole = imapApp({ roles: ['SMTP.SendAsApp'] });
+		const missing = itemsOf((await appOnlyImap(noRole.credentials)).output);
+		expect(statusByStep(missing.checks)).toMatchObject({ token: 'pass', permission: 'fail' });
+		expect(expectFirstFailure(missing.checks, missing.summary, 'permission').hint).toMatch(/IMAP\.AccessAsApp/);
+
+		const wrong = imapApp();
+		const wrongSecret = `wrong-secret-${randomUUID()}`;
+		wrong.credentials.modernAuthMicrosoftAppOnlyApi.data.clientSecret = wrongSecret;
+		const { output, serialized } = await appOnlyImap(wrong.credentials);
+		const refused = itemsOf(output);
+		const token = expectFirstFailure(refused.checks, refused.summary, 'token');
+		expect(token.code).toBe('AADSTS7000215');
+		const after = refused.checks.slice(refused.checks.indexOf(token) + 1);
+		expect(after.filter((c) => ['permission', 'login', 'read'].includes(c.step)).every((c) => c.status === 'skipped')).toBe(true);
+		expectNoSecrets(serialized, [wrongSecret, wrong.secret]);
+	});
+
+	it('Retry Permission Errors For: a mailbox permission still propagating passes on a later try as a warning naming propagation delay', async () => {
+		const app = imapApp({ pendingTries: 1 });
+		const { output } = await appOnlyImap(app.credentials, { propagationRetryMinutes: 1 });
+		const { checks, summary } = itemsOf(output);
+		const login = checks.find((c) => c.step === 'login')!;
+		expect(login).toMatchObject({ status: 'warn', code: 'PROPAGATION_DELAY' });
+		expect(login.detail).toMatch(/propagation delay/);
+		expect(statusByStep(checks).read).toBe('pass');
+		expect(summary).toMatchObject({ verdict: 'warn', firstFailingStep: '' });
+	}, 60_000);
+
+	it('a credential whose fields are wrong fails the item naming it; with On Error: Continue it is a failed summary', async () => {
+		const app = imapApp({ tenantId: 'organizations' });
+		const stopped = await appOnlyImap(app.credentials);
+		expect(stopped.error?.message).toBe('Item 0: App-only sign-in needs a specific tenant');
+		expect(stopped.error?.description).toBe('Use your tenant GUID or domain');
+
+		const continued = await testConnection({ parameters: { authentication: 'microsoftAppOnly' }, credentials: app.credentials as never, onError: 'continueRegularOutput', items: 2 });
+		for (const item of [0, 1]) {
+			const { checks, summary } = itemsOf(continued.output, item);
+			expect(checks).toEqual([]);
+			expect(summary).toMatchObject({ verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_REQUIRED', detail: `Item ${item}: App-only sign-in needs a specific tenant`, protocol: 'imap' });
+		}
+		expectNoSecrets(stopped.serialized + continued.serialized, [app.secret]);
+	});
+
+	it('Graph app-only: a consented app passes token, permission and the Inbox read; a wrong secret fails at token', async () => {
+		const app = registerGraphApp(graphPeers);
+		const good = await testConnection({ parameters: { authentication: 'microsoftAppOnlyGraph', protocol: 'default' }, credentials: appOnlyGraphCredential(graphPeers, app) });
+		expect(good.error).toBeUndefined();
+		const passing = itemsOf(good.output);
+		expect(statusByStep(passing.checks)).toMatchObject({ reach: 'pass', tls: 'pass', token: 'pass', read: 'pass' });
+		expect(passing.checks.find((c) => c.step === 'token')?.target).toBe('graph');
+		expect(passing.checks.every((c) => c.protocol === 'graph')).toBe(true);
+		expect(passing.summary.firstFailingStep).toBe('');
+		expect(passing.summary.verdict).not.toBe('fail');
+
+		const wrongSecret = `wrong-graph-secret-${randomUUID()}`;
+		const bad = await testConnection({ parameters: { authentication: 'microsoftAppOnlyGraph' }, credentials: appOnlyGraphCredential(graphPeers, { ...app, secret: wrongSecret }) });
+		const failing = itemsOf(bad.output);
+		expect(expectFirstFailure(failing.checks, failing.summary, 'token').code).toBe('AADSTS7000215');
+		expect(statusByStep(failing.checks).read).toBe('skipped');
+		expectNoSecrets(good.serialized + bad.serialized, [app.secret, wrongSecret, ...issuedTokens(graphPeers)]);
+	});
+});
