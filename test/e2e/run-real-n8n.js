@@ -303,7 +303,8 @@ async function runSuite(n8n, work, pki) {
 				// Every node of the package is loaded by n8n (the editor's node list).
 				const types = await (await fetch(`${base}/types/nodes.json`, { headers: { cookie } })).json();
 				const names = new Set(types.map((t) => t.name));
-				for (const name of ['modernAuthSendEmail', 'modernAuthReadMailbox', 'modernAuthReadMailboxTrigger']) {
+				// The Test Connection node also as an AI agent's tool (n8n derives "...Tool" from usableAsTool).
+				for (const name of ['modernAuthSendEmail', 'modernAuthReadMailbox', 'modernAuthReadMailboxTrigger', 'modernAuthTestConnection', 'modernAuthTestConnectionTool']) {
 					assert.ok(names.has(`${runtime.PACKAGE_NAME}.${name}`), `n8n loaded ${name}`);
 				}
 				const good = { host: peer.host, port: peer.port, security: 'starttls', user: 'robot@example.com', password: PASSWORD };
@@ -829,6 +830,8 @@ async function runSuite(n8n, work, pki) {
 				);
 			},
 		);
+		// Test Connection node: a passing and a failing app-only IMAP credential (test/e2e/test-connection-checks.js).
+		await require('./test-connection-checks').runTestConnectionChecks({ check, n8n, runN8n, env, canary, importCredentials, importWorkflow, idp, tenant: TENANT, dovecot });
 		// Microsoft Graph: Send Email, Read Mailbox and the trigger over the fake Graph (test/e2e/graph-checks.js).
 		await require('./graph-checks').runGraphChecks({
 			check, n8n, pki, work, userFolder, filesDir, env, db, peer, canary, importCredentials, importWorkflow, runN8n, activateOffline, withServerCycle,
