@@ -63,7 +63,7 @@ export interface TokenFindings {
 
 const GUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 /** Identifiers an error message quotes (tenant and client ids) shown masked. */
-const maskGuids = (text: string) => text.replace(GUID, (id) => maskIdentifier(id));
+export const maskGuids = (text: string): string => text.replace(GUID, (id) => maskIdentifier(id));
 const isGuid = (value: string) => new RegExp(`^${GUID.source}$`, 'i').test(value);
 
 /** Acquires a fresh token for the audience and reports what it grants; never the token. */

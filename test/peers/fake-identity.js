@@ -154,8 +154,10 @@ async function startFakeIdentity(options) {
 	 * `secrets`: strings or {value, expiresAt, displayName?, keyId?} (Graph's passwordCredentials).
 	 * `rolesPendingTries`: the first n introspections that would pass an app role are refused
 	 * ('permission still propagating'), as right after admin consent.
+	 * `ownedBySelf`: the app is an owner of its own registration (the fake Graph's applications
+	 * route lets Application.ReadWrite.OwnedBy read it then).
 	 */
-	function addApp({ tenant, clientId = crypto.randomUUID(), name, secrets = [], certificates = [], consented = true, appRoles = [], delegatedScopes, redirectUris = [], publicClient = false, servicePrincipalId = crypto.randomUUID(), rolesPendingTries = 0 }) {
+	function addApp({ tenant, clientId = crypto.randomUUID(), name, secrets = [], certificates = [], consented = true, appRoles = [], delegatedScopes, redirectUris = [], publicClient = false, servicePrincipalId = crypto.randomUUID(), objectId = crypto.randomUUID(), ownedBySelf = false, rolesPendingTries = 0 }) {
 		const home = requireTenant(tenant);
 		const app = {
 			clientId,
@@ -168,6 +170,8 @@ async function startFakeIdentity(options) {
 			redirectUris: [...redirectUris],
 			publicClient,
 			rolesPendingTries,
+			objectId, // the app registration's own object id (not the service principal's)
+			ownedBySelf, // the app is an owner of its registration (Application.ReadWrite.OwnedBy reads it)
 			secrets: secrets
 				.map((s) => (typeof s === 'string' ? { value: s } : { ...s }))
 				.map((s) => ({ value: s.value, expiresAt: toSeconds(s.expiresAt), displayName: s.displayName ?? null, keyId: s.keyId ?? crypto.randomUUID(), startAt: toSeconds(s.startAt) ?? nowSeconds() })),
