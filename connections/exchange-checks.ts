@@ -32,17 +32,7 @@ const PERMISSION: Record<Flavour, Record<ExchangeProtocol, string>> = {
 	delegated: { imap: 'IMAP.AccessAsUser.All', smtp: 'SMTP.Send' },
 };
 
-function granted(findings: TokenFindings): string[] {
-	const claims = (findings.claims ?? {}) as { roles?: unknown; scp?: unknown };
-	const roles = Array.isArray(claims.roles) ? claims.roles.map(String) : [];
-	const scopes = typeof claims.scp === 'string' ? claims.scp.split(' ') : [];
-	return [...roles, ...scopes];
-}
-
-export function signedInAccount(findings: TokenFindings): string {
-	const claims = (findings.claims ?? {}) as Record<string, unknown>;
-	return String(claims.upn ?? claims.preferred_username ?? claims.unique_name ?? '');
-}
+const granted = (findings: TokenFindings): string[] => [...(findings.claims?.roles ?? []), ...(findings.claims?.scp ?? [])];
 
 /** One run's shared state and the endpoints its checks talk to. */
 function prepare(setup: ExchangeCheckSetup, mailbox: string) {
@@ -64,7 +54,7 @@ function prepare(setup: ExchangeCheckSetup, mailbox: string) {
 	};
 	const mailboxAccess = (): Check =>
 		observed(mailboxAccessCheck({ mailbox, findings }), (outcome) => {
-			if (outcome.status === 'warn' || outcome.status === 'fail') context.wrongAccountHint = wrongAccountHint(signedInAccount(findings), mailbox);
+			if (outcome.status === 'warn' || outcome.status === 'fail') context.wrongAccountHint = wrongAccountHint(findings.claims?.upn ?? '', mailbox);
 		});
 	return { identity, endpoints, findings, context, values, sender, reader, token, mailboxAccess };
 }
@@ -140,7 +130,8 @@ export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check
 	checks.push(run.token(), ...extra);
 	if (setup.flavour === 'delegated') checks.push(run.mailboxAccess());
 	if (mailbox) {
-		for (const protocol of setup.kind.protocols as ExchangeProtocol[]) {
+		// IMAP last: its read (the message count) is the answer's closing line
+		for (const protocol of (['smtp', 'imap'] as const).filter((p) => setup.kind.protocols.includes(p))) {
 			const permission = PERMISSION[setup.flavour][protocol];
 			const unused = () => {
 				if (!run.findings.claims) return 'no Exchange token, so which protocols this credential serves is unknown';

@@ -1,3 +1,4 @@
+import type { TokenProvider } from '../auth/app-only-token-provider';
 import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS } from '../diagnostics/checks';
 import type { ConnectionKind } from './connection';
 import { text } from './credential-fields';
@@ -21,7 +22,12 @@ export const microsoftDelegatedKind: ConnectionKind = {
 	selectsMailbox: true,
 	async open(data, hooks) {
 		const credential = readDelegatedCredential(data);
-		const tokens = delegatedTokens(credential, hooks.refreshDelegated);
+		const refreshing = delegatedTokens(credential, hooks.refreshDelegated);
+		// Without n8n's refresh (the credential test) a refused token is tried once more as it is,
+		// so the answer is the server's refusal, not "cannot be renewed here".
+		const tokens: TokenProvider = hooks.refreshDelegated
+			? refreshing
+			: { getToken: (audience, options) => refreshing.getToken(audience, { ...options, rejectedToken: undefined, forceRefresh: false }) };
 		const signedInUser = async () => tokenUser((await tokens.getToken(credential.audience)).token);
 		const connection = exchangeConnection(credential, tokens, 'delegated', signedInUser);
 		const setup: ExchangeCheckSetup = {

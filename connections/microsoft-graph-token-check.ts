@@ -38,10 +38,7 @@ export function noteOneAudienceRefused(results: CheckResult[], cloud: CloudEndpo
 }
 
 /** App roles of a token (names only: the token itself is never shown). */
-function rolesOf(findings: TokenFindings): string[] {
-	const roles = (findings.claims as { roles?: unknown } | undefined)?.roles;
-	return Array.isArray(roles) ? roles.map(String) : [];
-}
+const rolesOf = (findings: TokenFindings): string[] => findings.claims?.roles ?? [];
 
 /** One line on both tokens: how long they are valid and the roles each carries. */
 export function tokenSummary(app: string, cloud: CloudEndpoints, findings: Record<TokenAudience, TokenFindings>): string {
