@@ -125,9 +125,9 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check[] = []): Promise<{ checks: Check[]; findings: TokenFindings }> {
 	const mailbox = await mailboxOf(setup, '', false);
 	const run = prepare(setup, mailbox);
-	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity)];
+	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity), run.token(), ...extra];
+	// After the tokens: the secret's expiry is read from Graph with the token just acquired (one fresh token per audience).
 	if (setup.credentialCheck) checks.push(setup.credentialCheck());
-	checks.push(run.token(), ...extra);
 	if (setup.flavour === 'delegated') checks.push(run.mailboxAccess());
 	if (mailbox) {
 		// IMAP last: its read (the message count) is the answer's closing line
