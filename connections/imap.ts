@@ -1,5 +1,8 @@
+import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS, type Check, type DiagnoseOptions } from '../diagnostics/checks';
+import { imapLoginCheck, imapReadCheck, type ImapProbeOptions } from '../diagnostics/imap-login';
 import { ImapReader, type ImapSecurity } from '../transports/imap/imap-reader';
 import type { ConnectionKind, CredentialData } from './connection';
+import { notOffered, overEndpoint, reachOf, retried, servedProtocol, targetOf, tlsOf, type Endpoint } from './connection-checks';
 import { assertServerUsable, certificateWarning, positive, secretField, text } from './credential-fields';
 
 export const IMAP_CREDENTIAL = 'modernAuthImapApi';
@@ -33,7 +36,7 @@ export const imapKind: ConnectionKind = {
 	async open(data) {
 		const credential = readImapCredential(data);
 		assertServerUsable('IMAP', credential);
-		const reader = () =>
+		const reader = (timeoutMs = Infinity) =>
 			new ImapReader({
 				host: credential.host,
 				port: credential.port,
@@ -41,24 +44,37 @@ export const imapKind: ConnectionKind = {
 				auth: { type: 'password', user: credential.user, pass: credential.password },
 				rejectUnauthorized: !credential.ignoreCertificateErrors,
 				ca: credential.caCertificate || undefined,
-				connectionTimeoutMs: credential.connectionTimeoutMs,
-				socketTimeoutMs: credential.socketTimeoutMs,
+				connectionTimeoutMs: Math.min(credential.connectionTimeoutMs, timeoutMs),
+				socketTimeoutMs: Math.min(credential.socketTimeoutMs, timeoutMs),
 			});
+		const server: Endpoint = {
+			host: credential.host,
+			port: credential.port,
+			mode: credential.security === 'starttls' ? 'starttls-imap' : credential.security,
+			role: 'IMAP server',
+			ca: credential.caCertificate || undefined,
+			rejectUnauthorized: !credential.ignoreCertificateErrors,
+		};
+		/** reach, TLS, LOGIN, SELECT INBOX + count; a round trip needs a sender, which this credential has not. */
+		const checks = (options: DiagnoseOptions): Check[] => {
+			servedProtocol(imapKind, options);
+			const probe: ImapProbeOptions = { server: targetOf(server), signIn: 'password', values: { clientId: '', mailbox: credential.user }, reader };
+			const list: Check[] = [reachOf(server)];
+			if (server.mode !== 'none') list.push(tlsOf(server));
+			list.push(retried(imapLoginCheck({ ...probe, needs: overEndpoint(server) }), options), retried(imapReadCheck(probe), options));
+			if (options.roundTrip) list.push(notOffered('round-trip', options.roundTrip.to, 'the IMAP credential cannot send; test the round trip with the SMTP or a Microsoft credential'));
+			return list;
+		};
+		const secrets = [credential.password].filter(Boolean);
 		return {
-			secrets: [credential.password].filter(Boolean),
+			secrets,
 			warning: certificateWarning(credential),
 			// A password signs in to its own user's mailbox; the Mailbox option is Microsoft's only.
 			mailboxFor: async () => credential.user,
-			reader,
+			reader: () => reader(),
+			checks: async (options) => checks(options),
 			async test() {
-				const probe = reader();
-				try {
-					await probe.connect();
-					const folders = await probe.listFolders();
-					return `Signed in to ${credential.host}:${credential.port}; ${folders.length} folders.`;
-				} finally {
-					await probe.close();
-				}
+				return testButtonVerdict(await runChecks(checks({ protocol: 'imap', mailbox: '' }), { budgetMs: TEST_BUTTON_BUDGET_MS, secrets }));
 			},
 		};
 	},

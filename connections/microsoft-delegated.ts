@@ -1,5 +1,8 @@
-import { maskIdentifier } from '../model/redact';
+import type { TokenProvider } from '../auth/app-only-token-provider';
+import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS } from '../diagnostics/checks';
 import type { ConnectionKind } from './connection';
+import { text } from './credential-fields';
+import { exchangeChecks, exchangeTestChecks, type ExchangeCheckSetup } from './exchange-checks';
 import { exchangeConnection } from './microsoft-exchange';
 import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
 
@@ -19,13 +22,33 @@ export const microsoftDelegatedKind: ConnectionKind = {
 	selectsMailbox: true,
 	async open(data, hooks) {
 		const credential = readDelegatedCredential(data);
-		const tokens = delegatedTokens(credential, hooks.refreshDelegated);
+		const refreshing = delegatedTokens(credential, hooks.refreshDelegated);
+		// Without n8n's refresh (the credential test) a refused token is tried once more as it is,
+		// so the answer is the server's refusal, not "cannot be renewed here".
+		const tokens: TokenProvider = hooks.refreshDelegated
+			? refreshing
+			: { getToken: (audience, options) => refreshing.getToken(audience, { ...options, rejectedToken: undefined, forceRefresh: false }) };
 		const signedInUser = async () => tokenUser((await tokens.getToken(credential.audience)).token);
+		const connection = exchangeConnection(credential, tokens, 'delegated', signedInUser);
+		const setup: ExchangeCheckSetup = {
+			kind: microsoftDelegatedKind,
+			credential,
+			tokens,
+			flavour: 'delegated',
+			clientId: text(data, 'clientId'),
+			tenantId: text(data, 'tenant'),
+			mailboxFor: (requested) => connection.mailboxFor(requested),
+		};
 		return {
-			...exchangeConnection(credential, tokens, 'delegated', signedInUser),
+			...connection,
+			checks: (options) => exchangeChecks(setup, options),
+			/**
+			 * The staged checks of the connected account: n8n itself offers no Test button for
+			 * OAuth2 credentials (it checks only that a token is stored), the Test Connection node does.
+			 */
 			async test() {
-				const user = await signedInUser();
-				return `Signed in to Microsoft 365 as ${maskIdentifier(user) || 'the connected account'}.`;
+				const { checks } = await exchangeTestChecks(setup);
+				return testButtonVerdict(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: credential.secrets }));
 			},
 		};
 	},

@@ -22,9 +22,11 @@ export function microsoftSmtpSender(
 	flavour: 'app-only' | 'delegated',
 	mailbox: string,
 	tuning: Partial<SenderTuning> = {},
+	timeoutMs?: number,
 ): SmtpSender {
 	assertMailboxAllowed(credential, mailbox, 'Mailbox');
 	return new SmtpSender({
+		...(timeoutMs ? { connectionTimeoutMs: timeoutMs, greetingTimeoutMs: timeoutMs, socketTimeoutMs: timeoutMs } : {}),
 		host: credential.smtpHost,
 		port: credential.smtpPort,
 		security: 'starttls',
@@ -37,9 +39,10 @@ export function microsoftSmtpSender(
 }
 
 /** IMAP over implicit TLS with SASL XOAUTH2 as `mailbox`. */
-export function microsoftImapReader(credential: MicrosoftCredential, tokens: TokenProvider, flavour: 'app-only' | 'delegated', mailbox: string): ImapReader {
+export function microsoftImapReader(credential: MicrosoftCredential, tokens: TokenProvider, flavour: 'app-only' | 'delegated', mailbox: string, timeoutMs?: number): ImapReader {
 	assertMailboxAllowed(credential, mailbox, 'Mailbox');
 	return new ImapReader({
+		...(timeoutMs ? { connectionTimeoutMs: timeoutMs, socketTimeoutMs: timeoutMs } : {}),
 		host: credential.imapHost,
 		port: credential.imapPort,
 		security: 'tls',

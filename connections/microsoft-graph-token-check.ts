@@ -1,11 +1,7 @@
-import type { TokenAudience, TokenProvider } from '../auth/app-only-token-provider';
+import type { TokenAudience } from '../auth/app-only-token-provider';
 import type { CloudEndpoints } from '../auth/clouds';
-import { ActionableError } from '../model/actionable-error';
-
-type AudienceCheck = { audience: TokenAudience; host: string } & (
-	| { ok: true; minutes: number; roles: string[] }
-	| { ok: false; error: unknown }
-);
+import type { CheckResult } from '../diagnostics/checks';
+import type { TokenFindings } from '../diagnostics/microsoft-token';
 
 const AUDIENCE_NAME: Record<TokenAudience, string> = { graph: 'Graph', exchange: 'Exchange (SMTP, IMAP)' };
 
@@ -15,64 +11,43 @@ const ONLY_ONE_NOTE: Record<TokenAudience, string> = {
 	exchange: 'SMTP and IMAP need this token; Graph works without it.',
 };
 
-const isRefused = (check: AudienceCheck): check is AudienceCheck & { ok: false } => !check.ok;
-
-/** App roles a token carries (names only: the token itself is never shown). */
-function tokenRoles(token: string): string[] {
-	try {
-		const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
-		return Array.isArray(claims.roles) ? claims.roles.map(String) : [];
-	} catch {
-		return [];
-	}
-}
-
-async function checkAudience(tokens: TokenProvider, audience: TokenAudience, host: string): Promise<AudienceCheck> {
-	try {
-		const { token, expiresAt } = await tokens.getToken(audience, { forceRefresh: true });
-		return { audience, host, ok: true, minutes: Math.round((expiresAt.getTime() - Date.now()) / 60_000), roles: tokenRoles(token) };
-	} catch (error) {
-		return { audience, host, ok: false, error };
-	}
-}
-
-function describeOk(check: AudienceCheck & { ok: true }): string {
-	// With RBAC for Applications the mailbox permissions live in Exchange, not in the token.
-	const roles = check.roles.length ? `roles ${check.roles.join(', ')}` : 'no app roles in the token (fine with RBAC for Applications)';
-	return `${AUDIENCE_NAME[check.audience]} ${check.host}: ${roles}`;
-}
+const hostOf = (cloud: CloudEndpoints, audience: TokenAudience) => (audience === 'graph' ? cloud.graphHost : cloud.exchangeHost);
+const succeeded = (result?: CheckResult) => result?.status === 'pass' || result?.status === 'warn';
 
 /**
- * The app-only credential's Test button: one fresh token for Graph and one for Exchange (the
- * credential serves both). Resolves with a one-line report; throws an ActionableError that says
- * which audience refused (one cause refusing both, e.g. a wrong secret, is said once).
- * `app` names the app and tenant, masked. The provider must redact its errors.
+ * The app-only Test button asks for a Graph and an Exchange token (the credential serves
+ * both). When only one is refused, its result says that the other one works and what the
+ * refused one is needed for; one cause refusing both (a wrong secret) stays said once.
  */
-export async function checkAppOnlyTokens(tokens: TokenProvider, cloud: CloudEndpoints, app: string): Promise<string> {
-	const [graph, exchange] = await Promise.all([
-		checkAudience(tokens, 'graph', cloud.graphHost),
-		checkAudience(tokens, 'exchange', cloud.exchangeHost),
-	]);
-	if (graph.ok && exchange.ok) {
-		return `Tokens acquired for ${app} (valid ${Math.min(graph.minutes, exchange.minutes)} min). ${describeOk(graph)}. ${describeOk(exchange)}.`;
-	}
-	const refused = [graph, exchange].filter(isRefused);
-	if (refused.length === 2) {
-		const [onGraph, onExchange] = refused.map(({ error }) => error);
-		if (messageOf(onGraph) === messageOf(onExchange)) throw onGraph;
-		throw new ActionableError(`Graph refused: ${withFix(onGraph)}; Exchange refused: ${messageOf(onExchange)}`, code(onExchange), hintOf(onExchange));
-	}
-	const [bad] = refused;
-	const good = bad === graph ? exchange : graph;
-	const hint = hintOf(bad.error);
-	throw new ActionableError(
-		`${AUDIENCE_NAME[good.audience]} token OK, but ${AUDIENCE_NAME[bad.audience]} (${bad.host}) refused: ${messageOf(bad.error)}`,
-		code(bad.error),
-		`${hint ? `${hint}. ` : ''}${ONLY_ONE_NOTE[bad.audience]}`,
+export function noteOneAudienceRefused(results: CheckResult[], cloud: CloudEndpoints): CheckResult[] {
+	const token = (audience: TokenAudience) => results.find((r) => r.step === 'token' && r.target === audience);
+	const [graph, exchange] = [token('graph'), token('exchange')];
+	const bad = graph?.status === 'fail' && succeeded(exchange) ? graph : exchange?.status === 'fail' && succeeded(graph) ? exchange : undefined;
+	if (!bad) return results;
+	const badAudience = bad.target as TokenAudience;
+	const goodAudience: TokenAudience = badAudience === 'graph' ? 'exchange' : 'graph';
+	return results.map((r) =>
+		r === bad
+			? {
+					...r,
+					detail: `${AUDIENCE_NAME[goodAudience]} token OK, but ${AUDIENCE_NAME[badAudience]} (${hostOf(cloud, badAudience)}) refused: ${r.detail}`,
+					hint: `${r.hint ? `${r.hint.replace(/\.$/, '')}. ` : ''}${ONLY_ONE_NOTE[badAudience]}`,
+				}
+			: r,
 	);
 }
 
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const hintOf = (error: unknown) => (error instanceof ActionableError ? error.hint : '');
-const withFix = (error: unknown) => (hintOf(error) ? `${messageOf(error)}. Fix: ${hintOf(error)}` : messageOf(error));
-const code = (error: unknown) => (error instanceof ActionableError ? error.code : 'TOKEN_REFUSED');
+/** App roles of a token (names only: the token itself is never shown). */
+const rolesOf = (findings: TokenFindings): string[] => findings.claims?.roles ?? [];
+
+/** One line on both tokens: how long they are valid and the roles each carries. */
+export function tokenSummary(app: string, cloud: CloudEndpoints, findings: Record<TokenAudience, TokenFindings>): string {
+	const minutes = (['graph', 'exchange'] as const).map((a) => findings[a].expiresAt).filter((d): d is Date => d instanceof Date).map((d) => Math.round((d.getTime() - Date.now()) / 60_000));
+	const valid = minutes.length ? ` (valid ${Math.min(...minutes)} min)` : '';
+	const describe = (audience: TokenAudience) => {
+		const roles = rolesOf(findings[audience]);
+		// With RBAC for Applications the mailbox permissions live in Exchange, not in the token.
+		return `${AUDIENCE_NAME[audience]} ${hostOf(cloud, audience)}: ${roles.length ? `roles ${roles.join(', ')}` : 'no app roles in the token (fine with RBAC for Applications)'}`;
+	};
+	return `Tokens acquired for ${app}${valid}. ${describe('graph')}. ${describe('exchange')}.`;
+}

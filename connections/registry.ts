@@ -81,8 +81,11 @@ export function protocolFor(kind: ConnectionKind, requested: string, field = 'Pr
 }
 
 /**
- * n8n's Test-button method per credential type (`testedBy`). Types without one (the delegated
- * OAuth2 credential) are checked by n8n's own Connect my account flow.
+ * n8n's Test-button method per credential type (`testedBy`). The delegated OAuth2 credential has
+ * none on purpose: n8n's editor shows no Test button for OAuth2 credentials (authorization code /
+ * PKCE), and its credentials tester answers for any type extending oAuth2Api itself (OK when a
+ * token is stored) before it looks at `testedBy`, so a method here would never run. Its staged
+ * checks run in the Test Connection node instead.
  */
 const CREDENTIAL_TESTS: Record<string, string> = {
 	modernAuthSmtpApi: 'modernAuthSmtpConnectionTest',

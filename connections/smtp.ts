@@ -1,7 +1,9 @@
+import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS, type Check, type DiagnoseOptions } from '../diagnostics/checks';
+import { smtpLoginCheck } from '../diagnostics/smtp-login';
 import { splitList } from '../model/validate';
-import { maskIdentifier } from '../model/redact';
 import { SmtpSender, type SmtpSecurity } from '../transports/smtp/smtp-sender';
 import type { Connection, ConnectionKind, CredentialData, SendIdentity, SenderTuning } from './connection';
+import { overEndpoint, reachOf, retried, roundTripOver, servedProtocol, targetOf, tlsOf, type Endpoint } from './connection-checks';
 import { assertServerUsable, certificateWarning, positive, secretField, text } from './credential-fields';
 
 export const SMTP_CREDENTIAL = 'modernAuthSmtpApi';
@@ -61,7 +63,47 @@ export function smtpSender(credential: SmtpCredential, tuning: Partial<SenderTun
 	});
 }
 
-const SECURITY_LABEL: Record<SmtpSecurity, string> = { tls: 'SSL/TLS', starttls: 'STARTTLS', none: 'no encryption' };
+/** A sender for one check: one connection, no retries, timeouts inside the check's. */
+function probeSender(credential: SmtpCredential, timeoutMs: number): SmtpSender {
+	const bounded = { ...credential, connectionTimeoutMs: Math.min(credential.connectionTimeoutMs, timeoutMs), socketTimeoutMs: Math.min(credential.socketTimeoutMs, timeoutMs) };
+	return smtpSender(bounded, { maxConnections: 1, retry: { retries: 0 } });
+}
+
+const TLS_MODE = { tls: 'tls', starttls: 'starttls-smtp', none: 'none' } as const;
+
+/** reach, TLS, EHLO + AUTH, and (asked for) a test message: it can be sent, not read back. */
+function smtpChecks(credential: SmtpCredential, identity: SendIdentity, options: DiagnoseOptions): Check[] {
+	servedProtocol(smtpKind, options);
+	assertServerUsable('SMTP', credential);
+	const server: Endpoint = {
+		host: credential.host,
+		port: credential.port,
+		mode: TLS_MODE[credential.security],
+		role: 'SMTP server',
+		ca: credential.caCertificate || undefined,
+		rejectUnauthorized: !credential.ignoreCertificateErrors,
+	};
+	const checks: Check[] = [reachOf(server)];
+	if (server.mode !== 'none') checks.push(tlsOf(server));
+	checks.push(
+		retried(
+			smtpLoginCheck({
+				server: targetOf(server),
+				signIn: credential.user ? 'password' : 'none',
+				values: { clientId: '', mailbox: credential.user || identity.fromAddress },
+				needs: overEndpoint(server),
+				sender: (timeoutMs) => probeSender(credential, timeoutMs),
+			}),
+			options,
+		),
+	);
+	if (options.roundTrip) {
+		const { to, timeoutMs } = options.roundTrip;
+		// An SMTP password credential has no mailbox to read from: the check says it only sent.
+		checks.push(roundTripOver(() => ({ sender: probeSender(credential, timeoutMs) }), { fromAddress: identity.fromAddress || credential.user, to, timeoutMs }, ['login:smtp']));
+	}
+	return checks;
+}
 
 export const smtpKind: ConnectionKind = {
 	authentication: 'smtp',
@@ -81,16 +123,11 @@ export const smtpKind: ConnectionKind = {
 			mailboxFor: async () => credential.user,
 			identityFor: async () => identity,
 			sender: (_identity, tuning) => smtpSender(credential, tuning),
+			checks: async (options) => smtpChecks(credential, identity, options),
+			/** Test button: the staged checks (no round trip), the failed step and its fix within 15 s. */
 			async test() {
-				const sender = smtpSender(credential, { maxConnections: 1 });
-				try {
-					await sender.verify();
-				} finally {
-					await sender.close();
-				}
-				const who = credential.user ? `authenticated as ${maskIdentifier(credential.user)}` : 'no sign-in';
-				const warning = credential.ignoreCertificateErrors ? ' WARNING: certificate checks are off.' : '';
-				return `Connected to ${credential.host}:${credential.port} with ${SECURITY_LABEL[credential.security]}, ${who}.${warning}`;
+				const checks = smtpChecks(credential, identity, { protocol: 'smtp', mailbox: '' }).filter((c) => c.step !== 'round-trip');
+				return testButtonVerdict(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: [credential.password].filter(Boolean) }));
 			},
 		};
 	},

@@ -310,7 +310,7 @@ async function runSuite(n8n, work, pki) {
 				const good = { host: peer.host, port: peer.port, security: 'starttls', user: 'robot@example.com', password: PASSWORD };
 				const ok = await test(good);
 				assert.equal(ok.status, 'OK', JSON.stringify(ok));
-				assert.match(ok.message, /^Connected to 127\.0\.0\.1:\d+ with STARTTLS, authenticated as \*\*\*\*\.com\.$/);
+				assert.match(ok.message, /^3 checks passed; login: 127\.0\.0\.1:\d+: EHLO and AUTH with the password accepted for \*\*\*\*\.com\.$/);
 				const wrongPassword = canary('wrongpw');
 				const bad = await test({ ...good, password: wrongPassword });
 				assert.equal(bad.status, 'Error');

@@ -59,12 +59,11 @@ describe('App-only credential Test button: Graph and Exchange tokens', () => {
 	it('asks for one fresh token per audience and lists the app roles each carries', async () => {
 		const { clientId, data, requests } = app(['Mail.Send', 'Mail.ReadWrite', 'SMTP.SendAsApp']);
 		const result = await testAppOnlyCredential(data());
-		expect(result).toEqual({
-			status: 'OK',
-			message:
-				`Tokens acquired for ${masked(clientId)} (valid 60 min). ` +
-				`Graph ${GRAPH}: roles Mail.Send, Mail.ReadWrite. Exchange (SMTP, IMAP) ${EXCHANGE}: roles SMTP.SendAsApp.`,
-		});
+		expect(result.status).toBe('OK');
+		// The token line first, then the staged run (identity platform reach + TLS, both tokens; no Default Mailbox, no mail stage).
+		const tokens = `Tokens acquired for ${masked(clientId)} (valid 60 min). Graph ${GRAPH}: roles Mail.Send, Mail.ReadWrite. Exchange (SMTP, IMAP) ${EXCHANGE}: roles SMTP.SendAsApp.`;
+		expect(result.message.startsWith(`${tokens} `)).toBe(true);
+		expect(result.message.slice(tokens.length)).toMatch(/^ 4 checks passed; token: app-only token for https:\/\/graph\.microsoft\.com .*roles: Mail\.Send, Mail\.ReadWrite/);
 		expect(requests(`${GRAPH}/.default`)).toBe(1);
 		expect(requests(`${EXCHANGE}/.default`)).toBe(1);
 	});
@@ -75,7 +74,7 @@ describe('App-only credential Test button: Graph and Exchange tokens', () => {
 		expect(result.status).toBe('Error');
 		expect(result.message).toMatch(
 			new RegExp(
-				`^Graph token OK, but Exchange \\(SMTP, IMAP\\) \\(${UNKNOWN_HOST}\\) refused: Microsoft sign-in failed: the resource .*AADSTS500011.*\\. Fix: Check Cloud and, for a Custom cloud, Graph Host and Exchange Host .*\\. SMTP and IMAP need this token; Graph works without it\\.$`,
+				`^token \\(exchange\\) failed: Graph token OK, but Exchange \\(SMTP, IMAP\\) \\(${UNKNOWN_HOST}\\) refused: Microsoft sign-in failed: the resource .*AADSTS500011.*\\. Fix: Check Cloud and, for a Custom cloud, Graph Host and Exchange Host .*\\. SMTP and IMAP need this token; Graph works without it\\.$`,
 			),
 		);
 		expect(result.message).not.toContain(secret);
@@ -86,7 +85,7 @@ describe('App-only credential Test button: Graph and Exchange tokens', () => {
 		const result = await testAppOnlyCredential(data({ graphHost: UNKNOWN_HOST }));
 		expect(result.status).toBe('Error');
 		expect(result.message).toMatch(
-			new RegExp(`^Exchange \\(SMTP, IMAP\\) token OK, but Graph \\(${UNKNOWN_HOST}\\) refused: .*AADSTS500011.*Sending and reading through Graph need this token`),
+			new RegExp(`^token \\(graph\\) failed: Exchange \\(SMTP, IMAP\\) token OK, but Graph \\(${UNKNOWN_HOST}\\) refused: .*AADSTS500011.*Sending and reading through Graph need this token`),
 		);
 	});
 

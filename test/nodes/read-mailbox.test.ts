@@ -192,15 +192,16 @@ describe('Read Mailbox (Modern Auth) over IMAP, run by n8n-core against Dovecot'
 		expect(raw.toString('latin1')).toContain('Subject: Scan');
 	});
 
-	it('the IMAP credential Test button signs in and counts folders', async () => {
+	it('the IMAP credential Test button signs in and counts the Inbox as Dovecot holds it', async () => {
 		// eslint-disable-next-line @typescript-eslint/no-require-imports
 		const { ModernAuthReadMailbox } = require('../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node');
 		const test = new ModernAuthReadMailbox().methods.credentialTest.modernAuthImapConnectionTest;
 		const ok = await test.call({}, { id: 'x', name: 'imap', type: 'modernAuthImapApi', data: credentials().modernAuthImapApi.data });
 		expect(ok.status).toBe('OK');
-		expect(ok.message).toMatch(/^Signed in to 127\.0\.0\.1:\d+; \d+ folders\.$/);
+		const held = await dovecot.status(USER);
+		expect(ok.message).toBe(`4 checks passed; read: INBOX: ${held.messages} messages, ${held.unseen} unread.`);
 		const bad = await test.call({}, { id: 'x', name: 'imap', type: 'modernAuthImapApi', data: { ...credentials().modernAuthImapApi.data, password: 'nope-nope' } });
 		expect(bad.status).toBe('Error');
-		expect(bad.message).toMatch(/AUTHENTICATE failed.*Fix:/);
+		expect(bad.message).toMatch(/^login \(imap\) failed: .*AUTHENTICATE failed.*Fix:/);
 	});
 });

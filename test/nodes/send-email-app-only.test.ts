@@ -265,19 +265,23 @@ describe('Microsoft app-only credential Test button', () => {
 		const before = tokenRequests(clientId);
 		const result = await pressTest(appOnlyCredential(clientId, { clientSecret: secret }).modernAuthMicrosoftAppOnlyApi.data);
 		expect(result.status).toBe('OK');
+		// Then the Default Mailbox's SMTP stage (the token carries SMTP.SendAsApp only, so no IMAP stage): EHLO + AUTH, nothing sent.
 		expect(result.message).toBe(
 			`Tokens acquired for app ****${clientId.slice(-4)} in tenant ****${TENANT.slice(-4)} (valid 60 min). ` +
 				'Graph https://graph.microsoft.com: no app roles in the token (fine with RBAC for Applications). ' +
-				`Exchange (SMTP, IMAP) ${EXCHANGE}: roles SMTP.SendAsApp.`,
+				`Exchange (SMTP, IMAP) ${EXCHANGE}: roles SMTP.SendAsApp. ` +
+				`8 checks passed; login: 127.0.0.1:${peer.port}: EHLO and AUTH XOAUTH2 accepted for ****mple.`,
 		);
 		expect(tokenRequests(clientId)).toBe(before + 2);
+		expect(peer.stats.authentications).toBe(1);
+		expect(peer.received).toHaveLength(0);
 	});
 
 	it('explains a wrong secret', async () => {
 		const clientId = registerApp({ secret: 'the-real-secret' });
 		const result = await pressTest(appOnlyCredential(clientId, { clientSecret: 'a-wrong-secret' }).modernAuthMicrosoftAppOnlyApi.data);
 		expect(result.status).toBe('Error');
-		expect(result.message).toMatch(/AADSTS7000215.*Fix: Paste the secret VALUE/);
+		expect(result.message).toMatch(/^token \(exchange\) failed: .*AADSTS7000215.*Fix: Paste the secret VALUE/);
 		expect(result.message).not.toContain('a-wrong-secret');
 	});
 });

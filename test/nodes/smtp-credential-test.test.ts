@@ -43,7 +43,7 @@ describe('SMTP credential Test button', () => {
 		const result = await pressTest({});
 		expect(result).toEqual({
 			status: 'OK',
-			message: `Connected to 127.0.0.1:${peer.port} with STARTTLS, authenticated as ****.com.`,
+			message: `3 checks passed; login: 127.0.0.1:${peer.port}: EHLO and AUTH with the password accepted for ****.com.`,
 		});
 		expect(peer.stats.authentications).toBe(1);
 		expect(peer.stats.authFailures).toBe(0);

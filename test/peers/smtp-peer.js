@@ -14,6 +14,8 @@ const { SMTPServer } = require('smtp-server');
  * @param {(token: string, user: string) => Promise<boolean|{ok: boolean, reason?: string}>} [options.validateBearer]
  *   XOAUTH2 validator (used with the fake identity platform)
  * @param {boolean} [options.keepRaw=true] keep raw messages (benchmarks turn it off)
+ * @param {(message: {envelope: {from: string, to: string[]}, user: string, raw: Buffer}) => Promise<void>|void} [options.onMessage]
+ *   called with each accepted message before the server answers 250 (e.g. to deliver it into Dovecot)
  * @param {number} [options.port=0]
  * Settable after start on the returned object, to mirror Microsoft 365 refusals:
  *   authRefusal = '5.7.139 Authentication unsuccessful, basic authentication is disabled'
@@ -154,7 +156,7 @@ async function startSmtpPeer(options) {
 				const fault = takeFault('end-of-data');
 				if (fault && fault.reply !== 'drop') return callback(replyError(fault.reply));
 				stats.messages++;
-				received.push({
+				const message = {
 					envelope: {
 						from: session.envelope.mailFrom && session.envelope.mailFrom.address,
 						to: session.envelope.rcptTo.map((r) => r.address),
@@ -162,10 +164,14 @@ async function startSmtpPeer(options) {
 					user: session.user,
 					secure: Boolean(session.secure),
 					raw: options.keepRaw === false ? null : Buffer.concat(chunks),
-				});
+				};
+				received.push(message);
 				// The ambiguous case: the server holds the message, the client never hears so.
 				if (fault) return void connectionOf(session)?._socket.destroy();
-				callback(null, 'Message queued as ' + stats.messages);
+				const queued = () => callback(null, 'Message queued as ' + stats.messages);
+				if (!options.onMessage) return queued();
+				// delivered (e.g. into Dovecot) before the 250, as a real server's local delivery
+				Promise.resolve(options.onMessage(message)).then(queued, (error) => callback(error));
 			});
 		},
 	});

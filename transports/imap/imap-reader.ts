@@ -2,7 +2,7 @@ import type { ImapFlow } from 'imapflow';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
-import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
+import type { FetchOptions, FolderChanges, FolderInfo, FolderStatus, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
 import { changesSince } from './changes';
 import { closeConnection, openConnection } from './connect';
 import { describeImapError } from './errors';
@@ -41,6 +41,13 @@ export class ImapReader implements MailReader {
 
 	async listFolders(): Promise<FolderInfo[]> {
 		return await this.guard(() => listFolders(this.imap));
+	}
+
+	/** SELECT (read-only, EXAMINE) of the folder: its message count, and the unseen ones by SEARCH UNSEEN. */
+	async status(folder: string): Promise<FolderStatus> {
+		const opened = await this.open(folder, { readOnly: true, fresh: true });
+		const unseen = await this.guard(() => this.imap.search({ seen: false }, { uid: true }));
+		return { path: opened.path, total: opened.exists, unread: unseen ? unseen.length : 0 };
 	}
 
 	async search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]> {
