@@ -1,4 +1,5 @@
 import { ActionableError } from '../model/actionable-error';
+import { maskIdentifier } from '../model/redact';
 import { formatSeconds, IDENTITY_TIMEOUT_CODE, tokenTimeoutMs } from './timed-network-client';
 
 /** A sign-in failure at the Microsoft identity platform, with the AADSTS code when known. */
@@ -110,11 +111,12 @@ export function describeIdentityError(error: unknown, context: { authorityHost: 
 		const code = Number(match[1]);
 		const rule = AADSTS[code];
 		const firstLine = oneLine(text.slice(text.indexOf(match[0])).split(/\r?\n|Trace ID:/)[0]);
+		const shown = maskGuids(firstLine);
 		if (rule) {
-			return new IdentityError(`Microsoft sign-in failed: ${rule.summary} (${firstLine})`, `AADSTS${code}`, rule.hint, code);
+			return new IdentityError(`Microsoft sign-in failed: ${rule.summary} (${shown})`, `AADSTS${code}`, hintWithValues(code, text, context) ?? rule.hint, code);
 		}
 		return new IdentityError(
-			`Microsoft sign-in failed: ${firstLine}`,
+			`Microsoft sign-in failed: ${shown}`,
 			`AADSTS${code}`,
 			'Look up the AADSTS code in Microsoft’s error reference; check tenant, client ID and secret or certificate',
 			code,
@@ -153,6 +155,55 @@ export function describeIdentityError(error: unknown, context: { authorityHost: 
 		e.errorCode || 'IDENTITY_ERROR',
 		'Check tenant, client ID, secret or certificate, and the Cloud setting',
 	);
+}
+
+const GUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+/** Tenant and client ids an Entra message quotes, shown as `****` + last 4 (output never carries them whole). */
+function maskGuids(text: string): string {
+	return text.replace(GUID, (id) => maskIdentifier(id));
+}
+const maskId = (value: string) => (new RegExp(`^${GUID.source}$`, 'i').test(value) ? maskIdentifier(value) : value);
+
+/** A value Entra quotes after `label '...'` in its message, or ''. */
+function quoted(text: string, label: RegExp): string {
+	return new RegExp(`${label.source}\\s*'([^']+)'`, 'i').exec(text)?.[1] ?? '';
+}
+
+/**
+ * The rule's hint filled in with the values the refusal itself names (app, tenant, thumbprint),
+ * so the admin sees which registration to open; undefined when the message names none.
+ */
+function hintWithValues(code: number, text: string, context: { authorityHost: string }): string | undefined {
+	const app = quoted(text, /(?:app|application with ID|application with identifier|app Id)/);
+	const ofApp = app ? ` of app ${maskId(app)}` : '';
+	switch (code) {
+		case 7000215:
+			return `Paste the secret VALUE, not the secret ID, for app ${app ? maskId(app) : '(your app)'} (Entra admin center → App registrations → the app → Certificates & secrets → Client secrets: the Value column, shown only once when the secret is created; make a new one if it was not copied)`;
+		case 7000222:
+			return `Create a new client secret${ofApp} (Entra admin center → App registrations → the app → Certificates & secrets → New client secret), paste its Value into the credential, or switch to a certificate`;
+		case 700016: {
+			const directory = quoted(text, /in the directory/);
+			if (!app) return undefined;
+			return `Check Client ID and Tenant ID: app ${maskId(app)} is not registered${directory ? ` in tenant ${maskId(directory)}` : ''} (Entra admin center → App registrations → Overview shows both), or it is a multi-tenant app not yet consented there`;
+		}
+		case 90002: {
+			const tenant = quoted(text, /Tenant/);
+			return `Check Tenant ID${tenant ? ` (${maskId(tenant)})` : ''}: no such tenant at ${context.authorityHost}; use the tenant GUID or a verified domain (Entra admin center → Overview), and a Cloud matching the tenant (Global, US Government, China)`;
+		}
+		case 700027: {
+			const thumbprint = /Thumbprint of key used by client: '([0-9A-Fa-f]*)'/.exec(text)?.[1] ?? '';
+			if (/key used is expired/i.test(text)) return `The certificate${thumbprint ? ` with thumbprint ${thumbprint}` : ''} has expired: create a new one, upload it to the app registration${ofApp} (Certificates & secrets → Certificates) and put it in the credential`;
+			return `Upload this certificate${thumbprint ? ` (thumbprint ${thumbprint})` : ''} to the app registration${ofApp} (Entra admin center → App registrations → the app → Certificates & secrets → Certificates → Upload certificate, the public .cer/.pem), and check the private key matches it`;
+		}
+		case 65001: {
+			const name = quoted(text, /named/);
+			if (!app) return undefined;
+			// the full client id: it is what the portal's search box finds the app by
+			return `Grant admin consent for app ${name ? `${name} ` : ''}(${app}): Entra admin center → App registrations → (app ${app}) → API permissions → "Grant admin consent for <your tenant>" (or Enterprise applications → the app → Permissions)`;
+		}
+		default:
+			return undefined;
+	}
 }
 
 function oneLine(text: string): string {

@@ -911,9 +911,57 @@ async function startFakeGraph(options) {
 		return { status: 200, headers, stream: attachment.data ? require('node:stream').Readable.from([attachment.data]) : fs.createReadStream(attachment.file) };
 	}
 
+	// ---- applications(appId='...'): an app reading its own registration (client secret expiry) ----
+
+	const APPLICATION_READERS = ['Application.Read.All', 'Application.ReadWrite.All'];
+	const OWNED_BY = 'Application.ReadWrite.OwnedBy';
+	const NEVER = '9999-12-31T23:59:59Z';
+	/**
+	 * GET /applications(appId='{id}') from the fake identity's app record (identity.findApp):
+	 * passwordCredentials as Graph lists them (hint = first three characters, never the value).
+	 * Needs Application.Read.All (or ReadWrite.All), or Application.ReadWrite.OwnedBy when the app
+	 * record has `ownedBySelf` (the app made its own owner); else 403 as Graph answers.
+	 */
+	function applicationByAppId(ctx, appId) {
+		if (ctx.method !== 'GET') throw new GraphError(405, 'Request_BadRequest', `The HTTP method '${ctx.method}' is not allowed for this resource.`);
+		const match = /^Bearer\s+(\S+)$/i.exec(ctx.headers.authorization ?? '');
+		if (!match) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token is empty.');
+		const basic = identity.introspect(match[1], { audience: GRAPH_AUDIENCE });
+		const claims = decodeClaims(match[1]);
+		if (!(basic.active || basic.reason === 'app-only token needs a mailbox') || !claims) throw new GraphError(401, 'InvalidAuthenticationToken', 'Access token validation failure.');
+		if (typeof identity.findApp !== 'function') throw new Error('the identity handed to startFakeGraph has no findApp');
+		const granted = claims.idtyp === 'app' ? claims.roles ?? [] : String(claims.scp ?? '').split(' ');
+		const app = identity.findApp({ tenant: claims.tid, clientId: appId });
+		const owner = app && app.ownedBySelf && lower(app.clientId) === lower(claims.appid);
+		if (!APPLICATION_READERS.some((r) => granted.includes(r)) && !(granted.includes(OWNED_BY) && owner)) {
+			throw new GraphError(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+		}
+		if (!app) throw new GraphError(404, 'Request_ResourceNotFound', `Resource '${appId}' does not exist or one of its queried reference-property objects are not present.`);
+		const isoSeconds = (seconds) => (seconds ? new Date(seconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z') : NEVER);
+		const full = {
+			id: app.objectId ?? app.servicePrincipalId,
+			appId: app.clientId,
+			displayName: app.name,
+			passwordCredentials: app.secrets.map((secret) => ({
+				customKeyIdentifier: null,
+				displayName: secret.displayName,
+				endDateTime: isoSeconds(secret.expiresAt),
+				hint: secret.value.slice(0, 3),
+				keyId: secret.keyId,
+				secretText: null,
+				startDateTime: isoSeconds(secret.startAt),
+			})),
+		};
+		const select = (ctx.query.get('$select') ?? '').split(',').map((f) => f.trim()).filter(Boolean);
+		const body = select.length ? Object.fromEntries(select.filter((f) => f in full).map((f) => [f, full[f]])) : full;
+		return { status: 200, body: { '@odata.context': `${baseUrl}/v1.0/$metadata#applications(${select.join(',')})/$entity`, ...body } };
+	}
+
 	/** One Graph request (top-level or inside $batch). Returns {status, headers?, body? | stream?}. */
 	async function route(ctx) {
 		let s = ctx.segments;
+		const appById = /^applications\(appId='([^']+)'\)$/.exec(s[0] ?? '');
+		if (appById && s.length === 1) return applicationByAppId(ctx, appById[1]);
 		let mailboxRef;
 		if (s[0] === 'me') {
 			mailboxRef = null;

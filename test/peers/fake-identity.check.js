@@ -254,6 +254,67 @@ async function main() {
 			assert.deepEqual([body.active, body.username, body.aud], [true, 'user@contoso.example', 'https://outlook.office.com']);
 		});
 
+		await check('propagation knob: a fresh grant is refused pendingTries times, then passes', async () => {
+			const mailbox = 'new-grant@contoso.example';
+			const want = { audience: 'https://outlook.office.com', mailbox, role: 'IMAP.AccessAsApp' };
+			assert.equal(idp.introspect(appOnlyToken, want).reason, `app ${app.clientId} has no permission on ${mailbox}`);
+			idp.grantMailbox({ tenant: TENANT, clientId: app.clientId, mailbox, pendingTries: 2 });
+			const reasons = [1, 2, 3, 4].map(() => idp.introspect(appOnlyToken, want).reason ?? 'active');
+			assert.deepEqual(reasons, ['permission still propagating', 'permission still propagating', 'active', 'active']);
+			// a refusal for another cause spends no pending try
+			idp.grantMailbox({ tenant: TENANT, clientId: app.clientId, mailbox, pendingTries: 1 });
+			assert.equal(idp.introspect(appOnlyToken, { ...want, role: 'POP.AccessAsApp' }).reason, 'missing role POP.AccessAsApp');
+			assert.equal(idp.introspect(appOnlyToken, want).reason, 'permission still propagating');
+			assert.equal(idp.introspect(appOnlyToken, want).active, true);
+			// delegated access to another user's mailbox propagates the same way
+			idp.grantMailbox({ tenant: TENANT, username: 'user@contoso.example', mailbox: 'team@contoso.example', pendingTries: 1 });
+			const team = { mailbox: 'team@contoso.example', scope: 'IMAP.AccessAsUser.All' };
+			assert.deepEqual([idp.introspect(delegatedToken, team).reason, idp.introspect(delegatedToken, team).active], ['permission still propagating', true]);
+			// over HTTP as Dovecot asks
+			idp.grantMailbox({ tenant: TENANT, clientId: app.clientId, mailbox, pendingTries: 1 });
+			const url = `${idp.introspectionUrl}?mailbox=${mailbox}&audience=https://outlook.office.com&required_role=IMAP.AccessAsApp&required_scope=IMAP.AccessAsUser.All`;
+			const answers = [];
+			for (let i = 0; i < 2; i++) answers.push((await (await post(url, { token: appOnlyToken })).json()).active);
+			assert.deepEqual(answers, [false, true]);
+		});
+
+		await check('propagation knob: an app role refused rolesPendingTries times after consent', async () => {
+			const fresh = idp.addApp({ tenant: TENANT, secrets: ['fresh~secret'], appRoles: ['SMTP.SendAsApp'], rolesPendingTries: 2 });
+			idp.grantMailbox({ tenant: TENANT, clientId: fresh.clientId, mailbox: 'shared@contoso.example' });
+			const result = await cca({ clientId: fresh.clientId, clientSecret: 'fresh~secret' }).acquireTokenByClientCredential({ scopes: [OUTLOOK_APP_ONLY] });
+			const want = { audience: 'https://outlook.office.com', mailbox: 'shared@contoso.example', role: 'SMTP.SendAsApp' };
+			const actives = [1, 2, 3].map(() => idp.introspect(result.accessToken, want).active);
+			assert.deepEqual(actives, [false, false, true]);
+		});
+
+		await check('protocol knob: IMAP / SMTP switched off for one mailbox refuse that protocol only', async () => {
+			const mailbox = 'shared@contoso.example';
+			const imap = { audience: 'https://outlook.office.com', mailbox, role: 'IMAP.AccessAsApp' };
+			const smtp = { ...imap, role: 'SMTP.SendAsApp' };
+			idp.disableProtocol(mailbox, 'imap');
+			try {
+				assert.equal(idp.introspect(appOnlyToken, imap).reason, `imap disabled for ${mailbox}`);
+				assert.equal(idp.introspect(appOnlyToken, smtp).active, true);
+				assert.equal(idp.introspect(appOnlyToken, { ...imap, mailbox: 'new-grant@contoso.example' }).active, true);
+				// Dovecot's request names both permissions; the app-only token is judged by the role
+				const url = `${idp.introspectionUrl}?mailbox=${mailbox}&audience=https://outlook.office.com&required_role=IMAP.AccessAsApp&required_scope=IMAP.AccessAsUser.All`;
+				const body = await (await post(url, { token: appOnlyToken })).json();
+				assert.deepEqual([body.active, body.reason], [false, `imap disabled for ${mailbox}`]);
+			} finally {
+				idp.enableProtocol(mailbox, 'imap');
+			}
+			assert.equal(idp.introspect(appOnlyToken, imap).active, true);
+			idp.disableProtocol('user@contoso.example', 'smtp');
+			try {
+				assert.equal(idp.introspect(delegatedToken, { mailbox: 'user@contoso.example', scope: 'SMTP.Send' }).reason, 'smtp disabled for user@contoso.example');
+				assert.equal(idp.introspect(delegatedToken, { mailbox: 'user@contoso.example', scope: 'IMAP.AccessAsUser.All' }).active, true);
+			} finally {
+				idp.enableProtocol('user@contoso.example', 'smtp');
+			}
+			assert.equal(idp.introspect(delegatedToken, { mailbox: 'user@contoso.example', scope: 'SMTP.Send' }).active, true);
+			assert.throws(() => idp.disableProtocol(mailbox, 'gopher'), /unknown protocol/);
+		});
+
 		await check('refresh token: rotation, old one refused, redeemable for Graph, revocable', async () => {
 			const client = cca({ clientSecret: 'good~secret' });
 			const before = idp.counts({ grantType: 'refresh_token' });

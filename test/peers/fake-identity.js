@@ -28,6 +28,14 @@ const DEFAULT_DELEGATED = {
 	[EXCHANGE_APP_ID]: ['IMAP.AccessAsUser.All', 'POP.AccessAsUser.All', 'SMTP.Send', 'EWS.AccessAsUser.All'],
 	[GRAPH_APP_ID]: ['Mail.Send', 'Mail.ReadWrite', 'User.Read'],
 };
+// The permission each mail protocol needs (app role, delegated scope): what a per-mailbox
+// protocol switch (Set-CASMailbox -ImapEnabled / -SmtpClientAuthenticationDisabled) refuses.
+const PROTOCOL_PERMISSIONS = {
+	imap: ['IMAP.AccessAsApp', 'IMAP.AccessAsUser.All'],
+	pop: ['POP.AccessAsApp', 'POP.AccessAsUser.All'],
+	smtp: ['SMTP.SendAsApp', 'SMTP.Send'],
+	ews: ['full_access_as_app', 'EWS.AccessAsApp', 'EWS.AccessAsUser.All'],
+};
 const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
 const MULTI_TENANT_SEGMENTS = new Set(['organizations', 'common']);
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -113,6 +121,9 @@ async function startFakeIdentity(options) {
 	const codes = new Map(); // authorization code -> grant
 	const refreshTokens = new Map(); // refresh token -> grant
 	const mailboxGrants = new Map(); // `${tid}|${lower(clientId or upn)}` -> Set(lower mailbox)
+	// `${tid}|${lower(principal)}|${lower(mailbox)}` -> passing introspections still to refuse
+	const pendingGrants = new Map();
+	const disabledProtocols = new Map(); // lower(mailbox) -> Set(protocol)
 	const requests = [];
 	const issued = []; // every access and refresh token minted (canary scans look for them)
 	const settings = { tokenLifetime: 3600, refreshTokenLifetime: 90 * 24 * 3600, answerDelay: { ms: 0, route: 'token' } };
@@ -139,7 +150,14 @@ async function startFakeIdentity(options) {
 		return tenant;
 	}
 
-	function addApp({ tenant, clientId = crypto.randomUUID(), name, secrets = [], certificates = [], consented = true, appRoles = [], delegatedScopes, redirectUris = [], publicClient = false, servicePrincipalId = crypto.randomUUID() }) {
+	/**
+	 * `secrets`: strings or {value, expiresAt, displayName?, keyId?} (Graph's passwordCredentials).
+	 * `rolesPendingTries`: the first n introspections that would pass an app role are refused
+	 * ('permission still propagating'), as right after admin consent.
+	 * `ownedBySelf`: the app is an owner of its own registration (the fake Graph's applications
+	 * route lets Application.ReadWrite.OwnedBy read it then).
+	 */
+	function addApp({ tenant, clientId = crypto.randomUUID(), name, secrets = [], certificates = [], consented = true, appRoles = [], delegatedScopes, redirectUris = [], publicClient = false, servicePrincipalId = crypto.randomUUID(), objectId = crypto.randomUUID(), ownedBySelf = false, rolesPendingTries = 0 }) {
 		const home = requireTenant(tenant);
 		const app = {
 			clientId,
@@ -151,7 +169,12 @@ async function startFakeIdentity(options) {
 			delegatedScopes: delegatedScopes ? [...delegatedScopes] : null,
 			redirectUris: [...redirectUris],
 			publicClient,
-			secrets: secrets.map((s) => (typeof s === 'string' ? { value: s } : { ...s })).map((s) => ({ value: s.value, expiresAt: toSeconds(s.expiresAt) })),
+			rolesPendingTries,
+			objectId, // the app registration's own object id (not the service principal's)
+			ownedBySelf, // the app is an owner of its registration (Application.ReadWrite.OwnedBy reads it)
+			secrets: secrets
+				.map((s) => (typeof s === 'string' ? { value: s } : { ...s }))
+				.map((s) => ({ value: s.value, expiresAt: toSeconds(s.expiresAt), displayName: s.displayName ?? null, keyId: s.keyId ?? crypto.randomUUID(), startAt: toSeconds(s.startAt) ?? nowSeconds() })),
 			certificates: certificates.map((c) => {
 				const x509 = new crypto.X509Certificate(typeof c === 'string' ? c : c.pem);
 				const sha1 = crypto.createHash('sha1').update(x509.raw).digest();
@@ -177,12 +200,38 @@ async function startFakeIdentity(options) {
 		return user;
 	}
 
-	/** Exchange-side permission: app (service principal + Add-MailboxPermission) or user (delegate/shared mailbox). */
-	function grantMailbox({ tenant, clientId, username, mailbox }) {
+	/**
+	 * Exchange-side permission: app (service principal + Add-MailboxPermission) or user
+	 * (delegate/shared mailbox). `pendingTries`: the first n introspections that would pass for
+	 * this principal and mailbox are refused ('permission still propagating'), then they pass.
+	 */
+	function grantMailbox({ tenant, clientId, username, mailbox, pendingTries = 0 }) {
 		const home = requireTenant(tenant);
 		const key = `${home.id}|${lower(clientId ?? username)}`;
 		if (!mailboxGrants.has(key)) mailboxGrants.set(key, new Set());
 		mailboxGrants.get(key).add(lower(mailbox));
+		if (pendingTries > 0) pendingGrants.set(`${key}|${lower(mailbox)}`, pendingTries);
+		else pendingGrants.delete(`${key}|${lower(mailbox)}`);
+	}
+	/** One refusal of a grant still propagating is spent: true while some are left. */
+	function stillPropagating(tid, principal, mailbox) {
+		const key = `${tid}|${lower(principal)}|${lower(mailbox)}`;
+		const left = pendingGrants.get(key) ?? 0;
+		if (left <= 0) return false;
+		pendingGrants.set(key, left - 1);
+		return true;
+	}
+	/** The protocol switched off for the mailbox that `permission` belongs to, or null. */
+	function disabledProtocolFor(mailbox, permission) {
+		const off = disabledProtocols.get(lower(mailbox));
+		if (!off || !permission) return null;
+		return [...off].find((protocol) => PROTOCOL_PERMISSIONS[protocol].includes(roleName(permission))) ?? null;
+	}
+	function setProtocol(mailbox, protocol, enabled) {
+		if (!PROTOCOL_PERMISSIONS[protocol]) throw new Error(`fake-identity: unknown protocol ${protocol}`);
+		const key = lower(mailbox);
+		if (!disabledProtocols.has(key)) disabledProtocols.set(key, new Set());
+		disabledProtocols.get(key)[enabled ? 'delete' : 'add'](protocol);
 	}
 	function mayOpen(tid, principal, mailbox) {
 		return Boolean(mailboxGrants.get(`${tid}|${lower(principal)}`)?.has(lower(mailbox)));
@@ -633,16 +682,31 @@ async function startFakeIdentity(options) {
 			exp: claims.exp,
 			scope: claims.idtyp === 'app' ? roles.join(' ') : claims.scp,
 		};
+		const protocolOff = (mailbox, permission) => {
+			const protocol = disabledProtocolFor(mailbox, permission);
+			return protocol && inactive(`${protocol} disabled for ${mailbox}`);
+		};
 		if (claims.idtyp === 'app') {
 			if (want.role && !roles.includes(want.role)) return inactive(`missing role ${want.role}`);
 			if (!want.mailbox) return inactive('app-only token needs a mailbox');
+			const off = protocolOff(want.mailbox, want.role);
+			if (off) return off;
 			if (!mayOpen(claims.tid, claims.appid, want.mailbox)) return inactive(`app ${claims.appid} has no permission on ${want.mailbox}`);
+			const app = tenants.get(claims.tid)?.apps.get(lower(claims.appid));
+			if (want.role && app?.rolesPendingTries > 0) {
+				app.rolesPendingTries--;
+				return inactive('permission still propagating');
+			}
+			if (stillPropagating(claims.tid, claims.appid, want.mailbox)) return inactive('permission still propagating');
 			return { ...info, roles, username: want.mailbox };
 		}
 		if (want.scope && !scp.includes(want.scope)) return inactive(`missing scope ${want.scope}`);
 		const mailbox = want.mailbox ?? claims.upn;
-		if (lower(mailbox) !== lower(claims.upn) && !mayOpen(claims.tid, claims.upn, mailbox)) {
-			return inactive(`${claims.upn} has no permission on ${mailbox}`);
+		const off = protocolOff(mailbox, want.scope);
+		if (off) return off;
+		if (lower(mailbox) !== lower(claims.upn)) {
+			if (!mayOpen(claims.tid, claims.upn, mailbox)) return inactive(`${claims.upn} has no permission on ${mailbox}`);
+			if (stillPropagating(claims.tid, claims.upn, mailbox)) return inactive('permission still propagating');
 		}
 		return { ...info, scp: claims.scp, upn: claims.upn, username: mailbox };
 	}
@@ -842,6 +906,21 @@ async function startFakeIdentity(options) {
 		addUser,
 		grantMailbox,
 		introspect,
+		/** The live app record (secrets with expiresAt/displayName/keyId...), or null. */
+		findApp({ tenant, clientId }) {
+			return findTenant(tenant)?.apps.get(lower(clientId)) ?? null;
+		},
+		/**
+		 * Switches a protocol off for a mailbox, as Set-CASMailbox -ImapEnabled $false /
+		 * -SmtpClientAuthenticationDisabled $true do: introspection refuses a request whose
+		 * required role / scope is that protocol's (pass role / required_role to make it count).
+		 */
+		disableProtocol(mailbox, protocol) {
+			setProtocol(mailbox, protocol, false);
+		},
+		enableProtocol(mailbox, protocol) {
+			setProtocol(mailbox, protocol, true);
+		},
 		mintAccessToken,
 		/**
 		 * Token-endpoint requests matching the filter (every field optional; scope matches
