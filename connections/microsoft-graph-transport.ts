@@ -180,8 +180,10 @@ async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailbo
 		tlsCheck({ host: graph.host, port: graph.port, mode: 'tls', role: 'Graph', ca: caText(access.trust), rejectUnauthorized: access.trust.rejectUnauthorized !== false }),
 		// MSAL reaches the identity platform with Node's own trust store, not the credential's CA.
 		...(graph.target === identity.target ? [] : [tlsCheck({ host: identity.host, port: identity.port, mode: 'tls', role: 'identity platform', rejectUnauthorized: true })]),
-		...credentialChecks(access, identity.target, graph.target),
+		...certificateChecks(access),
 		{ ...token, needs: [`tls:${identity.target}`] },
+		// After the token: it reads the app registration with that token (and a failed token is reported once, by its own stage).
+		...secretChecks(access, graph.target),
 		withPropagationRetry(refreshingToken(permissionCheck({ protocol: 'graph', flavour: d.flavour, findings, clientId: d.clientId, mailbox: shown }), token), retry),
 		...(d.flavour === 'delegated' ? [mailboxAccessCheck({ mailbox: shown, findings })] : []),
 		withPropagationRetry(needsMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', `tls:${graph.target}`] }, ''), retry),
@@ -197,14 +199,18 @@ function endpointOf(access: GraphAccess, mailbox: string): GraphClientOptions {
 	return { graphHost: access.graphHost, tokens: access.tokens, trust: access.trust, ...(mailbox ? { mailbox } : {}), ...CHECK_REQUESTS };
 }
 
-/** App-only: the certificate's dates from the credential itself, or the secret's from the app registration. */
-function credentialChecks(access: GraphAccess, identityTarget: string, graphTarget: string): Check[] {
+/** App-only with a certificate: its dates, from the credential itself. */
+function certificateChecks(access: GraphAccess): Check[] {
 	const d = access.diagnostics;
-	if (d.flavour !== 'app-only') return [];
-	if (d.certificatePem) return [certificateExpiryCheck(d.certificatePem)];
-	if (!d.clientSecret) return [];
+	return d.flavour === 'app-only' && d.certificatePem ? [certificateExpiryCheck(d.certificatePem)] : [];
+}
+
+/** App-only with a client secret: its end date, from the app registration (when the app may read it). */
+function secretChecks(access: GraphAccess, graphTarget: string): Check[] {
+	const d = access.diagnostics;
+	if (d.flavour !== 'app-only' || d.certificatePem || !d.clientSecret) return [];
 	const secret = secretExpiryCheck({ graphHost: access.graphHost, clientId: d.clientId, clientSecret: d.clientSecret, tokens: access.tokens, ca: caText(access.trust) });
-	return [{ ...secret, needs: [`tls:${identityTarget}`, `tls:${graphTarget}`] }];
+	return [{ ...secret, needs: ['token:graph', `tls:${graphTarget}`] }];
 }
 
 /**

@@ -75,15 +75,15 @@ describe('Graph staged checks, app-only', () => {
 	it('a working credential passes every stage; the read counts what the mailbox holds', async () => {
 		const app = graphApp();
 		const results = await diagnose(await openAppOnly(app));
-		expect(statuses(results)).toEqual(['reach:pass', 'reach:pass', 'tls:pass', 'tls:pass', 'credential:pass', 'token:pass', 'permission:pass', 'login:pass', 'read:pass']);
+		expect(statuses(results)).toEqual(['reach:pass', 'reach:pass', 'tls:pass', 'tls:pass', 'token:pass', 'credential:pass', 'permission:pass', 'login:pass', 'read:pass']);
 		const graphTarget = peers.graphHost.replace('https://', '');
 		expect(results.map((r) => r.target)).toEqual([
 			peers.idp.authorityHost.replace('https://', ''),
 			graphTarget,
 			graphTarget,
 			peers.idp.authorityHost.replace('https://', ''),
-			'client secret',
 			'graph',
+			'client secret',
 			'graph',
 			'graph',
 			'Inbox',
