@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 
 import type { Connection } from '../../connections/connection';
 import { microsoftAppOnlyGraph } from '../../connections/microsoft-graph-app-only';
@@ -18,6 +21,9 @@ import {
 	USER,
 	type GraphPeers,
 } from '../nodes/graph-fixture';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { record } = require('../harness/reliability');
 
 /** A mailbox Graph does not serve (on-premises / unlicensed): MailboxNotEnabledForRESTAPI. */
 const ON_PREMISES = 'onprem@contoso.example';
@@ -172,6 +178,50 @@ describe('Graph staged checks, app-only', () => {
 		const verdict = await (await openAppOnly(app, { mailbox: '' })).test();
 		expect(verdict).toMatch(/^7 checks passed; permission: .*WARNING login \(graph\): no mailbox to open, so only the token was checked\. Set Default Mailbox/);
 	});
+});
+
+describe('Graph staged checks, app-only credential stage', () => {
+	it('a certificate credential: its expiry comes from the credential itself, before the token; 10 days left warns', async () => {
+		const dir = fs.mkdtempSync(path.join(peers.pki.dir, 'graph-check-cert-'));
+		execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'app.key', '-out', 'app.pem', '-days', '10', '-subj', '/CN=graph check app'], { cwd: dir, stdio: 'ignore' });
+		const certificatePem = fs.readFileSync(path.join(dir, 'app.pem'), 'utf8');
+		const privateKeyPem = fs.readFileSync(path.join(dir, 'app.key'), 'utf8');
+		const clientId = randomUUID();
+		peers.idp.addApp({ tenant: TENANT, clientId, certificates: [{ pem: certificatePem }], appRoles: ['Mail.ReadWrite'] });
+		peers.idp.grantMailbox({ tenant: TENANT, clientId, mailbox: ROBOT });
+		const results = await diagnose(await openAppOnly({ clientId, secret: '' }, { authType: 'certificate', certificatePem, privateKeyPem, clientSecret: '' }));
+		expect(statuses(results)).toEqual(['reach:pass', 'reach:pass', 'tls:pass', 'tls:pass', 'credential:warn', 'token:pass', 'permission:pass', 'login:pass', 'read:pass']);
+		expect(stepOf(results, 'credential')).toMatchObject({ target: 'certificate', code: 'CERTIFICATE_EXPIRING' });
+		expect(stepOf(results, 'credential').detail).toMatch(/CN=graph check app.* in (9|10) days$/);
+	});
+
+	it('an app that may not read its own registration: the secret stage is skipped with how to allow it, the rest passes', async () => {
+		const app = graphApp({ roles: ['Mail.ReadWrite'] });
+		const results = await diagnose(await openAppOnly(app));
+		expect(stepOf(results, 'credential')).toMatchObject({ status: 'skipped', code: 'SECRET_EXPIRY_UNREADABLE' });
+		expect(stepOf(results, 'credential').hint).toContain(`(app ${app.clientId}) > API permissions`);
+		expect(stepOf(results, 'read').status).toBe('pass');
+	});
+
+	it('a stalled Graph host: the Test button still answers within its budget, naming the stage that got no answer', async () => {
+		const app = graphApp();
+		const connection = await openAppOnly(app);
+		peers.graph.setServiceTime(60_000);
+		const started = Date.now();
+		let error: unknown;
+		try {
+			await connection.test();
+		} catch (failure) {
+			error = failure;
+		} finally {
+			peers.graph.setServiceTime(0);
+		}
+		const took = Date.now() - started;
+		const answered = took < 15_000 && error instanceof ActionableError && /^login \(graph\) failed: no answer within/.test(error.message);
+		record({ transport: 'diagnostics', kind: 'fault', name: 'graph stalled: the Test button answered within its budget', survived: answered, behaviour: `answered after ${took} ms: ${error instanceof Error ? error.message : 'no failure'}` });
+		expect(error).toMatchObject({ code: 'CHECK_TIMEOUT', message: expect.stringMatching(/^login \(graph\) failed: no answer within [\d.]+ s$/) });
+		expect(took).toBeLessThan(15_000);
+	}, 30_000);
 });
 
 describe('Graph staged checks, delegated', () => {
