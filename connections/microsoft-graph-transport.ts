@@ -170,8 +170,9 @@ async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailbo
 		findings,
 		openReader: () => new GraphReader(createGraphClient(endpointOf(access, shown))),
 	};
-	const needsMailbox = (check: Check, skippedDetail: string): Check =>
-		mailbox === undefined ? { ...check, run: async () => (check.step === 'login' ? noMailbox! : { status: 'skipped', detail: skippedDetail }) } : check;
+	// Without a mailbox the login stage says why (warn: none set; fail: one refused) and the later ones are skipped.
+	const withMailbox = (check: Check, skippedDetail?: string): Check =>
+		mailbox === undefined ? { ...check, run: async () => (skippedDetail ? { status: 'skipped', detail: skippedDetail } : noMailbox!) } : check;
 
 	const token = tokenCheck({ tokens: d.tokens ?? access.tokens, audience: 'graph', authorityHost: d.authorityHost, tenantId: d.tenantId, findings });
 	const checks: Check[] = [
@@ -186,10 +187,10 @@ async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailbo
 		...secretChecks(access, graph.target),
 		withPropagationRetry(refreshingToken(permissionCheck({ protocol: 'graph', flavour: d.flavour, findings, clientId: d.clientId, mailbox: shown }), token), retry),
 		...(d.flavour === 'delegated' ? [mailboxAccessCheck({ mailbox: shown, findings })] : []),
-		withPropagationRetry(needsMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', `tls:${graph.target}`] }, ''), retry),
-		withPropagationRetry(needsMailbox(graphReadCheck(ctx, GRAPH_INBOX), 'skipped: no mailbox to read'), retry),
+		withPropagationRetry(withMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', `tls:${graph.target}`] }), retry),
+		withPropagationRetry(withMailbox(graphReadCheck(ctx, GRAPH_INBOX), 'skipped: no mailbox to read'), retry),
 	];
-	if (options.roundTrip) checks.push(needsMailbox(graphRoundTrip(access, shown, options.roundTrip), 'skipped: no mailbox to send from'));
+	if (options.roundTrip) checks.push(withMailbox(graphRoundTrip(access, shown, options.roundTrip), 'skipped: no mailbox to send from'));
 	return checks;
 }
 
