@@ -113,7 +113,11 @@ describe('Test Connection (Modern Auth) with Microsoft app-only credentials, run
 	});
 
 	it('Retry Permission Errors For: a mailbox permission still propagating passes on a later try as a warning naming propagation delay', async () => {
-		const app = imapApp({ pendingTries: 1 });
+		// Each sign-in is refused twice (the reader renews a refused token once): 3 pending refusals clear on the second try.
+		const without = itemsOf((await appOnlyImap(imapApp({ pendingTries: 3 }).credentials)).output);
+		expect(expectFirstFailure(without.checks, without.summary, 'login').code).toBe('IMAP_AUTH_FAILED');
+
+		const app = imapApp({ pendingTries: 3 });
 		const { output } = await appOnlyImap(app.credentials, { propagationRetryMinutes: 1 });
 		const { checks, summary } = itemsOf(output);
 		const login = checks.find((c) => c.step === 'login')!;
@@ -126,14 +130,14 @@ describe('Test Connection (Modern Auth) with Microsoft app-only credentials, run
 	it('a credential whose fields are wrong fails the item naming it; with On Error: Continue it is a failed summary', async () => {
 		const app = imapApp({ tenantId: 'organizations' });
 		const stopped = await appOnlyImap(app.credentials);
-		expect(stopped.error?.message).toBe('Item 0: App-only sign-in needs a specific tenant');
-		expect(stopped.error?.description).toBe('Use your tenant GUID or domain');
+		expect(stopped.error?.message).toBe('Item 0: Tenant ID "organizations" is neither a GUID nor a domain');
+		expect(stopped.error?.description).toMatch(/^Copy Directory \(tenant\) ID/);
 
 		const continued = await testConnection({ parameters: { authentication: 'microsoftAppOnly' }, credentials: app.credentials as never, onError: 'continueRegularOutput', items: 2 });
 		for (const item of [0, 1]) {
 			const { checks, summary } = itemsOf(continued.output, item);
 			expect(checks).toEqual([]);
-			expect(summary).toMatchObject({ verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_REQUIRED', detail: `Item ${item}: App-only sign-in needs a specific tenant`, protocol: 'imap' });
+			expect(summary).toMatchObject({ verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_ID_INVALID', detail: `Item ${item}: Tenant ID "organizations" is neither a GUID nor a domain`, protocol: 'imap' });
 		}
 		expectNoSecrets(stopped.serialized + continued.serialized, [app.secret]);
 	});
