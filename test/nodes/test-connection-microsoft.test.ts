@@ -10,11 +10,15 @@ const { startDovecot } = require('../peers/dovecot');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startFakeIdentity } = require('../peers/fake-identity');
 
-// The Test Connection node with Microsoft app-only credentials, through n8n's engine: IMAP
+// The Test Connection node with Microsoft credentials, through n8n's engine: IMAP
 // XOAUTH2 against Dovecot (which asks the fake identity platform about every token, as
 // Exchange decides) and Microsoft Graph against the fake Graph.
 const TENANT = '5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b';
 const MAILBOX = 'robot@contoso.example';
+const USER = 'ann@contoso.example';
+const USER_PASSWORD = 'Ann-test-conn-Passw0rd!';
+const DELEGATED_APP = '0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a';
+const DELEGATED_SECRET = `delegated-${randomUUID()}`;
 
 let idp: Awaited<ReturnType<typeof startFakeIdentity>>;
 let dovecot: Awaited<ReturnType<typeof startDovecot>>;
@@ -25,7 +29,9 @@ beforeAll(async () => {
 	if (!pki.trustedByProcess) throw new Error('Run these tests with `npm run test:unit` (test CA must be trusted)');
 	idp = await startFakeIdentity({ pki });
 	idp.addTenant({ id: TENANT, domains: ['contoso.example'] });
-	dovecot = await startDovecot({ pki, users: {}, oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: [MAILBOX] } });
+	idp.addApp({ tenant: TENANT, clientId: DELEGATED_APP, secrets: [{ value: DELEGATED_SECRET }] });
+	idp.addUser({ tenant: TENANT, username: USER, password: USER_PASSWORD });
+	dovecot = await startDovecot({ pki, users: {}, oauth2: { introspectionUrl: idp.introspectionUrl, mailboxes: [MAILBOX, USER] } });
 	graphPeers = await startGraphPeers();
 }, 120_000);
 
@@ -62,10 +68,44 @@ function imapApp(options: { roles?: string[]; grant?: boolean; pendingTries?: nu
 	return { clientId, secret, credentials };
 }
 
+/** What n8n stores after Connect my account as Ann (tokens from the password grant here). */
+async function delegatedImap() {
+	const response = await fetch(idp.tokenEndpoint(TENANT), {
+		method: 'POST',
+		headers: { 'content-type': 'application/x-www-form-urlencoded' },
+		body: new URLSearchParams({ grant_type: 'password', client_id: DELEGATED_APP, client_secret: DELEGATED_SECRET, username: USER, password: USER_PASSWORD, scope: 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access' }),
+	});
+	expect(response.status).toBe(200);
+	const tokens = (await response.json()) as { access_token: string; refresh_token: string };
+	const credentials = {
+		modernAuthMicrosoftDelegatedOAuth2Api: {
+			id: `del${randomUUID().slice(0, 13)}`,
+			name: 'Ann (delegated)',
+			data: {
+				grantType: 'authorizationCode',
+				clientId: DELEGATED_APP,
+				clientSecret: DELEGATED_SECRET,
+				authUrl: `${idp.authorityHost}/${TENANT}/oauth2/v2.0/authorize`,
+				accessTokenUrl: idp.tokenEndpoint(TENANT),
+				scope: 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access',
+				authentication: 'body',
+				cloud: 'custom',
+				authorityHost: idp.authorityHost,
+				tenant: TENANT,
+				useFor: 'imapSmtp',
+				mailbox: '',
+				imapServer: `${dovecot.host}:${dovecot.tlsPort}`,
+				oauthTokenData: { ...tokens, token_type: 'Bearer' },
+			},
+		},
+	};
+	return { tokens, credentials };
+}
+
 const appOnlyImap = (credentials: Record<string, unknown>, options: Record<string, unknown> = {}) =>
 	testConnection({ parameters: { authentication: 'microsoftAppOnly', protocol: 'imap', mailbox: '', options }, credentials: credentials as never });
 
-describe('Test Connection (Modern Auth) with Microsoft app-only credentials, run by n8n-core', () => {
+describe('Test Connection (Modern Auth) with Microsoft credentials, run by n8n-core', () => {
 	it('app-only IMAP: a registered, granted app passes token, permission, login and read; the token itself is in no item', async () => {
 		const app = imapApp();
 		const { output, error, serialized } = await appOnlyImap(app.credentials);
@@ -140,6 +180,22 @@ describe('Test Connection (Modern Auth) with Microsoft app-only credentials, run
 			expect(summary).toMatchObject({ verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_ID_INVALID', detail: `Item ${item}: Tenant ID "organizations" is neither a GUID nor a domain`, protocol: 'imap' });
 		}
 		expectNoSecrets(stopped.serialized + continued.serialized, [app.secret]);
+	});
+
+	it('delegated IMAP: the signed-in account passes mailbox access; a Mailbox it may not open warns at mailbox access and fails at login with the wrong-account fix', async () => {
+		const own = await delegatedImap();
+		const passing = await testConnection({ parameters: { authentication: 'microsoftDelegated', protocol: 'imap', mailbox: '' }, credentials: own.credentials });
+		const signedIn = itemsOf(passing.output);
+		expect(statusByStep(signedIn.checks)).toMatchObject({ token: 'pass', permission: 'pass', 'mailbox-access': 'pass', login: 'pass', read: 'pass' });
+		expect(signedIn.summary.firstFailingStep).toBe('');
+
+		const other = await delegatedImap();
+		const wrong = await testConnection({ parameters: { authentication: 'microsoftDelegated', mailbox: MAILBOX }, credentials: other.credentials });
+		const { checks, summary } = itemsOf(wrong.output);
+		expect(checks.find((c) => c.step === 'mailbox-access')).toMatchObject({ target: MAILBOX, status: 'warn', code: 'MAILBOX_OTHER_ACCOUNT' });
+		const login = expectFirstFailure(checks, summary, 'login');
+		expect(login.hint).toMatch(/Connect my account again in a private window/);
+		expectNoSecrets(passing.serialized + wrong.serialized, [DELEGATED_SECRET, USER_PASSWORD, own.tokens.access_token, own.tokens.refresh_token, other.tokens.access_token, other.tokens.refresh_token]);
 	});
 
 	it('Graph app-only: a consented app passes token, permission and the Inbox read; a wrong secret fails at token', async () => {
