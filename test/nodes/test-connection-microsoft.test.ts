@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
-import { appOnlyGraphCredential, issuedTokens, registerGraphApp, startGraphPeers, type GraphPeers } from './graph-fixture';
+import { appOnlyGraphCredential, issuedTokens, registerGraphApp, ROBOT, startGraphPeers, type GraphPeers } from './graph-fixture';
 import { expectFirstFailure, expectNoSecrets, itemsOf, statusByStep, testConnection } from './test-connection-run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -215,5 +215,21 @@ describe('Test Connection (Modern Auth) with Microsoft credentials, run by n8n-c
 		expect(expectFirstFailure(failing.checks, failing.summary, 'token').code).toBe('AADSTS7000215');
 		expect(statusByStep(failing.checks).read).toBe('skipped');
 		expectNoSecrets(good.serialized + bad.serialized, [app.secret, wrongSecret, ...issuedTokens(graphPeers)]);
+	});
+
+	it('Round Trip To: the Graph test sends one message to the address and reads it back; without the option nothing is sent', async () => {
+		const app = registerGraphApp(graphPeers);
+		const credentials = appOnlyGraphCredential(graphPeers, app);
+		const before = graphPeers.graph.deliveries.length;
+		const plain = itemsOf((await testConnection({ parameters: { authentication: 'microsoftAppOnlyGraph' }, credentials })).output);
+		expect(plain.checks.some((c) => c.step === 'round-trip')).toBe(false);
+		expect(graphPeers.graph.deliveries.length).toBe(before);
+
+		const { output } = await testConnection({ parameters: { authentication: 'microsoftAppOnlyGraph', options: { roundTripTo: ROBOT, roundTripTimeoutSeconds: 20 } }, credentials });
+		const { checks, summary } = itemsOf(output);
+		expect(checks.at(-1)).toMatchObject({ step: 'round-trip', target: ROBOT, status: 'pass' });
+		expect(checks.at(-1)?.detail).toMatch(/^arrived in Inbox after \d+ ms/);
+		expect(graphPeers.graph.deliveries.slice(before)).toMatchObject([{ mailbox: ROBOT, to: [ROBOT] }]);
+		expect(summary.firstFailingStep).toBe('');
 	});
 });

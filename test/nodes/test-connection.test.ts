@@ -7,6 +7,8 @@ const { sharedTestPki } = require('../peers/certs');
 const { startDovecot } = require('../peers/dovecot');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startSmtpPeer } = require('../peers/smtp-peer');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { record } = require('../harness/reliability');
 
 // The Test Connection node with password credentials, through n8n's engine, against a real
 // Dovecot and a real SMTP server: one item per check, a summary, and the failing step's fix.
@@ -91,6 +93,23 @@ describe('Test Connection (Modern Auth) with password credentials, run by n8n-co
 		expect(checks.slice(1).every((c) => c.status === 'skipped')).toBe(true);
 	});
 
+	it('Time Budget: against a server that accepts TCP and never answers, the item ends within its budget naming the step that hung', async () => {
+		const stalled = await stalledServer();
+		try {
+			const started = Date.now();
+			const { output } = await testConnection({ parameters: { authentication: 'smtp', options: { timeBudgetSeconds: 2 } }, credentials: smtpCredential({ port: stalled.port }) });
+			const ms = Date.now() - started;
+			const { checks, summary } = itemsOf(output);
+			expect(statusByStep(checks)).toMatchObject({ reach: 'pass', tls: 'fail', login: 'skipped' });
+			const tls = expectFirstFailure(checks, summary, 'tls');
+			expect(tls.durationMs).toBeLessThan(2_500); // a check's own ceiling is 10 s: the budget cut it
+			expect(ms).toBeLessThan(5_000);
+			record({ transport: 'diagnostics', kind: 'fault', name: 'Test Connection node: stalled SMTP server within a 2 s Time Budget', survived: true, behaviour: `item ended after ${ms} ms, tls failed: ${tls.detail.slice(0, 100)}` });
+		} finally {
+			await stalled.close();
+		}
+	}, 30_000);
+
 	it('Fail Workflow on Failure: stops the workflow naming the failing step and its fix; with On Error: Continue the items come out', async () => {
 		const parameters = { authentication: 'smtp', options: { failOnFailure: true } };
 		const stopped = await testConnection({ parameters, credentials: smtpCredential({ password: WRONG_PASSWORD }) });
@@ -130,6 +149,21 @@ describe('Test Connection (Modern Auth) with password credentials, run by n8n-co
 		});
 	});
 });
+
+/** Accepts connections and never says a word (a firewall black hole past the TCP handshake). */
+async function stalledServer() {
+	const net = await import('node:net');
+	const sockets = new Set<import('node:net').Socket>();
+	const server = net.createServer((socket) => void sockets.add(socket));
+	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+	return {
+		port: (server.address() as import('node:net').AddressInfo).port,
+		close: () => new Promise<void>((resolve) => {
+			for (const socket of sockets) socket.destroy();
+			server.close(() => resolve());
+		}),
+	};
+}
 
 async function closedPort(): Promise<number> {
 	const net = await import('node:net');
