@@ -12,8 +12,9 @@ import {
 import type { Connection } from '../../connections/connection';
 import { credentialsFor, kindFor, protocolFor } from '../../connections/registry';
 import { runChecks, summarize, type CheckResult, type DiagnoseOptions, type Protocol } from '../../diagnostics/checks';
+import { ActionableError } from '../../model/actionable-error';
 import { redactSecrets } from '../../model/redact';
-import { describeItemError } from '../shared/node-errors';
+import { describeItemError, toNodeOperationError } from '../shared/node-errors';
 import { credentialTestMethods, openConnection } from '../shared/open-connection';
 import { DEFAULT_ROUND_TRIP_TIMEOUT_S, DEFAULT_TIME_BUDGET_S, testConnectionProperties } from './description';
 
@@ -82,7 +83,8 @@ export class ModernAuthTestConnection implements INodeType {
 			const summary = summarize(results, Date.now() - started);
 			if (summary.verdict === 'fail' && request.failOnFailure && !continueOnFail) {
 				const failed = results.find((r) => r.status === 'fail')!;
-				throw new NodeOperationError(node, `Item ${i}: ${failed.step} (${failed.target}) failed: ${failed.detail}`, { itemIndex: i, description: failed.hint });
+				// As the other nodes' errors: redacted, system codes in words (n8n replaces a message that carries one).
+				throw toNodeOperationError(node, new ActionableError(`${failed.step} (${failed.target}) failed: ${failed.detail}`, failed.code ?? 'CHECK_FAILED', failed.hint), i, connection.secrets);
 			}
 			for (const result of results) out.push(itemOf(i, connection.secrets, { ...result, authentication, protocol }));
 			out.push(

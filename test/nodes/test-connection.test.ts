@@ -121,6 +121,11 @@ describe('Test Connection (Modern Auth) with password credentials, run by n8n-co
 		expect(continued.error).toBeUndefined();
 		expect(itemsOf(continued.output).summary).toMatchObject({ verdict: 'fail', firstFailingStep: 'login' });
 
+		// A host that does not resolve: the message says so in words (n8n would replace one carrying ENOTFOUND).
+		const unresolved = await testConnection({ parameters, credentials: smtpCredential({ host: 'no-such-host.invalid' }) });
+		expect(unresolved.error?.message).toMatch(/^Item 0: reach \(no-such-host\.invalid:\d+\) failed: .*host name not found/);
+		expect(unresolved.error?.message).not.toMatch(/ENOTFOUND/);
+
 		// A passing credential with the option on runs as usual.
 		const passing = await testConnection({ parameters, credentials: smtpCredential() });
 		expect(passing.error).toBeUndefined();
