@@ -3,7 +3,7 @@ import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, ty
 import { withRelease } from '../diagnostics/login-context';
 import { reachCheck } from '../diagnostics/network';
 import { roundTripCheck, type RoundTripParams } from '../diagnostics/round-trip';
-import { tlsCheck } from '../diagnostics/tls-probe';
+import { tlsCheck, type TlsMode } from '../diagnostics/tls-probe';
 import type { MailReader, MailSender } from '../transports/contracts';
 import type { ConnectionKind } from './connection';
 
@@ -18,7 +18,6 @@ export function servedProtocol(kind: Pick<ConnectionKind, 'displayName' | 'proto
 	);
 }
 
-export type TlsMode = 'tls' | 'starttls-smtp' | 'starttls-imap' | 'none';
 
 export interface Endpoint {
 	host: string;
@@ -39,14 +38,12 @@ export function identityEndpoint(authorityHost: string, ca?: string): Endpoint {
 
 export const reachOf = (endpoint: Endpoint): Check => reachCheck(endpoint.host, endpoint.port, { role: endpoint.role });
 
-/** TLS of an endpoint; it needs that endpoint's reach. */
-export function tlsOf(endpoint: Endpoint): Check {
-	const check = tlsCheck({ host: endpoint.host, port: endpoint.port, mode: endpoint.mode, role: endpoint.role, ca: endpoint.ca || undefined, rejectUnauthorized: endpoint.rejectUnauthorized });
-	return { ...check, needs: [...new Set([...(check.needs ?? []), `reach:${targetOf(endpoint)}`])] };
-}
+/** TLS of an endpoint (it needs that endpoint's reach); no encryption is a warning. */
+export const tlsOf = (endpoint: Endpoint): Check =>
+	tlsCheck({ host: endpoint.host, port: endpoint.port, mode: endpoint.mode, role: endpoint.role, ca: endpoint.ca || undefined, rejectUnauthorized: endpoint.rejectUnauthorized });
 
-/** `needs` that a check talking to the endpoint has: its TLS (or its reach when there is no TLS). */
-export const overEndpoint = (endpoint: Endpoint) => [`${endpoint.mode === 'none' ? 'reach' : 'tls'}:${targetOf(endpoint)}`];
+/** `needs` of a check talking to the endpoint: its TLS check (a warning for no encryption counts as passed). */
+export const overEndpoint = (endpoint: Endpoint) => [`tls:${targetOf(endpoint)}`];
 
 /** Repeats the propagation-prone refusals when the caller asked for it. */
 export const retried = (check: Check, options: DiagnoseOptions): Check => withPropagationRetry(check, options.propagationRetry);

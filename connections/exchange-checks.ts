@@ -40,8 +40,8 @@ function prepare(setup: ExchangeCheckSetup, mailbox: string) {
 	const ca = credential.caCertificate || undefined;
 	const identity = identityEndpoint(credential.cloud.authorityHost, ca);
 	const endpoints: Record<ExchangeProtocol, Endpoint> = {
-		smtp: { host: credential.smtpHost, port: credential.smtpPort, mode: 'starttls-smtp', role: 'SMTP server', ca, rejectUnauthorized: true },
-		imap: { host: credential.imapHost, port: credential.imapPort, mode: 'tls', role: 'IMAP server', ca, rejectUnauthorized: true },
+		smtp: { host: credential.smtpHost, port: credential.smtpPort, mode: 'starttls-smtp', role: 'SMTP', ca, rejectUnauthorized: true },
+		imap: { host: credential.imapHost, port: credential.imapPort, mode: 'tls', role: 'IMAP', ca, rejectUnauthorized: true },
 	};
 	const findings: TokenFindings = {};
 	const context: LoginContext = {};
