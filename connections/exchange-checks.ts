@@ -61,6 +61,21 @@ function prepare(setup: ExchangeCheckSetup, mailbox: string) {
 
 type Prepared = ReturnType<typeof prepare>;
 
+/**
+ * A permission added minutes ago shows only in a token issued after it: each repeat of the
+ * permission check (propagation retry) first asks for a fresh token, then reads it again.
+ */
+function withFreshTokenOnRetry(permission: Check, token: Check): Check {
+	let tries = 0;
+	return {
+		...permission,
+		async run(signal) {
+			if (tries++ > 0) await token.run(signal);
+			return await permission.run(signal);
+		},
+	};
+}
+
 /** permission, login and (IMAP) read of one protocol; the propagation retry wraps each. */
 function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: ExchangeProtocol, options: Pick<DiagnoseOptions, 'propagationRetry'>): Check[] {
 	const endpoint = run.endpoints[protocol];
@@ -68,7 +83,7 @@ function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: Excha
 	const loginNeeds = [...overEndpoint(endpoint), 'token:exchange'];
 	const retry = (check: Check) => retried(check, { protocol, mailbox: run.values.mailbox, propagationRetry: options.propagationRetry });
 	const permission = permissionCheck({ protocol, flavour: setup.flavour, findings: run.findings, clientId: setup.clientId, mailbox: run.values.mailbox });
-	const steps = [retry({ ...permission, needs: permission.needs ?? ['token:exchange'] })];
+	const steps = [retry(withFreshTokenOnRetry(permission, run.token()))];
 	if (protocol === 'smtp') {
 		steps.push(retry(smtpLoginCheck({ ...probe, needs: loginNeeds, sender: run.sender })));
 	} else {
