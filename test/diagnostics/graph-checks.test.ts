@@ -234,6 +234,13 @@ describe('Graph staged checks, delegated', () => {
 		expect(stepOf(results, 'read').detail).toBe(`Inbox of the signed-in account (****${USER.slice(-4)}): ${total} messages, ${unread} unread`);
 	});
 
+	it('a round trip on /me: sent as the signed-in account, read back from its own Inbox', async () => {
+		const before = peers.graph.deliveries.length;
+		const results = await diagnose(await openDelegated(), { roundTrip: { to: USER, timeoutMs: 5_000 } });
+		expect(stepOf(results, 'round-trip')).toMatchObject({ status: 'pass', target: USER });
+		expect(peers.graph.deliveries.slice(before)).toMatchObject([{ mailbox: USER, from: USER, to: [USER] }]);
+	});
+
 	it('a shared mailbox the account may open: mailbox-access warns, the mailbox is read', async () => {
 		const results = await diagnose(await openDelegated(), { mailbox: SHARED });
 		expect(stepOf(results, 'mailbox-access')).toMatchObject({ status: 'warn', code: 'MAILBOX_OTHER_ACCOUNT' });
