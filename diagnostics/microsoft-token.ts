@@ -115,7 +115,7 @@ export function tokenCheck(params: { tokens: TokenProvider; audience: TokenAudie
 
 export type Flavour = 'app-only' | 'delegated';
 
-interface PermissionNeed {
+export interface PermissionNeed {
 	audience: TokenAudience;
 	anyOf: string[];
 	label: string;
