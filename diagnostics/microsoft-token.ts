@@ -82,7 +82,9 @@ export function tokenCheck(params: { tokens: TokenProvider; audience: TokenAudie
 				({ token, expiresAt } = await tokens.getToken(audience, { forceRefresh: true }));
 			} catch (error) {
 				if (!(error instanceof ActionableError)) throw error;
-				return { status: 'fail', detail: maskGuids(`${error.message} (tenant ${where.tenant} at ${authorityHost})`), hint: error.hint, code: error.code, facts: where };
+				// MSAL reports an unknown tenant (AADSTS90002 at discovery) without naming it: say which was asked for
+				const hint = error.code === 'TENANT_OR_CLOUD' ? `Tenant ID ${where.tenant} was asked for at ${authorityHost}. ${error.hint}` : error.hint;
+				return { status: 'fail', detail: maskGuids(`${error.message} (tenant ${where.tenant} at ${authorityHost})`), hint, code: error.code, facts: where };
 			}
 			findings.expiresAt = expiresAt;
 			const minutes = Math.round((expiresAt.getTime() - Date.now()) / 60_000);
