@@ -130,6 +130,20 @@ describe('token check (app-only, real MSAL against the fake identity platform)',
 		expect(`${error.message} ${error.hint}`).not.toContain(bogus);
 	});
 
+	it('app not in the tenant (AADSTS700016) and consent missing (AADSTS65001): hints name the app and tenant', async () => {
+		const stranger = randomUUID();
+		const unconsented = randomUUID();
+		secretsUsed.push('stranger-secret', 'unconsented-secret');
+		peers.idp.addApp({ tenant: TENANT, clientId: unconsented, name: 'n8n mail', secrets: ['unconsented-secret'], consented: false });
+		const check = (clientId: string, clientSecret: string) => tokenCheck({ tokens: appOnly(clientId, { clientSecret }), audience: 'exchange', authorityHost: cloud.authorityHost, tenantId: TENANT, findings: {} });
+		const [missing, notConsented] = await run([check(stranger, 'stranger-secret'), check(unconsented, 'unconsented-secret')]);
+		expect(missing).toMatchObject({ status: 'fail', code: 'AADSTS700016' });
+		expect(missing.hint).toBe(`Check Client ID and Tenant ID: app ${maskIdentifier(stranger)} is not registered in tenant contoso.example (Entra admin center → App registrations → Overview shows both), or it is a multi-tenant app not yet consented there`);
+		expect(notConsented).toMatchObject({ status: 'fail', code: 'AADSTS65001' });
+		expect(notConsented.hint).toContain(`Grant admin consent for app n8n mail (${unconsented}): Entra admin center → App registrations → (app ${unconsented}) → API permissions`);
+		expect(`${missing.detail} ${notConsented.detail}`).not.toMatch(new RegExp(`${stranger}|${unconsented}`));
+	});
+
 	it('certificate not uploaded: fail with AADSTS700027 and the thumbprint to upload', async () => {
 		const dir = fs.mkdtempSync(path.join(peers.pki.dir, 'stray-'));
 		execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '2', '-subj', '/CN=stray'], { cwd: dir, stdio: 'ignore' });
