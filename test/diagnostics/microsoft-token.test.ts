@@ -175,6 +175,8 @@ describe('permission check', () => {
 		expect(imap.detail).toMatch(/^IMAP\.AccessAsApp .* is not in the token \(roles in the token: none\)/);
 		expect(imap.hint).toContain(`App registrations > (app ${app.clientId}) > API permissions`);
 		expect(smtp.detail).toMatch(/RBAC for Applications.*the login check decides/);
+		expect(smtp.hint).toContain(`-Role 'Application SMTP.SendAsApp'`);
+		expect(smtp.hint).toContain(`Test-ServicePrincipalAuthorization -Identity ${app.clientId} -Resource '${ROBOT}'`);
 		expect(graph.detail).toMatch(/Mail\.Read \(read\) missing, Mail\.ReadWrite \(read, move, flag and delete\) missing, Mail\.Send \(send\) missing/);
 		expect(graph.detail).toMatch(/the read check decides/);
 		expect(graph.hint).toContain(`Test-ServicePrincipalAuthorization -Identity ${app.clientId} -Resource '${ROBOT}'`);
