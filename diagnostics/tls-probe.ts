@@ -111,6 +111,8 @@ class Probe {
 			return await this.handshake();
 		} catch (error) {
 			if (errorCode(error) === 'ETIMEDOUT' || this.signal.aborted) throw this.noHandshake(error);
+			// a TLS alert came from a TLS server: nothing to learn from a plain connection
+			if (/ALERT/.test(errorCode(error))) throw this.handshakeFailure(error);
 			const greeting = await this.plainGreeting(Math.min(2_000, this.remaining));
 			if (greeting) throw this.plainTextPort(greeting);
 			throw this.handshakeFailure(error);
@@ -120,7 +122,9 @@ class Probe {
 	/** Plain greeting, STARTTLS, then the handshake on the same socket. */
 	async startTls(): Promise<tls.TLSSocket> {
 		const family: Family = this.endpoint.mode === 'starttls-imap' ? 'imap' : 'smtp';
-		const socket = await this.connect();
+		const socket = await this.connect().catch((error: unknown) => {
+			throw this.lost(error, 'on connect');
+		});
 		const reader = new LineReader(socket);
 		let greeting: string;
 		try {
@@ -258,6 +262,9 @@ class Probe {
 	}
 
 	private unexpectedGreeting(expected: string, greeting: string): ProbeFailure {
+		if (/^(\d{3}[ -]|\* BYE\b)/i.test(greeting)) {
+			return fail('TLS_GREETING_REFUSED', `${this.what} turned the session away at its greeting: "${firstLineOf(greeting)}"`, 'The server refuses this client (too many connections, a blocked address, service down): see what the reply says, or the server log');
+		}
 		return fail('TLS_UNEXPECTED_GREETING', `${this.what} greeted with "${firstLineOf(greeting)}", not as an ${expected} server`, `Check the host and port: port ${this.endpoint.port} does not speak ${expected}`);
 	}
 
@@ -368,13 +375,17 @@ function judge(endpoint: TlsEndpoint, secured: tls.TLSSocket): CheckOutcome {
 	const validFrom = new Date(cert.validFrom);
 	const validTo = new Date(cert.validTo);
 	const now = Date.now();
-	const daysLeft = Math.floor((validTo.getTime() - now) / DAY_MS);
+	// whole days, rounded up: a certificate valid until tomorrow has 1 day left, not 0
+	const daysLeft = Math.ceil((validTo.getTime() - now) / DAY_MS);
 	const subject = nameOf(cert.subject);
 	const issuer = nameOf(cert.issuer);
 	const altNames = (cert.subjectAltName ?? '').split(', ').filter(Boolean);
 	const certNames = altNames.length ? altNames.map((name) => name.replace(/^(DNS|IP Address):/, '')) : [subject];
-	const selfSigned = cert.checkIssued(cert) && cert.verify(cert.publicKey);
 	const expectedName = endpoint.servername ?? endpoint.host;
+	// OpenSSL's chain verdict against the transports' trust; the name is checked separately below
+	const chainError = secured.authorized ? '' : String(secured.authorizationError ?? '');
+	// signed by its own key (checkIssued would also demand the CA key usage a leaf lacks)
+	const selfSigned = chainError === 'DEPTH_ZERO_SELF_SIGNED_CERT' || (cert.subject === cert.issuer && cert.verify(cert.publicKey));
 
 	const problems: Problem[] = [];
 	const day = (date: Date) => date.toISOString().slice(0, 10);
@@ -383,8 +394,6 @@ function judge(endpoint: TlsEndpoint, secured: tls.TLSSocket): CheckOutcome {
 	} else if (now < validFrom.getTime()) {
 		problems.push({ code: 'TLS_UNTRUSTED', detail: `the certificate is not valid before ${day(validFrom)}`, hint: "Check the server's clock and certificate" });
 	}
-	// OpenSSL's chain verdict against the transports' trust; the name is checked separately below
-	const chainError = secured.authorized ? '' : String(secured.authorizationError ?? '');
 	if (chainError && !/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ALTNAME/i.test(chainError)) {
 		if (selfSigned) {
 			problems.push({ code: 'TLS_SELF_SIGNED', detail: `the certificate is self-signed (${subject})`, hint: `Put the server's certificate (or the CA that issued it) in the credential's ${CA_FIELD} field, or give the server a certificate from a trusted CA` });
