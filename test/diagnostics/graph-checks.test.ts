@@ -180,6 +180,24 @@ describe('Graph staged checks, app-only', () => {
 	});
 });
 
+describe('GraphReader.status: the read stage\'s counts', () => {
+	it('counts a well-known or nested folder from its mailFolder resource; an unknown folder names those that exist', async () => {
+		const app = graphApp();
+		const reader = (await openAppOnly(app)).reader!(ROBOT);
+		try {
+			const projects = peers.graph.addFolder(ROBOT, { displayName: 'Projects', parent: 'inbox' });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p1', isRead: true });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p2' });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p3' });
+			expect(await reader.status!('inbox')).toEqual({ path: 'Inbox', ...inboxCounts(ROBOT) });
+			expect(await reader.status!('Inbox/Projects')).toEqual({ path: 'Projects', total: 3, unread: 2 });
+			await expect(reader.status!('Inbox/Nope')).rejects.toMatchObject({ code: 'GRAPH_UNKNOWN_FOLDER', hint: expect.stringContaining('Inbox/Projects') });
+		} finally {
+			await reader.close();
+		}
+	});
+});
+
 describe('Graph staged checks, app-only credential stage', () => {
 	it('a certificate credential: its expiry comes from the credential itself, before the token; 10 days left warns', async () => {
 		const dir = fs.mkdtempSync(path.join(peers.pki.dir, 'graph-check-cert-'));
