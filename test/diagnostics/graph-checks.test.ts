@@ -134,6 +134,21 @@ describe('Graph staged checks, app-only', () => {
 		expect(login.hint).toBe(`${ON_PREMISES} is not an Exchange Online mailbox Graph can open: give the user an Exchange Online licence (or use the mailbox's primary address); on-premises and guest mailboxes are not served by Graph`);
 	});
 
+	it('Graph refusing the token (401 after the one renewal): login fails GRAPH_UNAUTHORIZED and says a fresh token is needed', async () => {
+		const app = graphApp();
+		// The client renews the token once on 401: both answers refuse it.
+		peers.graph.failNext(2, { status: 401, path: /mailFolders\/inbox\/messages$/ });
+		try {
+			const results = await diagnose(await openAppOnly(app));
+			const login = stepOf(results, 'login');
+			expect(login).toMatchObject({ status: 'fail', code: 'GRAPH_UNAUTHORIZED' });
+			expect(login.detail).toMatch(/^Microsoft Graph refused the token: Access token has expired/);
+			expect(login.hint).toMatch(/Mail\.Send \/ Mail\.ReadWrite.*then run the check again \(a token issued before a consent change/);
+		} finally {
+			peers.graph.clearFaults();
+		}
+	});
+
 	it('a grant still propagating: refused twice, then passes; with the retry option a warning naming propagation', async () => {
 		const refused = graphApp({ pendingTries: 2 });
 		const once = await diagnose(await openAppOnly(refused));
