@@ -14,6 +14,7 @@ export const microsoftAppOnlyGraph: ConnectionKind = {
 	selectsMailbox: true,
 	async open(data) {
 		const credential = readAppOnlyCredential(data);
+		const { config } = credential;
 		return graphConnection({
 			graphHost: credential.cloud.graphHost,
 			tokens: appOnlyTokens(credential),
@@ -24,6 +25,14 @@ export const microsoftAppOnlyGraph: ConnectionKind = {
 			defaultMailbox: credential.mailbox,
 			allowedMailboxes: credential.allowedMailboxes,
 			secrets: credential.secrets,
+			diagnostics: {
+				flavour: 'app-only',
+				authorityHost: credential.cloud.authorityHost,
+				tenantId: config.tenantId,
+				clientId: config.clientId,
+				certificatePem: config.certificate?.certificatePem,
+				clientSecret: config.clientSecret,
+			},
 		});
 	},
 };

@@ -1,5 +1,6 @@
 import { IdentityError } from '../auth/identity-errors';
 import type { ConnectionHooks, ConnectionKind } from './connection';
+import { text } from './credential-fields';
 import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
 import { graphConnection } from './microsoft-graph-transport';
 
@@ -33,6 +34,14 @@ export const microsoftDelegatedGraph: ConnectionKind = {
 			defaultMailbox: credential.mailbox,
 			allowedMailboxes: credential.allowedMailboxes,
 			secrets: credential.secrets,
+			diagnostics: {
+				flavour: 'delegated',
+				authorityHost: credential.cloud.authorityHost,
+				tenantId: text(data, 'tenant'),
+				clientId: text(data, 'clientId'),
+				// Where n8n cannot refresh (Test button), a forced renewal would only fail: check the stored token.
+				...(hooks.refreshDelegated ? {} : { tokens: { getToken: (audience, options) => tokens.getToken(audience, { ...options, forceRefresh: false }) } }),
+			},
 			// Read from the token once: the default From, and what Allowed Mailboxes checks for /me.
 			signedInUser: () =>
 				(signedIn ??= tokens.getToken('graph').then(

@@ -1,4 +1,11 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
+import { outcomeOfError, runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS, withPropagationRetry, type Check, type CheckOutcome, type DiagnoseOptions } from '../diagnostics/checks';
+import { certificateExpiryCheck, secretExpiryCheck } from '../diagnostics/credential-expiry';
+import { graphLoginCheck, graphReadCheck, GRAPH_INBOX, type GraphLoginContext } from '../diagnostics/graph-login';
+import { mailboxAccessCheck, permissionCheck, tokenCheck, type Flavour, type TokenFindings } from '../diagnostics/microsoft-token';
+import { reachCheck } from '../diagnostics/network';
+import { roundTripCheck, roundTripTimeoutMs } from '../diagnostics/round-trip';
+import { tlsCheck } from '../diagnostics/tls-probe';
 import { ActionableError } from '../model/actionable-error';
 import { createGraphClient, type GraphClientOptions } from '../transports/graph/graph-client';
 import { GraphReader } from '../transports/graph/graph-reader';
@@ -22,6 +29,20 @@ export interface GraphAccess {
 	secrets: string[];
 	/** The signed-in account's address (delegated, from the token), for From and Allowed Mailboxes. */
 	signedInUser?: () => Promise<string>;
+	/** What the staged checks (Test button, Test Connection node) need beyond sending and reading. */
+	diagnostics: GraphDiagnostics;
+}
+
+export interface GraphDiagnostics {
+	flavour: Flavour;
+	authorityHost: string;
+	tenantId: string;
+	clientId: string;
+	/** App-only: the credential's own proof, whose expiry the credential stage reports. */
+	certificatePem?: string;
+	clientSecret?: string;
+	/** The token check's provider when it differs (delegated without n8n's refresh: the stored token, not a forced renewal). */
+	tokens?: TokenProvider;
 }
 
 /** Graph's MailboxConcurrency: requests in flight per mailbox. */
@@ -93,29 +114,159 @@ export function graphConnection(access: GraphAccess): Connection {
 			),
 		// One client per reader: it holds the mailbox's request slots and closes with the reader.
 		reader: (mailbox: string) => new GraphReader(createGraphClient(endpoint(mailbox))),
+		checks: (options: DiagnoseOptions) => graphChecks(access, options, mailboxFor),
 		async test(): Promise<string> {
-			const acquired = `Graph token acquired for ${access.graphHost}`;
-			if (!access.defaultMailbox && !access.signedInUser) {
-				await access.tokens.getToken('graph', { forceRefresh: true });
-				return `${acquired}; set Default Mailbox to also check that the app can read it`;
-			}
-			const mailbox = await mailboxFor('', 'Default Mailbox');
-			const inbox = await readInbox(endpoint(mailbox));
-			return `${acquired}; Inbox of ${mailbox || 'the signed-in account'}: ${inbox}`;
+			const checks = await graphChecks(access, { protocol: 'graph', mailbox: '' }, mailboxFor);
+			return testButtonVerdict(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: access.secrets }));
 		},
 	};
 }
 
-/** The Inbox's counts: proves the token is accepted and the app may open the mailbox. */
-async function readInbox(endpoint: GraphClientOptions): Promise<string> {
-	const client = createGraphClient(endpoint);
-	try {
-		const inbox = await client.get<{
-			totalItemCount?: number;
-			unreadItemCount?: number;
-		}>(`${client.mailbox}/mailFolders/inbox`);
-		return `${inbox.totalItemCount ?? 0} messages, ${inbox.unreadItemCount ?? 0} unread`;
-	} finally {
-		client.close();
+/** Graph requests of a check: few retries and a short idle time-out, so a check answers inside its own time. */
+const CHECK_REQUESTS: Partial<GraphClientOptions> = { retry: { attempts: 2, firstBackoffMs: 200, maxBackoffMs: 1_000 }, timeoutMs: 8_000 };
+
+function hostPort(url: string): { host: string; port: number; target: string } {
+	const parsed = new URL(url);
+	const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+	const port = Number(parsed.port) || 443;
+	return { host, port, target: `${host}:${port}` };
+}
+
+/**
+ * The staged checks for Graph: reach and TLS of the identity platform and the Graph host, the
+ * credential's expiry (app-only), the Graph token and its permission, whose account signed in
+ * (delegated), the first mailbox call, the Inbox counts and, when asked, a round trip.
+ */
+async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailboxFor: (requested: string, field?: string) => Promise<string>): Promise<Check[]> {
+	if (options.protocol !== 'graph') {
+		throw new ActionableError(
+			`This credential connects through Microsoft Graph; it cannot be tested for ${options.protocol.toUpperCase()}`,
+			'PROTOCOL_NOT_SERVED',
+			'Choose Protocol Graph, or pick the Authentication option of this credential for SMTP / IMAP',
+		);
 	}
+	const d = access.diagnostics;
+	const identity = hostPort(d.authorityHost);
+	const graph = hostPort(access.graphHost);
+	const findings: TokenFindings = {};
+	const retry = options.propagationRetry;
+
+	// The mailbox is settled here; a refused one becomes the login stage's failure, not an exception.
+	let mailbox: string | undefined;
+	let noMailbox: CheckOutcome | undefined;
+	try {
+		mailbox = await mailboxFor(options.mailbox, options.mailbox ? 'Mailbox' : 'Default Mailbox');
+	} catch (error) {
+		noMailbox =
+			error instanceof ActionableError && error.code === 'MAILBOX_REQUIRED'
+				? { status: 'warn', detail: 'no mailbox to open, so only the token was checked', hint: 'Set Default Mailbox in the credential (or the Mailbox option) to also check that the app can read it', code: 'MAILBOX_REQUIRED' }
+				: outcomeOfError(error);
+	}
+	const shown = mailbox || '';
+	const ctx: GraphLoginContext = {
+		flavour: d.flavour,
+		clientId: d.clientId,
+		mailbox: shown,
+		findings,
+		openReader: () => new GraphReader(createGraphClient(endpointOf(access, shown))),
+	};
+	// Without a mailbox the login stage says why (warn: none set; fail: one refused) and the later ones are skipped.
+	const withMailbox = (check: Check, skippedDetail?: string): Check =>
+		mailbox === undefined ? { ...check, run: async () => (skippedDetail ? { status: 'skipped', detail: skippedDetail } : noMailbox!) } : check;
+
+	const token = tokenCheck({ tokens: d.tokens ?? access.tokens, audience: 'graph', authorityHost: d.authorityHost, tenantId: d.tenantId, findings });
+	const checks: Check[] = [
+		reachCheck(identity.host, identity.port, { role: 'identity platform' }),
+		...(graph.target === identity.target ? [] : [reachCheck(graph.host, graph.port, { role: 'Graph' })]),
+		tlsCheck({ host: graph.host, port: graph.port, mode: 'tls', role: 'Graph', ca: caText(access.trust), rejectUnauthorized: access.trust.rejectUnauthorized !== false }),
+		// MSAL reaches the identity platform with Node's own trust store, not the credential's CA.
+		...(graph.target === identity.target ? [] : [tlsCheck({ host: identity.host, port: identity.port, mode: 'tls', role: 'identity platform', rejectUnauthorized: true })]),
+		...certificateChecks(access),
+		{ ...token, needs: [`tls:${identity.target}`] },
+		// After the token: it reads the app registration with that token (and a failed token is reported once, by its own stage).
+		...secretChecks(access, graph.target),
+		withPropagationRetry(refreshingToken(permissionCheck({ protocol: 'graph', flavour: d.flavour, findings, clientId: d.clientId, mailbox: shown }), token), retry),
+		...(d.flavour === 'delegated' ? [mailboxAccessCheck({ mailbox: shown, findings })] : []),
+		withPropagationRetry(withMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', `tls:${graph.target}`] }), retry),
+		withPropagationRetry(withMailbox(graphReadCheck(ctx, GRAPH_INBOX), 'skipped: no mailbox to read'), retry),
+	];
+	if (options.roundTrip) checks.push(withMailbox(graphRoundTrip(access, shown, options.roundTrip), 'skipped: no mailbox to send from'));
+	return checks;
+}
+
+const caText = (trust: TlsTrust) => (trust.ca ? String(trust.ca) : undefined);
+
+function endpointOf(access: GraphAccess, mailbox: string): GraphClientOptions {
+	return { graphHost: access.graphHost, tokens: access.tokens, trust: access.trust, ...(mailbox ? { mailbox } : {}), ...CHECK_REQUESTS };
+}
+
+/** App-only with a certificate: its dates, from the credential itself. */
+function certificateChecks(access: GraphAccess): Check[] {
+	const d = access.diagnostics;
+	return d.flavour === 'app-only' && d.certificatePem ? [certificateExpiryCheck(d.certificatePem)] : [];
+}
+
+/** App-only with a client secret: its end date, from the app registration (when the app may read it). */
+function secretChecks(access: GraphAccess, graphTarget: string): Check[] {
+	const d = access.diagnostics;
+	if (d.flavour !== 'app-only' || d.certificatePem || !d.clientSecret) return [];
+	const secret = secretExpiryCheck({ graphHost: access.graphHost, clientId: d.clientId, clientSecret: d.clientSecret, tokens: access.tokens, ca: caText(access.trust) });
+	return [informational({ ...secret, needs: ['token:graph', `tls:${graphTarget}`] }, SECRET_LOOKUP_MS, "the secret's expiry is unknown")];
+}
+
+/** The secret's end date is extra information: a slow answer must not eat the Test button's 14 s. */
+const SECRET_LOOKUP_MS = 4_000;
+
+/** A stage that only informs: no answer in time is `skipped` (the login stage reports a stalled host), not a failure. */
+function informational(check: Check, withinMs: number, unknown: string): Check {
+	return {
+		...check,
+		timeoutMs: withinMs + 1_000,
+		async run(signal) {
+			let timer: NodeJS.Timeout | undefined;
+			const late = new Promise<CheckOutcome>((resolve) => {
+				timer = setTimeout(() => resolve({ status: 'skipped', detail: `skipped: no answer within ${withinMs / 1000} s, so ${unknown}` }), withinMs);
+			});
+			try {
+				return await Promise.race([check.run(signal), late]);
+			} finally {
+				clearTimeout(timer);
+			}
+		},
+	};
+}
+
+/**
+ * A permission check whose repeats (propagation retry) decode a new token: the roles of a
+ * consent given a minute ago are only in tokens issued after it.
+ */
+function refreshingToken(permission: Check, token: Check): Check {
+	let tries = 0;
+	return {
+		...permission,
+		async run(signal) {
+			if (tries++ > 0) await token.run(signal);
+			return permission.run(signal);
+		},
+	};
+}
+
+/** Sends a test message from the mailbox to `to` through Graph and reads it back from the mailbox's Inbox. */
+function graphRoundTrip(access: GraphAccess, mailbox: string, roundTrip: { to: string; timeoutMs: number }): Check {
+	return {
+		step: 'round-trip',
+		target: roundTrip.to,
+		timeoutMs: roundTripTimeoutMs(roundTrip.timeoutMs),
+		needs: ['login:graph'],
+		async run(signal) {
+			const fromAddress = mailbox || (await access.signedInUser?.()) || '';
+			const sender = new GraphSender(endpointOf(access, mailbox));
+			const reader = new GraphReader(createGraphClient(endpointOf(access, mailbox)));
+			try {
+				return await roundTripCheck({ sender, fromAddress, to: roundTrip.to, reader, folder: GRAPH_INBOX, timeoutMs: roundTrip.timeoutMs }).run(signal);
+			} finally {
+				await Promise.all([sender.close(), reader.close()]);
+			}
+		},
+	};
 }

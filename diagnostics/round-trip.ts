@@ -36,6 +36,9 @@ const MAX_POLL_MS = 2_000;
 /** Searched from a little before the send: server clocks differ, IMAP SINCE counts whole days. */
 const CLOCK_SLACK_MS = 10 * 60_000;
 
+/** The whole stage's ceiling: the send, then the arrival time-out. */
+export const roundTripTimeoutMs = (arrivalTimeoutMs: number) => arrivalTimeoutMs + SEND_ALLOWANCE_MS;
+
 /** The test message: unique subject and header, plain text saying what it is. */
 export function testMessage(fromAddress: string, to: string, token: string, sentAt = new Date()): OutgoingMessage {
 	const recipient = parseSingleAddress('Round Trip To', to);
@@ -63,7 +66,7 @@ export function roundTripCheck(params: RoundTripParams): Check {
 	return {
 		step: 'round-trip',
 		target: params.to,
-		timeoutMs: params.timeoutMs + SEND_ALLOWANCE_MS,
+		timeoutMs: roundTripTimeoutMs(params.timeoutMs),
 		run: (signal) => roundTrip(params, signal),
 	};
 }

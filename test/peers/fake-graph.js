@@ -127,6 +127,7 @@ const textToHtml = (text) => `<html><head>\r\n<meta http-equiv="Content-Type" co
  * @param {number} [options.uploadChunkMultiple=327680] ranges but the last must be multiples of this
  *   (320 KiB is OneDrive's documented rule; Outlook's own example uploads 2 MiB ranges, and n8n's
  *   Outlook node 4,000,000-byte ones: 1 accepts any size, as Exchange appears to)
+ * @param {number} [options.deliveryDelayMs=0] sent mail reaches local Inboxes this long after the send (setDeliveryDelay)
  * @param {boolean} [options.enforceSendAs=false] refuse a From of another address without grantSendAs
  *   (403 ErrorSendAsDenied, as Exchange does); off by default so tests that do not care need no grants
  */
@@ -140,6 +141,7 @@ async function startFakeGraph(options) {
 		uploadFinalBody: options.uploadFinalBody ?? false,
 		deltaReplays: 0,
 		enforceSendAs: options.enforceSendAs ?? false,
+		deliveryDelayMs: options.deliveryDelayMs ?? 0,
 		uploadChunkMultiple: options.uploadChunkMultiple ?? UPLOAD_CHUNK_UNIT,
 	};
 	const random = mulberry32(options.seed ?? 1);
@@ -357,12 +359,22 @@ async function startFakeGraph(options) {
 		deliveries.push(delivery);
 		if (saveToSentItems) storeMessage(mailbox, findFolder(mailbox, 'sentitems'), { ...out, isRead: true });
 		const seen = new Set();
-		for (const r of all) {
-			const target = mailboxes.get(lower(r.emailAddress.address));
-			if (!target || seen.has(target) || !target.restEnabled) continue;
-			seen.add(target);
-			storeMessage(target, findFolder(target, 'inbox'), { ...out, bccRecipients: [], isRead: false, flag: { flagStatus: 'notFlagged' } });
-		}
+		const intoInboxes = () => {
+			for (const r of all) {
+				const target = mailboxes.get(lower(r.emailAddress.address));
+				if (!target || seen.has(target) || !target.restEnabled) continue;
+				seen.add(target);
+				storeMessage(target, findFolder(target, 'inbox'), { ...out, bccRecipients: [], isRead: false, flag: { flagStatus: 'notFlagged' } });
+			}
+		};
+		// Exchange delivers asynchronously: with a delay the message is in Sent Items at once, in the Inbox later.
+		if (settings.deliveryDelayMs > 0) {
+			const timer = setTimeout(() => {
+				timers.delete(timer);
+				intoInboxes();
+			}, settings.deliveryDelayMs);
+			timers.add(timer);
+		} else intoInboxes();
 		return delivery;
 	}
 
@@ -1536,6 +1548,10 @@ async function startFakeGraph(options) {
 		},
 		setServiceTime(ms) {
 			settings.serviceTimeMs = ms;
+		},
+		/** Sent mail reaches local Inboxes `ms` after the send was accepted (0: at once). */
+		setDeliveryDelay(ms) {
+			settings.deliveryDelayMs = ms;
 		},
 		setMailboxConcurrencyLimit(n) {
 			settings.mailboxConcurrencyLimit = n ?? Infinity;

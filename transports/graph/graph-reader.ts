@@ -1,14 +1,14 @@
-import type { Message } from '@microsoft/microsoft-graph-types';
+import type { MailFolder, Message } from '@microsoft/microsoft-graph-types';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
-import type { FetchOptions, FolderChanges, FolderInfo, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
+import type { FetchOptions, FolderChanges, FolderInfo, FolderStatus, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
 import { ATTACHMENTS_EXPAND, Downloads, readAttachments, readRaw, type ListedAttachment } from './attachments';
 import { changesSince } from './delta';
 import { toGraphQuery } from './filter';
 import { FolderResolver } from './folders';
 import type { BatchResult, GraphClient } from './graph-client';
-import { statusOf } from './graph-status';
+import { graphCodeOf, statusOf } from './graph-status';
 import { withQuery } from './odata';
 import { applyPostAction } from './post-actions';
 import { preferHeader } from './prefer';
@@ -66,6 +66,23 @@ export class GraphReader implements MailReader {
 
 	listFolders(): Promise<FolderInfo[]> {
 		return this.folders.listFolders();
+	}
+
+	/** The folder's counts from its mailFolder resource: one GET, the harmless read of connection tests. */
+	async status(folder: string): Promise<FolderStatus> {
+		const ref = (await this.folders.resolve(folder)).ref;
+		let found: Pick<MailFolder, 'displayName' | 'totalItemCount' | 'unreadItemCount'>;
+		try {
+			found = await this.graph.get(withQuery(`${this.graph.mailbox}/mailFolders/${encodeURIComponent(ref)}`, { $select: 'displayName,totalItemCount,unreadItemCount' }));
+		} catch (error) {
+			// Only a missing folder; an unknown or non-REST mailbox is 404 too and must stay what it is.
+			throw statusOf(error) === 404 && (graphCodeOf(error) ?? 'ErrorItemNotFound') === 'ErrorItemNotFound' ? await this.folders.unknown(folder) : error;
+		}
+		return {
+			path: found.displayName ?? folder,
+			total: found.totalItemCount ?? 0,
+			...(typeof found.unreadItemCount === 'number' ? { unread: found.unreadItemCount } : {}),
+		};
 	}
 
 	async search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]> {
