@@ -149,7 +149,7 @@ export async function delegated(peers: Peers, scope: string, overrides: Credenti
 export async function diagnose(kind: ConnectionKind, data: CredentialData, options: Partial<DiagnoseOptions> = {}, hooks: ConnectionHooks = n8nRefresh(data)) {
 	const connection = await kind.open(data, hooks);
 	const started = Date.now();
-	const results = await runChecks(await connection.checks!({ protocol: kind.protocols[0], mailbox: '', ...options }), { secrets: connection.secrets });
+	const results = await runChecks(await connection.checks({ protocol: kind.protocols[0], mailbox: '', ...options }), { secrets: connection.secrets });
 	return { results, durationMs: Date.now() - started, secrets: connection.secrets, at: at(results) };
 }
 
