@@ -97,15 +97,24 @@ function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: Excha
  * token check to say why; without `required` (the Test button) no mailbox means no mail stage.
  */
 async function mailboxOf(setup: ExchangeCheckSetup, requested: string, required: boolean): Promise<string> {
+	let timer: NodeJS.Timeout | undefined;
+	// Finding the signed-in account may refresh the token: bounded, so a stalled identity platform cannot hold the run before its budget starts.
+	const slow = new Promise<string>((_, reject) => {
+		timer = setTimeout(() => reject(new Error('the signed-in account could not be found in time')), MAILBOX_LOOKUP_MS);
+	});
 	try {
-		return await setup.mailboxFor(requested);
+		return await Promise.race([setup.mailboxFor(requested), slow]);
 	} catch (error) {
 		const code = (error as { code?: string }).code;
 		if (code === 'MAILBOX_NOT_ALLOWED') throw error;
 		if (setup.flavour === 'delegated' || (!required && code === 'MAILBOX_REQUIRED')) return '';
 		throw error;
+	} finally {
+		clearTimeout(timer);
 	}
 }
+
+const MAILBOX_LOOKUP_MS = 4_000;
 
 /**
  * The Test Connection node's checks for one protocol: reach (identity platform, mail host),
