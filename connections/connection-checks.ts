@@ -1,5 +1,5 @@
 import { ActionableError } from '../model/actionable-error';
-import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, type CheckResult, type DiagnoseOptions, type Protocol } from '../diagnostics/checks';
+import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, type DiagnoseOptions, type Protocol } from '../diagnostics/checks';
 import { withRelease } from '../diagnostics/login-context';
 import { reachCheck } from '../diagnostics/network';
 import { roundTripCheck, type RoundTripParams } from '../diagnostics/round-trip';
@@ -17,7 +17,6 @@ export function servedProtocol(kind: Pick<ConnectionKind, 'displayName' | 'proto
 		`Choose one of the protocols this credential serves: ${kind.protocols.map((p) => p.toUpperCase()).join(', ')}`,
 	);
 }
-
 
 export interface Endpoint {
 	host: string;
@@ -78,8 +77,6 @@ export const notOffered = (step: Check['step'], target: string, why: string): Ch
 	target,
 	run: async () => ({ status: 'skipped', detail: `skipped: ${why}` }),
 });
-
-export const failedFirst = (results: CheckResult[]) => results.find((r) => r.status === 'fail');
 
 /** The round trip over a sender (and reader) made for it and closed after, also when the run gives up on it. */
 export function roundTripOver(open: () => { sender: MailSender; reader?: MailReader }, params: Omit<RoundTripParams, 'sender' | 'reader'>, needs: string[]): Check {
