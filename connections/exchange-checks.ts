@@ -141,6 +141,9 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 	return checks;
 }
 
+/** A token request in a Test button: two that hang must still leave the answer well inside 15 s. */
+export const TEST_BUTTON_TOKEN_TIMEOUT_MS = 6_000;
+
 /**
  * The credential's Test button: the identity platform, the Exchange token, and then, for
  * each protocol whose permission the token carries (and a mailbox to open), its mail host,
@@ -149,7 +152,7 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check[] = []): Promise<{ checks: Check[]; findings: TokenFindings }> {
 	const mailbox = await mailboxOf(setup, '', false);
 	const run = prepare(setup, mailbox);
-	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity), run.token(), ...extra];
+	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity), { ...run.token(), timeoutMs: TEST_BUTTON_TOKEN_TIMEOUT_MS }, ...extra];
 	// After the tokens: the secret's expiry is read from Graph with the token just acquired (one fresh token per audience).
 	if (setup.credentialCheck) checks.push(setup.credentialCheck());
 	if (setup.flavour === 'delegated') checks.push(run.mailboxAccess());

@@ -110,6 +110,13 @@ describe('IMAP checks of the Microsoft app-only kind against Dovecot and the fak
 		expect(results.filter((r) => r.status === 'fail')).toHaveLength(1);
 	});
 
+	it('a mailbox outside Allowed Mailboxes is refused before anything connects', async () => {
+		const app = appOnly(peers);
+		const tokens = peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId });
+		await expect(diagnose(microsoftAppOnlyKind, app.data({ allowedMailboxes: '@fabrikam.example' }), { protocol: 'imap', mailbox: MAILBOX })).rejects.toMatchObject({ code: 'MAILBOX_NOT_ALLOWED' });
+		expect(peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId })).toBe(tokens);
+	});
+
 	it('a protocol the kind does not serve is refused, naming those it does', async () => {
 		const app = appOnly(peers);
 		await expect(diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'graph' })).rejects.toMatchObject({ code: 'PROTOCOL_NOT_SERVED', hint: expect.stringContaining('IMAP, SMTP') });

@@ -119,6 +119,21 @@ describe('Microsoft app-only credential Test button', () => {
 		expect(result.message).toContain(`Add-MailboxPermission -Identity '${MAILBOX}'`);
 	});
 
+	it('an identity platform that takes token requests and never answers: the token step, within 15 s', async () => {
+		const app = appOnly(peers);
+		peers.idp.stallTokenRequests();
+		try {
+			const result = await pressTest('modernAuthMicrosoftAppOnlyApi', app.data());
+			expect(result.status).toBe('Error');
+			expect(result.message).toMatch(/^token \(exchange\) failed: no answer within 6 s\. Fix: /);
+			// both token requests hang their 6 s: the answer comes well inside the 14 s budget
+			expect(result.ms).toBeLessThan(13_000);
+			record({ transport: 'diagnostics', kind: 'fault', name: 'app-only Test button against a stalled token endpoint', survived: true, behaviour: `answered in ${result.ms} ms naming the token step` });
+		} finally {
+			peers.idp.resumeTokenRequests();
+		}
+	}, 30_000);
+
 	it('without a Default Mailbox: tokens only, no mail server asked', async () => {
 		const app = appOnly(peers);
 		const result = await pressTest('modernAuthMicrosoftAppOnlyApi', app.data({ mailbox: '' }));
