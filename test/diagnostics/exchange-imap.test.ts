@@ -64,15 +64,21 @@ describe('IMAP checks of the Microsoft app-only kind against Dovecot and the fak
 
 	it('a role consented a moment ago: the retried permission check asks for a fresh token until it carries IMAP.AccessAsApp', async () => {
 		const app = appOnly(peers, { roles: ['Application.Read.All'] });
-		// admin consent lands while the check is retrying: later tokens carry the role
-		const consent = setTimeout(() => peers.idp.findApp({ tenant: TENANT, clientId: app.clientId }).appRoles.push('IMAP.AccessAsApp'), 300);
+		// admin consent lands once the first Exchange token was issued (without the role): only later tokens carry it
+		const exchangeTokens = () => peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId, scope: 'https://outlook.office365.com/.default' });
+		const consent = setInterval(() => {
+			if (exchangeTokens() < 1) return;
+			peers.idp.findApp({ tenant: TENANT, clientId: app.clientId }).appRoles.push('IMAP.AccessAsApp');
+			clearInterval(consent);
+		}, 10);
 		try {
 			const { at } = await diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'imap', propagationRetry: { maxMs: 5_000, firstDelayMs: 200, maxDelayMs: 400 } });
 			expect(at('permission')).toMatchObject({ status: 'warn', code: 'PROPAGATION_DELAY', detail: expect.stringMatching(/^IMAP\.AccessAsApp is in the token .*passed on try [2-9]/) });
 			expect(at('login').status).toBe('pass');
 			expect(at('read').status).toBe('pass');
+			expect(exchangeTokens()).toBeGreaterThan(1);
 		} finally {
-			clearTimeout(consent);
+			clearInterval(consent);
 		}
 	});
 
