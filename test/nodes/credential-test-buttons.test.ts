@@ -62,6 +62,8 @@ describe('IMAP credential Test button', () => {
 		expect(result.status).toBe('Error');
 		expect(result.message).toMatch(/^login \(imap\) failed: IMAP sign-in refused .*AUTHENTICATE failed.*Fix: Check user name and password/);
 		expect(result.message).not.toContain('wrong-imap-password');
+		// Dovecot's reply ends in a full stop: one before the fix, not two
+		expect(result.message).toMatch(/Authentication failed\. Fix: /);
 	});
 });
 
