@@ -1,5 +1,5 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
-import type { Check, DiagnoseOptions } from '../diagnostics/checks';
+import type { Check, CheckResult, DiagnoseOptions } from '../diagnostics/checks';
 import { imapLoginCheck, imapReadCheck } from '../diagnostics/imap-login';
 import type { LoginContext } from '../diagnostics/login-context';
 import { mailboxAccessCheck, permissionCheck, tokenCheck, wrongAccountHint, type TokenFindings } from '../diagnostics/microsoft-token';
@@ -141,6 +141,15 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 	return checks;
 }
 
+const NOT_SET_UP = 'the Exchange token carries no ';
+
+/** What a passing Test button did not test (a protocol the token has no permission for), as one sentence; '' when it tested all. */
+export function notTestedNote(results: CheckResult[]): string {
+	// the stage's first check says why; those after it were skipped for needing it
+	const reasons = new Set(results.filter((r) => r.status === 'skipped' && r.detail.startsWith(`skipped: ${NOT_SET_UP}`)).map((r) => r.detail.slice('skipped: '.length)));
+	return [...reasons].map((reason) => ` Not tested: ${/for (\w+)$/.exec(reason)?.[1] ?? 'one protocol'} (${reason}).`).join('');
+}
+
 /** A token request in a Test button: two that hang must still leave the answer well inside 15 s. */
 export const TEST_BUTTON_TOKEN_TIMEOUT_MS = 6_000;
 
@@ -162,7 +171,7 @@ export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check
 			const permission = PERMISSION[setup.flavour][protocol];
 			const unused = () => {
 				if (!run.findings.claims) return 'no Exchange token, so which protocols this credential serves is unknown';
-				if (!granted(run.findings).includes(permission)) return `the Exchange token carries no ${permission}, so this credential is not set up for ${protocol.toUpperCase()}`;
+				if (!granted(run.findings).includes(permission)) return `${NOT_SET_UP}${permission}, so this credential is not set up for ${protocol.toUpperCase()}`;
 				return undefined;
 			};
 			const mail = run.endpoints[protocol];

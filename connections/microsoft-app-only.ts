@@ -4,7 +4,7 @@ import { tokenCheck, type TokenFindings } from '../diagnostics/microsoft-token';
 import { maskIdentifier } from '../model/redact';
 import type { ConnectionKind } from './connection';
 import { identityEndpoint, overEndpoint } from './connection-checks';
-import { exchangeChecks, exchangeTestChecks, TEST_BUTTON_TOKEN_TIMEOUT_MS, type ExchangeCheckSetup } from './exchange-checks';
+import { exchangeChecks, exchangeTestChecks, notTestedNote, TEST_BUTTON_TOKEN_TIMEOUT_MS, type ExchangeCheckSetup } from './exchange-checks';
 import { exchangeConnection } from './microsoft-exchange';
 import { noteOneAudienceRefused, tokenSummary } from './microsoft-graph-token-check';
 import { APP_ONLY_CREDENTIAL, appOnlyTokens, assertMailboxAllowed, readAppOnlyCredential } from './microsoft-credential';
@@ -61,7 +61,7 @@ export const microsoftAppOnlyKind: ConnectionKind = {
 				const results = noteOneAudienceRefused(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: credential.secrets }), cloud);
 				const verdict = testButtonVerdict(results);
 				const app = `app ${maskIdentifier(config.clientId)} in tenant ${maskIdentifier(config.tenantId)}`;
-				return `${tokenSummary(app, cloud, { graph: graphFindings, exchange: findings })} ${verdict}`;
+				return `${tokenSummary(app, cloud, { graph: graphFindings, exchange: findings })} ${verdict}${notTestedNote(results)}`;
 			},
 		};
 	},

@@ -153,6 +153,14 @@ describe('Microsoft delegated credential: the staged test (n8n shows no Test but
 		for (const secret of ann.secrets) expect(result.message).not.toContain(secret);
 	});
 
+	it('a token for IMAP only: IMAP passes, the answer says SMTP was not tested and why', async () => {
+		const ann = await delegated(peers, 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access');
+		const result = await testCredential(microsoftDelegatedKind, ann.data as never);
+		expect(result.status).toBe('OK');
+		expect(result.message).toMatch(/; read: INBOX: \d+ messages, \d+ unread\. Not tested: SMTP \(the Exchange token carries no SMTP\.Send, so this credential is not set up for SMTP\)\.$/);
+		expect(peers.smtp.stats.connections).toBe(0);
+	});
+
 	it('authorized as another account than the Default Mailbox: the login refusal carries the wrong-account fix', async () => {
 		const ann = await delegated(peers, 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access', { mailbox: MAILBOX });
 		const result = await testCredential(microsoftDelegatedKind, ann.data as never);
