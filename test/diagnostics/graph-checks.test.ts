@@ -59,7 +59,7 @@ const openAppOnly = (app: { clientId: string; secret: string }, overrides: Recor
 const openDelegated = async (overrides: Record<string, unknown> = {}) => microsoftDelegatedGraph.open(await delegatedGraphData(peers, delegatedApp, overrides), {});
 
 async function diagnose(connection: Connection, options: Partial<DiagnoseOptions> = {}): Promise<CheckResult[]> {
-	const results = await runChecks(await connection.checks!({ protocol: 'graph', mailbox: '', ...options }), { secrets: connection.secrets });
+	const results = await runChecks(await connection.checks({ protocol: 'graph', mailbox: '', ...options }), { secrets: connection.secrets });
 	// Nothing a run prints may carry a secret or a token.
 	const printed = JSON.stringify(results);
 	for (const secret of [...connection.secrets, ...issuedTokens(peers)]) expect(printed).not.toContain(secret);
@@ -186,6 +186,11 @@ describe('Graph staged checks, app-only', () => {
 		expect(error).toBeInstanceOf(ActionableError);
 		expect(error).toMatchObject({ code: 'GRAPH_ACCESS_DENIED', message: expect.stringMatching(/^login \(graph\) failed: Access to the mailbox was denied/) });
 		expect((error as ActionableError).hint).toContain(`-Identity ${denied.clientId}`);
+	});
+
+	it('a protocol the Graph kinds do not serve is refused when the checks are built', async () => {
+		const connection = await openAppOnly(graphApp());
+		await expect(connection.checks({ protocol: 'imap', mailbox: '' })).rejects.toMatchObject({ code: 'PROTOCOL_NOT_SERVED', message: expect.stringContaining('cannot be tested for IMAP') });
 	});
 
 	it('without a Default Mailbox the Test button checks the token and says what it could not check', async () => {
