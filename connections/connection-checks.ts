@@ -1,9 +1,9 @@
 import { ActionableError } from '../model/actionable-error';
-import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, type CheckResult, type DiagnoseOptions, type Protocol } from '../diagnostics/checks';
+import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, type DiagnoseOptions, type Protocol } from '../diagnostics/checks';
 import { withRelease } from '../diagnostics/login-context';
 import { reachCheck } from '../diagnostics/network';
 import { roundTripCheck, type RoundTripParams } from '../diagnostics/round-trip';
-import { tlsCheck } from '../diagnostics/tls-probe';
+import { tlsCheck, type TlsMode } from '../diagnostics/tls-probe';
 import type { MailReader, MailSender } from '../transports/contracts';
 import type { ConnectionKind } from './connection';
 
@@ -17,8 +17,6 @@ export function servedProtocol(kind: Pick<ConnectionKind, 'displayName' | 'proto
 		`Choose one of the protocols this credential serves: ${kind.protocols.map((p) => p.toUpperCase()).join(', ')}`,
 	);
 }
-
-export type TlsMode = 'tls' | 'starttls-smtp' | 'starttls-imap' | 'none';
 
 export interface Endpoint {
 	host: string;
@@ -39,14 +37,12 @@ export function identityEndpoint(authorityHost: string, ca?: string): Endpoint {
 
 export const reachOf = (endpoint: Endpoint): Check => reachCheck(endpoint.host, endpoint.port, { role: endpoint.role });
 
-/** TLS of an endpoint; it needs that endpoint's reach. */
-export function tlsOf(endpoint: Endpoint): Check {
-	const check = tlsCheck({ host: endpoint.host, port: endpoint.port, mode: endpoint.mode, role: endpoint.role, ca: endpoint.ca || undefined, rejectUnauthorized: endpoint.rejectUnauthorized });
-	return { ...check, needs: [...new Set([...(check.needs ?? []), `reach:${targetOf(endpoint)}`])] };
-}
+/** TLS of an endpoint (it needs that endpoint's reach); no encryption is a warning. */
+export const tlsOf = (endpoint: Endpoint): Check =>
+	tlsCheck({ host: endpoint.host, port: endpoint.port, mode: endpoint.mode, role: endpoint.role, ca: endpoint.ca || undefined, rejectUnauthorized: endpoint.rejectUnauthorized });
 
-/** `needs` that a check talking to the endpoint has: its TLS (or its reach when there is no TLS). */
-export const overEndpoint = (endpoint: Endpoint) => [`${endpoint.mode === 'none' ? 'reach' : 'tls'}:${targetOf(endpoint)}`];
+/** `needs` of a check talking to the endpoint: its TLS check (a warning for no encryption counts as passed). */
+export const overEndpoint = (endpoint: Endpoint) => [`tls:${targetOf(endpoint)}`];
 
 /** Repeats the propagation-prone refusals when the caller asked for it. */
 export const retried = (check: Check, options: DiagnoseOptions): Check => withPropagationRetry(check, options.propagationRetry);
@@ -81,8 +77,6 @@ export const notOffered = (step: Check['step'], target: string, why: string): Ch
 	target,
 	run: async () => ({ status: 'skipped', detail: `skipped: ${why}` }),
 });
-
-export const failedFirst = (results: CheckResult[]) => results.find((r) => r.status === 'fail');
 
 /** The round trip over a sender (and reader) made for it and closed after, also when the run gives up on it. */
 export function roundTripOver(open: () => { sender: MailSender; reader?: MailReader }, params: Omit<RoundTripParams, 'sender' | 'reader'>, needs: string[]): Check {

@@ -75,7 +75,7 @@ export interface Connection {
 	 * permission, mailbox access, login, read, optional round trip. Builds them only; the
 	 * caller runs them with `runChecks`. A protocol the kind does not serve is an error.
 	 */
-	checks?(options: DiagnoseOptions): Promise<Check[]>;
+	checks(options: DiagnoseOptions): Promise<Check[]>;
 	/** The credential's Test button: resolves with a one-line success message or throws an ActionableError. */
 	test(): Promise<string>;
 }

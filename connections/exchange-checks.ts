@@ -1,5 +1,5 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
-import type { Check, DiagnoseOptions } from '../diagnostics/checks';
+import type { Check, CheckResult, DiagnoseOptions } from '../diagnostics/checks';
 import { imapLoginCheck, imapReadCheck } from '../diagnostics/imap-login';
 import type { LoginContext } from '../diagnostics/login-context';
 import { mailboxAccessCheck, permissionCheck, tokenCheck, wrongAccountHint, type TokenFindings } from '../diagnostics/microsoft-token';
@@ -40,8 +40,8 @@ function prepare(setup: ExchangeCheckSetup, mailbox: string) {
 	const ca = credential.caCertificate || undefined;
 	const identity = identityEndpoint(credential.cloud.authorityHost, ca);
 	const endpoints: Record<ExchangeProtocol, Endpoint> = {
-		smtp: { host: credential.smtpHost, port: credential.smtpPort, mode: 'starttls-smtp', role: 'SMTP server', ca, rejectUnauthorized: true },
-		imap: { host: credential.imapHost, port: credential.imapPort, mode: 'tls', role: 'IMAP server', ca, rejectUnauthorized: true },
+		smtp: { host: credential.smtpHost, port: credential.smtpPort, mode: 'starttls-smtp', role: 'SMTP', ca, rejectUnauthorized: true },
+		imap: { host: credential.imapHost, port: credential.imapPort, mode: 'tls', role: 'IMAP', ca, rejectUnauthorized: true },
 	};
 	const findings: TokenFindings = {};
 	const context: LoginContext = {};
@@ -61,6 +61,21 @@ function prepare(setup: ExchangeCheckSetup, mailbox: string) {
 
 type Prepared = ReturnType<typeof prepare>;
 
+/**
+ * A permission added minutes ago shows only in a token issued after it: each repeat of the
+ * permission check (propagation retry) first asks for a fresh token, then reads it again.
+ */
+function withFreshTokenOnRetry(permission: Check, token: Check): Check {
+	let tries = 0;
+	return {
+		...permission,
+		async run(signal) {
+			if (tries++ > 0) await token.run(signal);
+			return await permission.run(signal);
+		},
+	};
+}
+
 /** permission, login and (IMAP) read of one protocol; the propagation retry wraps each. */
 function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: ExchangeProtocol, options: Pick<DiagnoseOptions, 'propagationRetry'>): Check[] {
 	const endpoint = run.endpoints[protocol];
@@ -68,7 +83,7 @@ function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: Excha
 	const loginNeeds = [...overEndpoint(endpoint), 'token:exchange'];
 	const retry = (check: Check) => retried(check, { protocol, mailbox: run.values.mailbox, propagationRetry: options.propagationRetry });
 	const permission = permissionCheck({ protocol, flavour: setup.flavour, findings: run.findings, clientId: setup.clientId, mailbox: run.values.mailbox });
-	const steps = [retry({ ...permission, needs: permission.needs ?? ['token:exchange'] })];
+	const steps = [retry(withFreshTokenOnRetry(permission, run.token()))];
 	if (protocol === 'smtp') {
 		steps.push(retry(smtpLoginCheck({ ...probe, needs: loginNeeds, sender: run.sender })));
 	} else {
@@ -82,15 +97,24 @@ function protocolSteps(setup: ExchangeCheckSetup, run: Prepared, protocol: Excha
  * token check to say why; without `required` (the Test button) no mailbox means no mail stage.
  */
 async function mailboxOf(setup: ExchangeCheckSetup, requested: string, required: boolean): Promise<string> {
+	let timer: NodeJS.Timeout | undefined;
+	// Finding the signed-in account may refresh the token: bounded, so a stalled identity platform cannot hold the run before its budget starts.
+	const slow = new Promise<string>((_, reject) => {
+		timer = setTimeout(() => reject(new Error('the signed-in account could not be found in time')), MAILBOX_LOOKUP_MS);
+	});
 	try {
-		return await setup.mailboxFor(requested);
+		return await Promise.race([setup.mailboxFor(requested), slow]);
 	} catch (error) {
 		const code = (error as { code?: string }).code;
 		if (code === 'MAILBOX_NOT_ALLOWED') throw error;
 		if (setup.flavour === 'delegated' || (!required && code === 'MAILBOX_REQUIRED')) return '';
 		throw error;
+	} finally {
+		clearTimeout(timer);
 	}
 }
+
+const MAILBOX_LOOKUP_MS = 4_000;
 
 /**
  * The Test Connection node's checks for one protocol: reach (identity platform, mail host),
@@ -117,6 +141,18 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 	return checks;
 }
 
+const NOT_SET_UP = 'the Exchange token carries no ';
+
+/** What a passing Test button did not test (a protocol the token has no permission for), as one sentence; '' when it tested all. */
+export function notTestedNote(results: CheckResult[]): string {
+	// the stage's first check says why; those after it were skipped for needing it
+	const reasons = new Set(results.filter((r) => r.status === 'skipped' && r.detail.startsWith(`skipped: ${NOT_SET_UP}`)).map((r) => r.detail.slice('skipped: '.length)));
+	return [...reasons].map((reason) => ` Not tested: ${/for (\w+)$/.exec(reason)?.[1] ?? 'one protocol'} (${reason}).`).join('');
+}
+
+/** A token request in a Test button: two that hang must still leave the answer well inside 15 s. */
+export const TEST_BUTTON_TOKEN_TIMEOUT_MS = 6_000;
+
 /**
  * The credential's Test button: the identity platform, the Exchange token, and then, for
  * each protocol whose permission the token carries (and a mailbox to open), its mail host,
@@ -125,7 +161,7 @@ export async function exchangeChecks(setup: ExchangeCheckSetup, options: Diagnos
 export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check[] = []): Promise<{ checks: Check[]; findings: TokenFindings }> {
 	const mailbox = await mailboxOf(setup, '', false);
 	const run = prepare(setup, mailbox);
-	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity), run.token(), ...extra];
+	const checks: Check[] = [reachOf(run.identity), tlsOf(run.identity), { ...run.token(), timeoutMs: TEST_BUTTON_TOKEN_TIMEOUT_MS }, ...extra];
 	// After the tokens: the secret's expiry is read from Graph with the token just acquired (one fresh token per audience).
 	if (setup.credentialCheck) checks.push(setup.credentialCheck());
 	if (setup.flavour === 'delegated') checks.push(run.mailboxAccess());
@@ -135,7 +171,7 @@ export async function exchangeTestChecks(setup: ExchangeCheckSetup, extra: Check
 			const permission = PERMISSION[setup.flavour][protocol];
 			const unused = () => {
 				if (!run.findings.claims) return 'no Exchange token, so which protocols this credential serves is unknown';
-				if (!granted(run.findings).includes(permission)) return `the Exchange token carries no ${permission}, so this credential is not set up for ${protocol.toUpperCase()}`;
+				if (!granted(run.findings).includes(permission)) return `${NOT_SET_UP}${permission}, so this credential is not set up for ${protocol.toUpperCase()}`;
 				return undefined;
 			};
 			const mail = run.endpoints[protocol];

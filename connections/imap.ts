@@ -51,7 +51,7 @@ export const imapKind: ConnectionKind = {
 			host: credential.host,
 			port: credential.port,
 			mode: credential.security === 'starttls' ? 'starttls-imap' : credential.security,
-			role: 'IMAP server',
+			role: 'IMAP',
 			ca: credential.caCertificate || undefined,
 			rejectUnauthorized: !credential.ignoreCertificateErrors,
 		};
@@ -59,8 +59,7 @@ export const imapKind: ConnectionKind = {
 		const checks = (options: DiagnoseOptions): Check[] => {
 			servedProtocol(imapKind, options);
 			const probe: ImapProbeOptions = { server: targetOf(server), signIn: 'password', values: { clientId: '', mailbox: credential.user }, reader };
-			const list: Check[] = [reachOf(server)];
-			if (server.mode !== 'none') list.push(tlsOf(server));
+			const list: Check[] = [reachOf(server), tlsOf(server)];
 			list.push(retried(imapLoginCheck({ ...probe, needs: overEndpoint(server) }), options), retried(imapReadCheck(probe), options));
 			if (options.roundTrip) list.push(notOffered('round-trip', options.roundTrip.to, 'the IMAP credential cannot send; test the round trip with the SMTP or a Microsoft credential'));
 			return list;

@@ -4,7 +4,7 @@ import { tokenCheck, type TokenFindings } from '../diagnostics/microsoft-token';
 import { maskIdentifier } from '../model/redact';
 import type { ConnectionKind } from './connection';
 import { identityEndpoint, overEndpoint } from './connection-checks';
-import { exchangeChecks, exchangeTestChecks, type ExchangeCheckSetup } from './exchange-checks';
+import { exchangeChecks, exchangeTestChecks, notTestedNote, TEST_BUTTON_TOKEN_TIMEOUT_MS, type ExchangeCheckSetup } from './exchange-checks';
 import { exchangeConnection } from './microsoft-exchange';
 import { noteOneAudienceRefused, tokenSummary } from './microsoft-graph-token-check';
 import { APP_ONLY_CREDENTIAL, appOnlyTokens, assertMailboxAllowed, readAppOnlyCredential } from './microsoft-credential';
@@ -54,12 +54,14 @@ export const microsoftAppOnlyKind: ConnectionKind = {
 				if (credential.mailbox) assertMailboxAllowed(credential, credential.mailbox, 'Default Mailbox');
 				const graphFindings: TokenFindings = {};
 				const graphToken = tokenCheck({ tokens, audience: 'graph', authorityHost: cloud.authorityHost, tenantId: config.tenantId, findings: graphFindings });
-				const extra: Check[] = [{ ...graphToken, needs: [...new Set([...(graphToken.needs ?? []), ...overEndpoint(identityEndpoint(cloud.authorityHost, ca))])] }];
-				const { checks, findings } = await exchangeTestChecks(setup, extra);
+				const extra: Check[] = [{ ...graphToken, timeoutMs: TEST_BUTTON_TOKEN_TIMEOUT_MS, needs: [...new Set([...(graphToken.needs ?? []), ...overEndpoint(identityEndpoint(cloud.authorityHost, ca))])] }];
+				// Here the secret's expiry is read with the Graph token just checked: not tried when that was refused
+				const readsGraph = { ...setup, credentialCheck: () => ({ ...setup.credentialCheck!(), ...(config.certificate ? {} : { needs: ['token:graph'] }) }) };
+				const { checks, findings } = await exchangeTestChecks(readsGraph, extra);
 				const results = noteOneAudienceRefused(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: credential.secrets }), cloud);
 				const verdict = testButtonVerdict(results);
 				const app = `app ${maskIdentifier(config.clientId)} in tenant ${maskIdentifier(config.tenantId)}`;
-				return `${tokenSummary(app, cloud, { graph: graphFindings, exchange: findings })} ${verdict}`;
+				return `${tokenSummary(app, cloud, { graph: graphFindings, exchange: findings })} ${verdict}${notTestedNote(results)}`;
 			},
 		};
 	},

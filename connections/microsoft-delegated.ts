@@ -2,7 +2,7 @@ import type { TokenProvider } from '../auth/app-only-token-provider';
 import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS } from '../diagnostics/checks';
 import type { ConnectionKind } from './connection';
 import { text } from './credential-fields';
-import { exchangeChecks, exchangeTestChecks, type ExchangeCheckSetup } from './exchange-checks';
+import { exchangeChecks, exchangeTestChecks, notTestedNote, type ExchangeCheckSetup } from './exchange-checks';
 import { exchangeConnection } from './microsoft-exchange';
 import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
 
@@ -48,7 +48,8 @@ export const microsoftDelegatedKind: ConnectionKind = {
 			 */
 			async test() {
 				const { checks } = await exchangeTestChecks(setup);
-				return testButtonVerdict(await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: credential.secrets }));
+				const results = await runChecks(checks, { budgetMs: TEST_BUTTON_BUDGET_MS, secrets: credential.secrets });
+				return `${testButtonVerdict(results)}${notTestedNote(results)}`;
 			},
 		};
 	},

@@ -62,7 +62,7 @@ export function exchangeConnection(
 	tokens: TokenProvider,
 	flavour: 'app-only' | 'delegated',
 	signedInUser?: () => Promise<string>,
-): Omit<Connection, 'test'> {
+): Omit<Connection, 'test' | 'checks'> {
 	let signedIn: Promise<string> | undefined;
 	const resolve = async (requested: string) => {
 		let mailbox = (requested.trim() || credential.mailbox).trim();

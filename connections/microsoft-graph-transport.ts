@@ -3,9 +3,8 @@ import { outcomeOfError, runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS, wi
 import { certificateExpiryCheck, secretExpiryCheck } from '../diagnostics/credential-expiry';
 import { graphLoginCheck, graphReadCheck, GRAPH_INBOX, type GraphLoginContext } from '../diagnostics/graph-login';
 import { mailboxAccessCheck, permissionCheck, tokenCheck, type Flavour, type TokenFindings } from '../diagnostics/microsoft-token';
-import { reachCheck } from '../diagnostics/network';
+import { withRelease } from '../diagnostics/login-context';
 import { roundTripCheck, roundTripTimeoutMs } from '../diagnostics/round-trip';
-import { tlsCheck } from '../diagnostics/tls-probe';
 import { ActionableError } from '../model/actionable-error';
 import { createGraphClient, type GraphClientOptions } from '../transports/graph/graph-client';
 import { GraphReader } from '../transports/graph/graph-reader';
@@ -13,6 +12,7 @@ import { GraphSender } from '../transports/graph/graph-sender';
 import { isValidMailbox } from '../transports/graph/mailbox-path';
 import type { TlsTrust } from '../transports/tls-options';
 import type { Connection, SenderTuning, SendIdentity } from './connection';
+import { identityEndpoint, overEndpoint, reachOf, targetOf, tlsOf, type Endpoint } from './connection-checks';
 import { assertMailboxAllowed } from './microsoft-credential';
 
 /**
@@ -125,20 +125,13 @@ export function graphConnection(access: GraphAccess): Connection {
 /** Graph requests of a check: few retries and a short idle time-out, so a check answers inside its own time. */
 const CHECK_REQUESTS: Partial<GraphClientOptions> = { retry: { attempts: 2, firstBackoffMs: 200, maxBackoffMs: 1_000 }, timeoutMs: 8_000 };
 
-function hostPort(url: string): { host: string; port: number; target: string } {
-	const parsed = new URL(url);
-	const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-	const port = Number(parsed.port) || 443;
-	return { host, port, target: `${host}:${port}` };
-}
-
 /**
  * The staged checks for Graph: reach and TLS of the identity platform and the Graph host, the
  * credential's expiry (app-only), the Graph token and its permission, whose account signed in
  * (delegated), the first mailbox call, the Inbox counts and, when asked, a round trip.
  */
 async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailboxFor: (requested: string, field?: string) => Promise<string>): Promise<Check[]> {
-	if (options.protocol !== 'graph') {
+	if (options.protocol && options.protocol !== 'graph') {
 		throw new ActionableError(
 			`This credential connects through Microsoft Graph; it cannot be tested for ${options.protocol.toUpperCase()}`,
 			'PROTOCOL_NOT_SERVED',
@@ -146,8 +139,11 @@ async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailbo
 		);
 	}
 	const d = access.diagnostics;
-	const identity = hostPort(d.authorityHost);
-	const graph = hostPort(access.graphHost);
+	// MSAL reaches the identity platform with Node's own trust store, not the credential's CA.
+	const identity = identityEndpoint(d.authorityHost);
+	// The Graph host is an https endpoint like the identity platform's, trusted as the transports trust it.
+	const graph: Endpoint = { ...identityEndpoint(access.graphHost), role: 'Graph', ca: caText(access.trust), rejectUnauthorized: access.trust.rejectUnauthorized !== false };
+	const sameHost = targetOf(graph) === targetOf(identity);
 	const findings: TokenFindings = {};
 	const retry = options.propagationRetry;
 
@@ -176,18 +172,17 @@ async function graphChecks(access: GraphAccess, options: DiagnoseOptions, mailbo
 
 	const token = tokenCheck({ tokens: d.tokens ?? access.tokens, audience: 'graph', authorityHost: d.authorityHost, tenantId: d.tenantId, findings });
 	const checks: Check[] = [
-		reachCheck(identity.host, identity.port, { role: 'identity platform' }),
-		...(graph.target === identity.target ? [] : [reachCheck(graph.host, graph.port, { role: 'Graph' })]),
-		tlsCheck({ host: graph.host, port: graph.port, mode: 'tls', role: 'Graph', ca: caText(access.trust), rejectUnauthorized: access.trust.rejectUnauthorized !== false }),
-		// MSAL reaches the identity platform with Node's own trust store, not the credential's CA.
-		...(graph.target === identity.target ? [] : [tlsCheck({ host: identity.host, port: identity.port, mode: 'tls', role: 'identity platform', rejectUnauthorized: true })]),
+		reachOf(identity),
+		...(sameHost ? [] : [reachOf(graph)]),
+		tlsOf(graph),
+		...(sameHost ? [] : [tlsOf(identity)]),
 		...certificateChecks(access),
-		{ ...token, needs: [`tls:${identity.target}`] },
+		{ ...token, needs: overEndpoint(identity) },
 		// After the token: it reads the app registration with that token (and a failed token is reported once, by its own stage).
-		...secretChecks(access, graph.target),
+		...secretChecks(access, graph),
 		withPropagationRetry(refreshingToken(permissionCheck({ protocol: 'graph', flavour: d.flavour, findings, clientId: d.clientId, mailbox: shown }), token), retry),
 		...(d.flavour === 'delegated' ? [mailboxAccessCheck({ mailbox: shown, findings })] : []),
-		withPropagationRetry(withMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', `tls:${graph.target}`] }), retry),
+		withPropagationRetry(withMailbox({ ...graphLoginCheck(ctx), needs: ['token:graph', ...overEndpoint(graph)] }), retry),
 		withPropagationRetry(withMailbox(graphReadCheck(ctx, GRAPH_INBOX), 'skipped: no mailbox to read'), retry),
 	];
 	if (options.roundTrip) checks.push(withMailbox(graphRoundTrip(access, shown, options.roundTrip), 'skipped: no mailbox to send from'));
@@ -207,11 +202,11 @@ function certificateChecks(access: GraphAccess): Check[] {
 }
 
 /** App-only with a client secret: its end date, from the app registration (when the app may read it). */
-function secretChecks(access: GraphAccess, graphTarget: string): Check[] {
+function secretChecks(access: GraphAccess, graph: Endpoint): Check[] {
 	const d = access.diagnostics;
 	if (d.flavour !== 'app-only' || d.certificatePem || !d.clientSecret) return [];
 	const secret = secretExpiryCheck({ graphHost: access.graphHost, clientId: d.clientId, clientSecret: d.clientSecret, tokens: access.tokens, ca: caText(access.trust) });
-	return [informational({ ...secret, needs: ['token:graph', `tls:${graphTarget}`] }, SECRET_LOOKUP_MS, "the secret's expiry is unknown")];
+	return [informational({ ...secret, needs: ['token:graph', ...overEndpoint(graph)] }, SECRET_LOOKUP_MS, "the secret's expiry is unknown")];
 }
 
 /** The secret's end date is extra information: a slow answer must not eat the Test button's 14 s. */
@@ -262,11 +257,8 @@ function graphRoundTrip(access: GraphAccess, mailbox: string, roundTrip: { to: s
 			const fromAddress = mailbox || (await access.signedInUser?.()) || '';
 			const sender = new GraphSender(endpointOf(access, mailbox));
 			const reader = new GraphReader(createGraphClient(endpointOf(access, mailbox)));
-			try {
-				return await roundTripCheck({ sender, fromAddress, to: roundTrip.to, reader, folder: GRAPH_INBOX, timeoutMs: roundTrip.timeoutMs }).run(signal);
-			} finally {
-				await Promise.all([sender.close(), reader.close()]);
-			}
+			const release = async () => void (await Promise.all([sender.close(), reader.close()]));
+			return await withRelease(signal, release, () => roundTripCheck({ sender, fromAddress, to: roundTrip.to, reader, folder: GRAPH_INBOX, timeoutMs: roundTrip.timeoutMs }).run(signal));
 		},
 	};
 }

@@ -79,12 +79,11 @@ function smtpChecks(credential: SmtpCredential, identity: SendIdentity, options:
 		host: credential.host,
 		port: credential.port,
 		mode: TLS_MODE[credential.security],
-		role: 'SMTP server',
+		role: 'SMTP',
 		ca: credential.caCertificate || undefined,
 		rejectUnauthorized: !credential.ignoreCertificateErrors,
 	};
-	const checks: Check[] = [reachOf(server)];
-	if (server.mode !== 'none') checks.push(tlsOf(server));
+	const checks: Check[] = [reachOf(server), tlsOf(server)];
 	checks.push(
 		retried(
 			smtpLoginCheck({

@@ -2,6 +2,7 @@ import { maskIdentifier } from '../model/redact';
 import type { MailReader } from '../transports/contracts';
 import { outcomeOfError, type Check, type CheckOutcome } from './checks';
 import { adminConsentHint, graphRbacHint, mailboxNotRestHint } from './exchange-hints';
+import { withRelease } from './login-context';
 import { wrongAccountHint, type Flavour, type TokenFindings } from './microsoft-token';
 
 /**
@@ -32,8 +33,8 @@ export function graphLoginCheck(ctx: GraphLoginContext): Check {
 		step: 'login',
 		target: 'graph',
 		needs: ['token:graph'],
-		run: () =>
-			withReader(ctx, async (reader) => {
+		run: (signal) =>
+			withReader(ctx, signal, async (reader) => {
 				await reader.verify();
 				return { status: 'pass', detail: `Graph accepted the token and opened the mailbox of ${who(ctx)}` };
 			}),
@@ -45,8 +46,8 @@ export function graphReadCheck(ctx: GraphLoginContext, folder = GRAPH_INBOX): Ch
 		step: 'read',
 		target: folder,
 		needs: ['login:graph'],
-		run: () =>
-			withReader(ctx, async (reader) => {
+		run: (signal) =>
+			withReader(ctx, signal, async (reader) => {
 				if (!reader.status) return { status: 'skipped', detail: 'skipped: this reader cannot count a folder' };
 				const status = await reader.status(folder);
 				const unread = status.unread === undefined ? '' : `, ${status.unread} unread`;
@@ -59,15 +60,10 @@ export function graphReadCheck(ctx: GraphLoginContext, folder = GRAPH_INBOX): Ch
 	};
 }
 
-async function withReader(ctx: GraphLoginContext, use: (reader: MailReader) => Promise<CheckOutcome>): Promise<CheckOutcome> {
+/** A reader for one check, closed after it, also when the runner gives up on the check. */
+async function withReader(ctx: GraphLoginContext, signal: AbortSignal, use: (reader: MailReader) => Promise<CheckOutcome>): Promise<CheckOutcome> {
 	const reader = ctx.openReader();
-	try {
-		return await use(reader);
-	} catch (error) {
-		return graphRefusal(error, ctx);
-	} finally {
-		await reader.close();
-	}
+	return await withRelease(signal, () => reader.close(), () => use(reader).catch((error: unknown) => graphRefusal(error, ctx)));
 }
 
 /** A failed Graph call as an outcome whose hint names the fix with the user's values. */

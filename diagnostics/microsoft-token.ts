@@ -82,7 +82,9 @@ export function tokenCheck(params: { tokens: TokenProvider; audience: TokenAudie
 				({ token, expiresAt } = await tokens.getToken(audience, { forceRefresh: true }));
 			} catch (error) {
 				if (!(error instanceof ActionableError)) throw error;
-				return { status: 'fail', detail: maskGuids(`${error.message} (tenant ${where.tenant} at ${authorityHost})`), hint: error.hint, code: error.code, facts: where };
+				// MSAL reports an unknown tenant (AADSTS90002 at discovery) without naming it: say which was asked for
+				const hint = error.code === 'TENANT_OR_CLOUD' ? `Tenant ID ${where.tenant} was asked for at ${authorityHost}. ${error.hint}` : error.hint;
+				return { status: 'fail', detail: maskGuids(`${error.message} (tenant ${where.tenant} at ${authorityHost})`), hint, code: error.code, facts: where };
 			}
 			findings.expiresAt = expiresAt;
 			const minutes = Math.round((expiresAt.getTime() - Date.now()) / 60_000);
@@ -115,7 +117,7 @@ export function tokenCheck(params: { tokens: TokenProvider; audience: TokenAudie
 
 export type Flavour = 'app-only' | 'delegated';
 
-interface PermissionNeed {
+export interface PermissionNeed {
 	audience: TokenAudience;
 	anyOf: string[];
 	label: string;
@@ -167,6 +169,15 @@ function graphPermissionSummary(granted: string[]): { text: string; facts: Recor
 	};
 }
 
+/** SMTP / EWS app-only granted in Exchange (RBAC for Applications role) instead of a role in the token. */
+function exchangeRbacHint({ clientId, mailbox }: { clientId: string; mailbox: string }, role: 'SMTP.SendAsApp' | 'EWS.AccessAsApp'): string {
+	return (
+		`Or, if the tenant grants it with RBAC for Applications (then the role is not in the token), check the assignment in Exchange Online PowerShell: ` +
+		`New-ManagementRoleAssignment -App <Enterprise Application object id> -Role 'Application ${role}' (optionally -CustomResourceScope <management scope holding ${mailbox}>); ` +
+		`Test-ServicePrincipalAuthorization -Identity ${clientId} -Resource '${mailbox.replace(/'/g, "''")}'`
+	);
+}
+
 /** Whether the token from the token check carries the permission the protocol needs. */
 export function permissionCheck(params: { protocol: Protocol; flavour: Flavour; findings: TokenFindings; clientId: string; mailbox: string }): Check {
 	const { protocol, flavour, findings, clientId, mailbox } = params;
@@ -202,7 +213,7 @@ export function permissionCheck(params: { protocol: Protocol; flavour: Flavour; 
 			const consent = adminConsentHint(values, need.label);
 			if (protocol === 'imap') return { status: 'fail', detail: missing, hint: consent, code: 'PERMISSION_MISSING', facts };
 			// RBAC for Applications grants SMTP / Graph / EWS access in Exchange without a role in the token
-			const rbac = protocol === 'graph' ? graphRbacHint(values, 'Mail.ReadWrite') : `an Exchange role assignment for the app (RBAC for Applications) can grant it without the role in the token`;
+			const rbac = protocol === 'graph' ? graphRbacHint(values, 'Mail.ReadWrite') : exchangeRbacHint(values, protocol === 'smtp' ? 'SMTP.SendAsApp' : 'EWS.AccessAsApp');
 			return {
 				status: 'warn',
 				detail: `${missing}: this can still work through RBAC for Applications (an Exchange-side role assignment); the ${protocol === 'graph' ? 'read' : 'login'} check decides`,

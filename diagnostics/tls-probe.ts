@@ -122,7 +122,9 @@ class Probe {
 	/** Plain greeting, STARTTLS, then the handshake on the same socket. */
 	async startTls(): Promise<tls.TLSSocket> {
 		const family: Family = this.endpoint.mode === 'starttls-imap' ? 'imap' : 'smtp';
-		const socket = await this.connect();
+		const socket = await this.connect().catch((error: unknown) => {
+			throw this.lost(error, 'on connect');
+		});
 		const reader = new LineReader(socket);
 		let greeting: string;
 		try {

@@ -40,7 +40,11 @@ export function sendingParts(connection: Connection): Required<Pick<Connection, 
 	return { identityFor: connection.identityFor.bind(connection), sender: connection.sender.bind(connection) };
 }
 
-/** The Test button of one credential type: open, test, and say what happened (never a secret). */
+/**
+ * The Test button of one credential type: open, run the kind's staged checks (each kind's
+ * `test()` keeps them inside TEST_BUTTON_BUDGET_MS), and say which step failed and its fix
+ * (never a secret).
+ */
 export async function testCredential(kind: ConnectionKind, data: ICredentialDataDecryptedObject): Promise<INodeCredentialTestResult> {
 	let connection: Connection | undefined;
 	try {
@@ -48,7 +52,8 @@ export async function testCredential(kind: ConnectionKind, data: ICredentialData
 		return { status: 'OK', message: await connection.test() };
 	} catch (error) {
 		const { message, hint } = describeItemError(error, connection?.secrets ?? []);
-		return { status: 'Error', message: hint ? `${message}. Fix: ${hint}` : message };
+		// A server's reply often ends in a full stop already: one, not two, before the fix.
+		return { status: 'Error', message: hint ? `${message.replace(/\.+$/, '')}. Fix: ${hint}` : message };
 	}
 }
 

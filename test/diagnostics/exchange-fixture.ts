@@ -1,5 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import nodemailer from 'nodemailer';
 
 import { runChecks, type CheckResult, type DiagnoseOptions } from '../../diagnostics/checks';
@@ -81,10 +85,17 @@ export async function stopPeers(peers?: Partial<Peers>) {
 }
 
 /** An app registration with a secret; `grant` is Exchange's New-ServicePrincipal + Add-MailboxPermission. */
-export function appOnly(peers: Peers, options: { roles?: string[]; grant?: boolean; pendingTries?: number } = {}) {
+export function appOnly(peers: Peers, options: { roles?: string[]; grant?: boolean; pendingTries?: number; certificate?: boolean } = {}) {
 	const clientId = randomUUID();
 	const secret = `secret-${randomUUID()}`;
-	peers.idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }], appRoles: options.roles ?? ['IMAP.AccessAsApp', 'SMTP.SendAsApp', 'Application.Read.All'] });
+	const certificate = options.certificate ? selfSignedAppCertificate() : undefined;
+	peers.idp.addApp({
+		tenant: TENANT,
+		clientId,
+		secrets: [{ value: secret }],
+		certificates: certificate ? [{ pem: certificate.certificatePem }] : [],
+		appRoles: options.roles ?? ['IMAP.AccessAsApp', 'SMTP.SendAsApp', 'Application.Read.All'],
+	});
 	if (options.grant !== false) peers.idp.grantMailbox({ tenant: TENANT, clientId, mailbox: MAILBOX, pendingTries: options.pendingTries ?? 0 });
 	const data = (overrides: CredentialData = {}): CredentialData => ({
 		tenantId: TENANT,
@@ -98,6 +109,7 @@ export function appOnly(peers: Peers, options: { roles?: string[]; grant?: boole
 		imapServer: `${peers.dovecot.host}:${peers.dovecot.tlsPort}`,
 		smtpServer: `${peers.smtp.host}:${peers.smtp.port}`,
 		mailbox: MAILBOX,
+		...(certificate ? { authType: 'certificate', clientSecret: '', ...certificate } : {}),
 		...overrides,
 	});
 	return { clientId, secret, data };
@@ -137,7 +149,7 @@ export async function delegated(peers: Peers, scope: string, overrides: Credenti
 export async function diagnose(kind: ConnectionKind, data: CredentialData, options: Partial<DiagnoseOptions> = {}, hooks: ConnectionHooks = n8nRefresh(data)) {
 	const connection = await kind.open(data, hooks);
 	const started = Date.now();
-	const results = await runChecks(await connection.checks!({ protocol: kind.protocols[0], mailbox: '', ...options }), { secrets: connection.secrets });
+	const results = await runChecks(await connection.checks({ protocol: kind.protocols[0], mailbox: '', ...options }), { secrets: connection.secrets });
 	return { results, durationMs: Date.now() - started, secrets: connection.secrets, at: at(results) };
 }
 
@@ -172,6 +184,15 @@ export const at = (results: CheckResult[]) => (step: string, target?: string) =>
 };
 
 export const statuses = (results: CheckResult[]) => results.map((r) => `${r.step}:${r.status}`);
+
+/** An app's own certificate and key (what an admin uploads to the app registration), valid 90 days. */
+function selfSignedAppCertificate() {
+	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'h3-app-cert-'));
+	execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '90', '-subj', '/CN=n8n diagnostics app'], { cwd: dir, stdio: 'ignore' });
+	const pem = { certificatePem: fs.readFileSync(path.join(dir, 'c.pem'), 'utf8'), privateKeyPem: fs.readFileSync(path.join(dir, 'k.pem'), 'utf8') };
+	fs.rmSync(dir, { recursive: true, force: true });
+	return pem;
+}
 
 /** A TCP port nothing listens on (bound, then closed again). */
 export async function closedPort(): Promise<number> {

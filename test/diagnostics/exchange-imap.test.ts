@@ -1,7 +1,7 @@
 import { imapKind } from '../../connections/imap';
 import { microsoftAppOnlyKind } from '../../connections/microsoft-app-only';
 import { microsoftDelegatedKind } from '../../connections/microsoft-delegated';
-import { appOnly, closedPort, delegated, diagnose, MAILBOX, PASSWORD, PASSWORD_USER, startPeers, statuses, stopPeers, USER, type Peers } from './exchange-fixture';
+import { appOnly, closedPort, delegated, diagnose, MAILBOX, PASSWORD, PASSWORD_USER, startPeers, statuses, stopPeers, TENANT, USER, type Peers } from './exchange-fixture';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { record } = require('../harness/reliability');
@@ -62,6 +62,42 @@ describe('IMAP checks of the Microsoft app-only kind against Dovecot and the fak
 		record({ transport: 'diagnostics', kind: 'fault', name: 'imap app-only: mailbox permission propagating', survived: true, behaviour: `login retried with back-off, then warned: ${login.detail}` });
 	});
 
+	it('a role consented a moment ago: the retried permission check asks for a fresh token until it carries IMAP.AccessAsApp', async () => {
+		const app = appOnly(peers, { roles: ['Application.Read.All'] });
+		// admin consent lands once the first Exchange token was issued (without the role): only later tokens carry it
+		const exchangeTokens = () => peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId, scope: 'https://outlook.office365.com/.default' });
+		const consent = setInterval(() => {
+			if (exchangeTokens() < 1) return;
+			peers.idp.findApp({ tenant: TENANT, clientId: app.clientId }).appRoles.push('IMAP.AccessAsApp');
+			clearInterval(consent);
+		}, 10);
+		try {
+			const { at } = await diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'imap', propagationRetry: { maxMs: 5_000, firstDelayMs: 200, maxDelayMs: 400 } });
+			expect(at('permission')).toMatchObject({ status: 'warn', code: 'PROPAGATION_DELAY', detail: expect.stringMatching(/^IMAP\.AccessAsApp is in the token .*passed on try [2-9]/) });
+			expect(at('login').status).toBe('pass');
+			expect(at('read').status).toBe('pass');
+			expect(exchangeTokens()).toBeGreaterThan(1);
+		} finally {
+			clearInterval(consent);
+		}
+	});
+
+	it('a missing role without the retry option: permission fails with the admin consent path for this app', async () => {
+		const app = appOnly(peers, { roles: ['SMTP.SendAsApp'] });
+		const { at } = await diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'imap' });
+		expect(at('permission')).toMatchObject({ status: 'fail', code: 'PERMISSION_MISSING', hint: expect.stringContaining(`(app ${app.clientId}) > API permissions`) });
+		expect(at('login')).toMatchObject({ status: 'fail', code: 'IMAP_AUTH_FAILED' });
+	});
+
+	it('a certificate credential: the credential step reads the certificate expiry from the credential itself', async () => {
+		const app = appOnly(peers, { certificate: true });
+		const { results, at } = await diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'imap' });
+		expect(at('credential')).toMatchObject({ status: 'pass' });
+		expect(at('credential').detail).toMatch(/certificate/i);
+		expect(results.filter((r) => r.status !== 'pass')).toEqual([]);
+		expect(JSON.stringify(results)).not.toContain('PRIVATE KEY');
+	});
+
 	it('without the retry option the same propagation delay is a plain failure', async () => {
 		const app = appOnly(peers, { pendingTries: 3 });
 		const { at } = await diagnose(microsoftAppOnlyKind, app.data(), { protocol: 'imap' });
@@ -78,6 +114,13 @@ describe('IMAP checks of the Microsoft app-only kind against Dovecot and the fak
 		expect(at('login')).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/did not pass/) });
 		expect(at('read').status).toBe('skipped');
 		expect(results.filter((r) => r.status === 'fail')).toHaveLength(1);
+	});
+
+	it('a mailbox outside Allowed Mailboxes is refused before anything connects', async () => {
+		const app = appOnly(peers);
+		const tokens = peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId });
+		await expect(diagnose(microsoftAppOnlyKind, app.data({ allowedMailboxes: '@fabrikam.example' }), { protocol: 'imap', mailbox: MAILBOX })).rejects.toMatchObject({ code: 'MAILBOX_NOT_ALLOWED' });
+		expect(peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId })).toBe(tokens);
 	});
 
 	it('a protocol the kind does not serve is refused, naming those it does', async () => {

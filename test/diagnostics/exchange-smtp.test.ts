@@ -84,6 +84,14 @@ describe('SMTP checks of the Microsoft kinds (XOAUTH2)', () => {
 		expect(at('login').hint).toMatch(new RegExp(`^SMTP AUTH is switched off.*Set-CASMailbox -Identity '${MAILBOX}' -SmtpClientAuthenticationDisabled \\$false.*Set-TransportConfig`));
 	});
 
+	it("delegated, the account's own mailbox: all pass, nothing sent", async () => {
+		const ann = await delegated(peers, 'https://outlook.office.com/SMTP.Send offline_access');
+		const { results } = await diagnose(microsoftDelegatedKind, ann.data, { protocol: 'smtp' });
+		expect(statuses(results)).toEqual(['reach:pass', 'reach:pass', 'tls:pass', 'tls:pass', 'token:pass', 'permission:pass', 'mailbox-access:pass', 'login:pass']);
+		expect(peers.smtp.stats.authentications).toBe(1);
+		expect(peers.smtp.received).toHaveLength(0);
+	});
+
 	it('delegated, sending as a mailbox the account may not use: mailbox-access warns, the refusal names the wrong account', async () => {
 		const ann = await delegated(peers, 'https://outlook.office.com/SMTP.Send offline_access');
 		const { at } = await diagnose(microsoftDelegatedKind, ann.data, { protocol: 'smtp', mailbox: MAILBOX });

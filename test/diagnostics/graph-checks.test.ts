@@ -59,7 +59,7 @@ const openAppOnly = (app: { clientId: string; secret: string }, overrides: Recor
 const openDelegated = async (overrides: Record<string, unknown> = {}) => microsoftDelegatedGraph.open(await delegatedGraphData(peers, delegatedApp, overrides), {});
 
 async function diagnose(connection: Connection, options: Partial<DiagnoseOptions> = {}): Promise<CheckResult[]> {
-	const results = await runChecks(await connection.checks!({ protocol: 'graph', mailbox: '', ...options }), { secrets: connection.secrets });
+	const results = await runChecks(await connection.checks({ protocol: 'graph', mailbox: '', ...options }), { secrets: connection.secrets });
 	// Nothing a run prints may carry a secret or a token.
 	const printed = JSON.stringify(results);
 	for (const secret of [...connection.secrets, ...issuedTokens(peers)]) expect(printed).not.toContain(secret);
@@ -134,6 +134,21 @@ describe('Graph staged checks, app-only', () => {
 		expect(login.hint).toBe(`${ON_PREMISES} is not an Exchange Online mailbox Graph can open: give the user an Exchange Online licence (or use the mailbox's primary address); on-premises and guest mailboxes are not served by Graph`);
 	});
 
+	it('Graph refusing the token (401 after the one renewal): login fails GRAPH_UNAUTHORIZED and says a fresh token is needed', async () => {
+		const app = graphApp();
+		// The client renews the token once on 401: both answers refuse it.
+		peers.graph.failNext(2, { status: 401, path: /mailFolders\/inbox\/messages$/ });
+		try {
+			const results = await diagnose(await openAppOnly(app));
+			const login = stepOf(results, 'login');
+			expect(login).toMatchObject({ status: 'fail', code: 'GRAPH_UNAUTHORIZED' });
+			expect(login.detail).toMatch(/^Microsoft Graph refused the token: Access token has expired/);
+			expect(login.hint).toMatch(/Mail\.Send \/ Mail\.ReadWrite.*then run the check again \(a token issued before a consent change/);
+		} finally {
+			peers.graph.clearFaults();
+		}
+	});
+
 	it('a grant still propagating: refused twice, then passes; with the retry option a warning naming propagation', async () => {
 		const refused = graphApp({ pendingTries: 2 });
 		const once = await diagnose(await openAppOnly(refused));
@@ -173,10 +188,33 @@ describe('Graph staged checks, app-only', () => {
 		expect((error as ActionableError).hint).toContain(`-Identity ${denied.clientId}`);
 	});
 
+	it('a protocol the Graph kinds do not serve is refused when the checks are built', async () => {
+		const connection = await openAppOnly(graphApp());
+		await expect(connection.checks({ protocol: 'imap', mailbox: '' })).rejects.toMatchObject({ code: 'PROTOCOL_NOT_SERVED', message: expect.stringContaining('cannot be tested for IMAP') });
+	});
+
 	it('without a Default Mailbox the Test button checks the token and says what it could not check', async () => {
 		const app = graphApp();
 		const verdict = await (await openAppOnly(app, { mailbox: '' })).test();
 		expect(verdict).toMatch(/^7 checks passed; permission: .*WARNING login \(graph\): no mailbox to open, so only the token was checked\. Set Default Mailbox/);
+	});
+});
+
+describe('GraphReader.status: the read stage\'s counts', () => {
+	it('counts a well-known or nested folder from its mailFolder resource; an unknown folder names those that exist', async () => {
+		const app = graphApp();
+		const reader = (await openAppOnly(app)).reader!(ROBOT);
+		try {
+			const projects = peers.graph.addFolder(ROBOT, { displayName: 'Projects', parent: 'inbox' });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p1', isRead: true });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p2' });
+			peers.graph.addMessage(ROBOT, { folder: projects.id, subject: 'p3' });
+			expect(await reader.status!('inbox')).toEqual({ path: 'Inbox', ...inboxCounts(ROBOT) });
+			expect(await reader.status!('Inbox/Projects')).toEqual({ path: 'Projects', total: 3, unread: 2 });
+			await expect(reader.status!('Inbox/Nope')).rejects.toMatchObject({ code: 'GRAPH_UNKNOWN_FOLDER', hint: expect.stringContaining('Inbox/Projects') });
+		} finally {
+			await reader.close();
+		}
 	});
 });
 
@@ -232,6 +270,13 @@ describe('Graph staged checks, delegated', () => {
 		expect(total).toBeGreaterThan(0);
 		expect(stepOf(results, 'read').facts).toMatchObject({ total, unread });
 		expect(stepOf(results, 'read').detail).toBe(`Inbox of the signed-in account (****${USER.slice(-4)}): ${total} messages, ${unread} unread`);
+	});
+
+	it('a round trip on /me: sent as the signed-in account, read back from its own Inbox', async () => {
+		const before = peers.graph.deliveries.length;
+		const results = await diagnose(await openDelegated(), { roundTrip: { to: USER, timeoutMs: 5_000 } });
+		expect(stepOf(results, 'round-trip')).toMatchObject({ status: 'pass', target: USER });
+		expect(peers.graph.deliveries.slice(before)).toMatchObject([{ mailbox: USER, from: USER, to: [USER] }]);
 	});
 
 	it('a shared mailbox the account may open: mailbox-access warns, the mailbox is read', async () => {

@@ -2,60 +2,19 @@
  * The reach stage against real sockets: a listening port passes (and is hung up on at once),
  * a closed port is REACH_REFUSED naming the usual ports, a name under .invalid is REACH_DNS.
  */
-import net from 'node:net';
-
 import { runChecks } from '../../diagnostics/checks';
 import { reachCheck } from '../../diagnostics/network';
 import { tlsCheck } from '../../diagnostics/tls-probe';
+import { closeAllServers, closedPort, startSilentServer, until } from './network-peers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { record } = require('../harness/reliability');
 
-/** A TCP server that counts connections and how many are still open. */
-async function startCountingServer() {
-	const open = new Set<net.Socket>();
-	let connections = 0;
-	const server = net.createServer((socket) => {
-		connections++;
-		open.add(socket);
-		socket.on('close', () => open.delete(socket));
-		socket.on('error', () => undefined);
-	});
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	return {
-		port: (server.address() as net.AddressInfo).port,
-		get connections() {
-			return connections;
-		},
-		get open() {
-			return open.size;
-		},
-		close: () =>
-			new Promise<void>((resolve) => {
-				for (const socket of open) socket.destroy();
-				server.close(() => resolve());
-			}),
-	};
-}
-
-/** A port that was just free: nothing listens there. */
-async function closedPort(): Promise<number> {
-	const server = net.createServer();
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const { port } = server.address() as net.AddressInfo;
-	await new Promise<void>((resolve) => server.close(() => resolve()));
-	return port;
-}
-
-const until = async (condition: () => boolean, ms = 2_000) => {
-	const deadline = Date.now() + ms;
-	while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-	return condition();
-};
+afterAll(closeAllServers);
 
 describe('reachCheck', () => {
 	it('passes for a listening port, with the addresses, timings and the address used, and leaves no socket open', async () => {
-		const server = await startCountingServer();
+		const server = await startSilentServer();
 		try {
 			const [result] = await runChecks([reachCheck('127.0.0.1', server.port, { role: 'SMTP' })]);
 			expect(result).toMatchObject({ step: 'reach', target: `127.0.0.1:${server.port}`, status: 'pass' });
@@ -70,7 +29,7 @@ describe('reachCheck', () => {
 	});
 
 	it('resolves a name to all its addresses and connects to one that listens', async () => {
-		const server = await startCountingServer();
+		const server = await startSilentServer();
 		try {
 			const [result] = await runChecks([reachCheck('localhost', server.port, { role: 'IMAP' })]);
 			expect(result.status).toBe('pass');
@@ -110,7 +69,7 @@ describe('reachCheck', () => {
 	});
 
 	it('stops at once when aborted, with no socket left open', async () => {
-		const server = await startCountingServer();
+		const server = await startSilentServer();
 		try {
 			const controller = new AbortController();
 			controller.abort();

@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import { runChecks, type CheckResult } from '../../diagnostics/checks';
 import { reachCheck } from '../../diagnostics/network';
 import { tlsCheck, type TlsEndpoint } from '../../diagnostics/tls-probe';
+import { closeAllServers, listen, startSilentServer, until } from './network-peers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createTestPki, sharedTestPki, issueServerCertificate } = require('../peers/certs');
@@ -34,7 +35,6 @@ let smtpStartTls: Peer;
 let smtpImplicit: Peer;
 let smtpNoStartTls: Peer;
 let dovecot: Awaited<ReturnType<typeof startDovecot>>;
-const cleanups: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
 	processPki = sharedTestPki();
@@ -47,38 +47,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-	await Promise.all([smtpStartTls?.close(), smtpImplicit?.close(), smtpNoStartTls?.close(), dovecot?.stop(), ...cleanups.map((cleanup) => cleanup())]);
+	await Promise.all([smtpStartTls?.close(), smtpImplicit?.close(), smtpNoStartTls?.close(), dovecot?.stop(), closeAllServers()]);
 });
-
-/** A server that counts the connections still open (the probe must close every one). */
-async function listen(server: net.Server): Promise<Peer & { readonly open: number; readonly connections: number }> {
-	const open = new Set<net.Socket>();
-	let connections = 0;
-	server.on(server instanceof tls.Server ? 'secureConnection' : 'connection', (socket: net.Socket) => {
-		connections++;
-		open.add(socket);
-		socket.on('close', () => open.delete(socket));
-		socket.on('error', () => undefined);
-	});
-	server.on('tlsClientError', () => undefined);
-	await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-	const peer = {
-		port: (server.address() as net.AddressInfo).port,
-		get open() {
-			return open.size;
-		},
-		get connections() {
-			return connections;
-		},
-		close: () =>
-			new Promise<void>((resolve) => {
-				for (const socket of open) socket.destroy();
-				server.close(() => resolve());
-			}),
-	};
-	cleanups.push(peer.close);
-	return peer;
-}
 
 /** An implicit-TLS server presenting `cert` (it never says anything: the handshake is all the probe needs). */
 const startTlsServer = (cert: { cert: string; key: string }) => listen(tls.createServer({ cert: cert.cert, key: cert.key }));
@@ -95,26 +65,11 @@ const startImapWithoutStartTls = () =>
 		}),
 	);
 
-/** Accepts TCP and never says a word, nor answers a ClientHello. */
-const startStalledServer = () =>
-	listen(
-		net.createServer((socket) => {
-			// read and drop what arrives, else a ClientHello left unread would hide the client's close
-			socket.resume();
-		}),
-	);
-
 /** reach, then tls (which needs it), through the runner as the node runs them; the tls result. */
 const probe = async (port: number, endpoint: Partial<TlsEndpoint> = {}): Promise<CheckResult> => {
 	const [reach, result] = await runChecks([reachCheck('127.0.0.1', port), tlsCheck({ host: '127.0.0.1', port, mode: 'tls', role: 'SMTP', rejectUnauthorized: true, ...endpoint })]);
 	expect(reach.status).toBe('pass');
 	return result;
-};
-
-const until = async (condition: () => boolean, ms = 2_000) => {
-	const deadline = Date.now() + ms;
-	while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-	return condition();
 };
 
 describe('tlsCheck: trust, judged as the transports would', () => {
@@ -255,7 +210,7 @@ describe('tlsCheck: time-bounded, sockets always closed', () => {
 		['starttls-smtp', 'TLS_NO_GREETING'],
 		['starttls-imap', 'TLS_NO_GREETING'],
 	] as const)('a server that accepts TCP and never speaks: %s ends inside its own timeout with %s', async (mode, code) => {
-		const stalled = await startStalledServer();
+		const stalled = await startSilentServer();
 		const timeoutMs = 1_500;
 		const result = await probe(stalled.port, { mode, timeoutMs });
 		expect(result).toMatchObject({ status: 'fail', code });
@@ -268,7 +223,7 @@ describe('tlsCheck: time-bounded, sockets always closed', () => {
 	});
 
 	it("the runner's budget aborts a probe in flight, and the probe closes its sockets", async () => {
-		const stalled = await startStalledServer();
+		const stalled = await startSilentServer();
 		const [result] = await runChecks([{ ...tlsCheck({ host: '127.0.0.1', port: stalled.port, mode: 'starttls-smtp', role: 'SMTP', rejectUnauthorized: true }), needs: [] }], { budgetMs: 300 });
 		expect(result).toMatchObject({ status: 'fail', code: 'CHECK_TIMEOUT' });
 		expect(stalled.connections).toBe(1);

@@ -62,6 +62,8 @@ describe('IMAP credential Test button', () => {
 		expect(result.status).toBe('Error');
 		expect(result.message).toMatch(/^login \(imap\) failed: IMAP sign-in refused .*AUTHENTICATE failed.*Fix: Check user name and password/);
 		expect(result.message).not.toContain('wrong-imap-password');
+		// Dovecot's reply ends in a full stop: one before the fix, not two
+		expect(result.message).toMatch(/Authentication failed\. Fix: /);
 	});
 });
 
@@ -119,10 +121,25 @@ describe('Microsoft app-only credential Test button', () => {
 		expect(result.message).toContain(`Add-MailboxPermission -Identity '${MAILBOX}'`);
 	});
 
+	it('an identity platform that takes token requests and never answers: the token step, within 15 s', async () => {
+		const app = appOnly(peers);
+		peers.idp.stallTokenRequests();
+		try {
+			const result = await pressTest('modernAuthMicrosoftAppOnlyApi', app.data());
+			expect(result.status).toBe('Error');
+			expect(result.message).toMatch(/^token \(exchange\) failed: no answer within 6 s\. Fix: /);
+			// both token requests hang their 6 s: the answer comes well inside the 14 s budget
+			expect(result.ms).toBeLessThan(13_000);
+			record({ transport: 'diagnostics', kind: 'fault', name: 'app-only Test button against a stalled token endpoint', survived: true, behaviour: `answered in ${result.ms} ms naming the token step` });
+		} finally {
+			peers.idp.resumeTokenRequests();
+		}
+	}, 30_000);
+
 	it('without a Default Mailbox: tokens only, no mail server asked', async () => {
 		const app = appOnly(peers);
 		const result = await pressTest('modernAuthMicrosoftAppOnlyApi', app.data({ mailbox: '' }));
-		expect(result).toMatchObject({ status: 'OK', message: expect.stringMatching(/^Tokens acquired for app .* 5 checks passed; token: app-only token for /) });
+		expect(result).toMatchObject({ status: 'OK', message: expect.stringMatching(/^Tokens acquired for app .* 5 checks passed; credential: client secret \(key \*{4}\w{4}\) of app \*{4}\w{4} valid until /) });
 		expect(peers.smtp.stats.authentications).toBe(0);
 	});
 });
@@ -134,6 +151,14 @@ describe('Microsoft delegated credential: the staged test (n8n shows no Test but
 		const result = await testCredential(microsoftDelegatedKind, ann.data as never);
 		expect(result).toEqual({ status: 'OK', message: expect.stringMatching(new RegExp(`checks passed; read: INBOX: ${held.messages} messages`)) });
 		for (const secret of ann.secrets) expect(result.message).not.toContain(secret);
+	});
+
+	it('a token for IMAP only: IMAP passes, the answer says SMTP was not tested and why', async () => {
+		const ann = await delegated(peers, 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access');
+		const result = await testCredential(microsoftDelegatedKind, ann.data as never);
+		expect(result.status).toBe('OK');
+		expect(result.message).toMatch(/; read: INBOX: \d+ messages, \d+ unread\. Not tested: SMTP \(the Exchange token carries no SMTP\.Send, so this credential is not set up for SMTP\)\.$/);
+		expect(peers.smtp.stats.connections).toBe(0);
 	});
 
 	it('authorized as another account than the Default Mailbox: the login refusal carries the wrong-account fix', async () => {

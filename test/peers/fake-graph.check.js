@@ -189,6 +189,19 @@ async function main() {
 		const header = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { toRecipients: [{ emailAddress: { address: RCPT } }], internetMessageHeaders: [{ name: 'Trace', value: '1' }] } } }));
 		assert.equal(header.status, 400);
 	});
+	await check('setDeliveryDelay: the send is accepted at once, the recipient Inbox gets it after the delay', async () => {
+		graph.setDeliveryDelay(150);
+		try {
+			const inbox = graph.messages(RCPT, 'inbox').length;
+			const res = await call(`${mbx(SENDER)}/sendMail`, app({ method: 'POST', body: { message: { subject: 'late', toRecipients: [{ emailAddress: { address: RCPT } }] } } }));
+			assert.equal(res.status, 202);
+			assert.equal(graph.messages(RCPT, 'inbox').length, inbox);
+			await new Promise((resolve) => setTimeout(resolve, 250));
+			assert.equal(graph.messages(RCPT, 'inbox').at(-1).subject, 'late');
+		} finally {
+			graph.setDeliveryDelay(0);
+		}
+	});
 	await check('sendMail takes a base64 MIME message as text/plain', async () => {
 		const MailComposer = require('nodemailer/lib/mail-composer');
 		const attachment = crypto.randomBytes(5000);
