@@ -1029,12 +1029,17 @@ function activated(server, workflowName) {
 	return new RegExp(`Activated workflow "${name}"|Activated trigger node "[^"]*" for workflow "${name}"`).test(server.readLog());
 }
 
-/** The bytes of a binary item: inline base64 (1.x default) or a file in n8n's storage (2.x default, id "filesystem-v2:..."). */
+/**
+ * The bytes of a binary item: inline base64 (1.x default) or a file in n8n's filesystem store
+ * (id "filesystem-v2:..."), which 2.x keeps in .n8n/storage and 1.x in .n8n/binaryData.
+ */
 function binaryBytes(userFolder, binary) {
 	if (!binary.id) return Buffer.from(binary.data, 'base64');
 	const [mode, fileId] = binary.id.split(/:(.*)/s);
 	assert.match(mode, /^filesystem/, `binary data mode ${mode}`);
-	return fs.readFileSync(path.join(userFolder, '.n8n', 'storage', fileId));
+	const [file] = ['storage', 'binaryData'].map((dir) => path.join(userFolder, '.n8n', dir, fileId)).filter((candidate) => fs.existsSync(candidate));
+	assert.ok(file, `binary data file ${fileId} in .n8n/storage or .n8n/binaryData`);
+	return fs.readFileSync(file);
 }
 
 /**
