@@ -3,7 +3,6 @@ import {
 	NodeOperationError,
 	type IDataObject,
 	type IExecuteFunctions,
-	type INode,
 	type INodeExecutionData,
 	type INodeType,
 	type INodeTypeDescription,
@@ -70,7 +69,7 @@ export class ModernAuthTestConnection implements INodeType {
 				request = testRequest(this, i, authentication);
 				connection = await openConnection(this, authentication);
 				if (connection.warning) this.logger.warn(`Test Connection (Modern Auth): ${connection.warning}`);
-				results = await runChecks(await checksOf(node, connection, request), { budgetMs: request.budgetMs, secrets: connection.secrets });
+				results = await runChecks(await connection.checks(request.diagnose), { budgetMs: request.budgetMs, secrets: connection.secrets });
 			} catch (error) {
 				const secrets = connection?.secrets ?? [];
 				const { message, code, hint } = describeItemError(error, secrets);
@@ -118,12 +117,6 @@ function testRequest(ctx: IExecuteFunctions, itemIndex: number, authentication: 
 		budgetMs: seconds(options.timeBudgetSeconds, DEFAULT_TIME_BUDGET_S) + retryMs + (roundTrip?.timeoutMs ?? 0),
 		failOnFailure: options.failOnFailure === true,
 	};
-}
-
-async function checksOf(node: INode, connection: Connection, request: TestRequest) {
-	const checks = await connection.checks?.(request.diagnose);
-	if (!checks) throw new NodeOperationError(node, `Authentication "${request.authentication}" has no staged checks`, { description: 'Use the credential Test button instead' });
-	return checks;
 }
 
 const seconds = (value: number | undefined, fallback: number) => Math.round((Number(value) > 0 ? Number(value) : fallback) * 1000);
