@@ -25,7 +25,7 @@ export interface GraphLoginContext {
 const MAIL_READ_PERMISSIONS = ['Mail.Read', 'Mail.ReadWrite', 'Mail.ReadBasic', 'Mail.Read.Shared', 'Mail.ReadWrite.Shared'];
 export const GRAPH_INBOX = 'Inbox';
 
-const who = (ctx: GraphLoginContext) => ctx.mailbox || `the signed-in account${ctx.findings.claims?.upn ? ` (${maskIdentifier(ctx.findings.claims.upn)})` : ''}`;
+const who = (ctx: GraphLoginContext) => (ctx.mailbox ? maskIdentifier(ctx.mailbox) : '') || `the signed-in account${ctx.findings.claims?.upn ? ` (${maskIdentifier(ctx.findings.claims.upn)})` : ''}`;
 const same = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
 
 export function graphLoginCheck(ctx: GraphLoginContext): Check {

@@ -1,3 +1,4 @@
+import { maskIdentifier } from '../../model/redact';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -97,7 +98,7 @@ describe('Graph staged checks, app-only', () => {
 		const { total, unread } = inboxCounts(ROBOT);
 		expect(total).toBe(2);
 		expect(stepOf(results, 'read').facts).toMatchObject({ folder: 'Inbox', total, unread });
-		expect(stepOf(results, 'read').detail).toBe(`Inbox of ${ROBOT}: ${total} messages, ${unread} unread`);
+		expect(stepOf(results, 'read').detail).toBe(`Inbox of ${maskIdentifier(ROBOT)}: ${total} messages, ${unread} unread`);
 		expect(stepOf(results, 'token').detail).toContain(`****${app.clientId.slice(-4)}`);
 		expect(stepOf(results, 'token').detail).not.toContain(app.clientId);
 	});
@@ -179,7 +180,7 @@ describe('Graph staged checks, app-only', () => {
 	it('the Test button runs the same stages: the verdict line, or the failing step with its fix', async () => {
 		const app = graphApp();
 		const { total, unread } = inboxCounts(ROBOT);
-		expect(await (await openAppOnly(app)).test()).toBe(`9 checks passed; read: Inbox of ${ROBOT}: ${total} messages, ${unread} unread.`);
+		expect(await (await openAppOnly(app)).test()).toBe(`9 checks passed; read: Inbox of ${maskIdentifier(ROBOT)}: ${total} messages, ${unread} unread.`);
 
 		const denied = graphApp({ mailboxes: [] });
 		const error = await (await openAppOnly(denied)).test().catch((e: unknown) => e);
