@@ -3,7 +3,7 @@ import { outcomeOfError, withPropagationRetry, type Check, type CheckOutcome, ty
 import { withRelease } from '../diagnostics/login-context';
 import { reachCheck } from '../diagnostics/network';
 import { roundTripCheck, type RoundTripParams } from '../diagnostics/round-trip';
-import { tlsCheck, type TlsMode } from '../diagnostics/tls-probe';
+import { tlsCheck, type TlsEndpoint } from '../diagnostics/tls-probe';
 import type { MailReader, MailSender } from '../transports/contracts';
 import type { ConnectionKind } from './connection';
 
@@ -18,14 +18,8 @@ export function servedProtocol(kind: Pick<ConnectionKind, 'displayName' | 'proto
 	);
 }
 
-export interface Endpoint {
-	host: string;
-	port: number;
-	mode: TlsMode;
-	role: string;
-	ca?: string;
-	rejectUnauthorized: boolean;
-}
+/** A host a connection talks to, as the reach and TLS checks need it. */
+export type Endpoint = Pick<TlsEndpoint, 'host' | 'port' | 'mode' | 'role' | 'ca' | 'rejectUnauthorized'>;
 
 export const targetOf = (endpoint: Pick<Endpoint, 'host' | 'port'>) => `${endpoint.host}:${endpoint.port}`;
 
