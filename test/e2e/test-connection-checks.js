@@ -122,7 +122,9 @@ const stepsOf = (summary) => [...new Set(summary.stages.map((stage) => stage.ste
 /** One line per item: step, target, status, detail, hint (what the closing note quotes). */
 function compact(json) {
 	if (json.step === 'summary') return `summary verdict=${json.verdict} firstFailingStep=${json.firstFailingStep} (${json.firstFailingTarget}) counts=${JSON.stringify(json.counts)} ${json.durationMs} ms`;
-	return `${json.step} ${json.target} ${json.status}: ${json.detail}${json.hint ? ` | hint: ${json.hint}` : ''}`;
+	// A skipped check's detail already starts with 'skipped:'.
+	const detail = json.detail.startsWith(`${json.status}: `) ? json.detail.slice(json.status.length + 2) : json.detail;
+	return `${json.step} ${json.target} ${json.status}: ${detail}${json.hint ? ` | hint: ${json.hint}` : ''}`;
 }
 
 module.exports = { runTestConnectionChecks };
