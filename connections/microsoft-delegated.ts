@@ -1,10 +1,19 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
+import { IdentityError } from '../auth/identity-errors';
 import { runChecks, testButtonVerdict, TEST_BUTTON_BUDGET_MS } from '../diagnostics/checks';
 import type { ConnectionKind } from './connection';
 import { text } from './credential-fields';
 import { exchangeChecks, exchangeTestChecks, notTestedNote, type ExchangeCheckSetup } from './exchange-checks';
 import { exchangeConnection } from './microsoft-exchange';
 import { DELEGATED_CREDENTIAL, delegatedTokens, readDelegatedCredential, tokenUser } from './microsoft-credential';
+
+function graphCredentialRefused(): IdentityError {
+	return new IdentityError(
+		'This delegated credential is connected for Microsoft Graph (Use For = Microsoft Graph Mail), and IMAP and SMTP refuse its token',
+		'WRONG_AUDIENCE',
+		'Use Authentication "Microsoft 365 Delegated (Graph)" with this credential, or set "Use For" to IMAP and SMTP in the credential and click Connect my account again',
+	);
+}
 
 /** A person's account connected in n8n ("Connect my account"); n8n refreshes its tokens through the hook. */
 export const microsoftDelegatedKind: ConnectionKind = {
@@ -41,7 +50,11 @@ export const microsoftDelegatedKind: ConnectionKind = {
 		};
 		return {
 			...connection,
-			checks: (options) => exchangeChecks(setup, options),
+			async checks(options) {
+				// A Graph token is refused by IMAP and SMTP: say so before anything connects.
+				if (credential.audience === 'graph') throw graphCredentialRefused();
+				return await exchangeChecks(setup, options);
+			},
 			/**
 			 * The staged checks of the connected account: n8n itself offers no Test button for
 			 * OAuth2 credentials (it checks only that a token is stored), the Test Connection node does.

@@ -49,3 +49,12 @@ describe('connection registry', () => {
 		expect(thrown).toMatchObject({ code: 'AUTHENTICATION_UNKNOWN', hint: 'Choose one of: smtp, imap, microsoftAppOnly, microsoftDelegated, microsoftAppOnlyGraph, microsoftDelegatedGraph' });
 	});
 });
+
+describe('a delegated credential connected for the other API', () => {
+	it('is refused by the staged checks of each kind before anything connects, naming the Authentication to use', async () => {
+		const graphCredential = { useFor: 'graph', oauthTokenData: { access_token: 'not-used' } };
+		const exchange = await kindFor('microsoftDelegated').open(graphCredential, {});
+		await expect(exchange.checks({ protocol: 'imap', mailbox: 'a@contoso.example' })).rejects.toMatchObject({ code: 'WRONG_AUDIENCE', hint: expect.stringContaining('Microsoft 365 Delegated (Graph)') });
+		await expect(kindFor('microsoftDelegatedGraph').open({ useFor: 'exchange', oauthTokenData: { access_token: 'not-used' } }, {})).rejects.toMatchObject({ code: 'WRONG_AUDIENCE' });
+	});
+});
