@@ -11,6 +11,10 @@ import {
 	USER,
 	type GraphPeers,
 } from './graph-fixture';
+import { maskIdentifier } from '../../model/redact';
+
+/** The mailbox as the checks' details show it (masked), as a regular expression. */
+const masked = (address: string) => maskIdentifier(address).replace(/[*]/g, '\\*');
 
 let peers: GraphPeers;
 let delegatedApp: { clientId: string; secret: string };
@@ -48,7 +52,7 @@ describe('Graph connection kinds', () => {
 		const held = peers.graph.messages(ROBOT, 'inbox') as Array<{ isRead: boolean }>;
 		// The staged checks' verdict (test/diagnostics/graph-checks.test.ts has every stage).
 		expect(await connection.test()).toMatch(
-			new RegExp(`^\\d+ checks passed; read: Inbox of ${ROBOT}: ${held.length} messages, ${held.filter((m) => !m.isRead).length} unread\\.$`),
+			new RegExp(`^\\d+ checks passed; read: Inbox of ${masked(ROBOT)}: ${held.length} messages, ${held.filter((m) => !m.isRead).length} unread\\.$`),
 		);
 		expect(inboxReads(`/users/${encodeURIComponent(ROBOT)}`)).toBe(before + 1);
 		expect(peers.idp.counts({ grantType: 'client_credentials', clientId: app.clientId, scope: `${peers.graphHost}/.default` })).toBe(1);
@@ -94,7 +98,7 @@ describe('Graph connection kinds', () => {
 
 		const shared = await microsoftDelegatedGraph.open(await delegatedData({ mailbox: SHARED }), {});
 		const sharedBefore = inboxReads(`/users/${encodeURIComponent(SHARED)}`);
-		expect(await shared.test()).toMatch(new RegExp(`; read: Inbox of ${SHARED}: `));
+		expect(await shared.test()).toMatch(new RegExp(`; read: Inbox of ${masked(SHARED)}: `));
 		expect(inboxReads(`/users/${encodeURIComponent(SHARED)}`)).toBe(sharedBefore + 1);
 	});
 
