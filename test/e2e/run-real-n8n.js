@@ -267,18 +267,21 @@ async function runSuite(n8n, work, pki) {
 			const server = await startServer({ ...env, N8N_PORT: String(port), N8N_LOG_LEVEL: 'debug' }, port);
 			try {
 				const base = `http://127.0.0.1:${port}`;
-				// n8n answers /rest/settings a moment before every controller is mounted.
+				// n8n answers /rest/settings a moment before every controller is mounted, and until
+				// it has started it answers every request with "n8n is starting up" (status 200, no cookie).
 				let setup;
-				for (let attempt = 0; attempt < 40; attempt++) {
+				let setupText = '';
+				for (let attempt = 0; attempt < 80; attempt++) {
 					setup = await fetch(`${base}/rest/owner/setup`, {
 						method: 'POST',
 						headers: { 'content-type': 'application/json' },
 						body: JSON.stringify({ email: 'owner@example.com', firstName: 'E2e', lastName: 'Owner', password: 'E2e-Owner-Passw0rd' }),
 					});
-					if (setup.status !== 404) break;
+					setupText = await setup.text();
+					if (setup.status !== 404 && !/starting up/i.test(setupText)) break;
 					await new Promise((resolve) => setTimeout(resolve, 500));
 				}
-				assert.equal(setup.status, 200, await setup.text());
+				assert.equal(setup.status, 200, setupText);
 				let cookieHeader = setup.headers.get('set-cookie');
 				if (!cookieHeader) {
 					// Some runs answer the setup without a session cookie: sign in instead.
