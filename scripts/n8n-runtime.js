@@ -241,12 +241,17 @@ function runN8n(n8n, args, env, { timeoutMs = 180_000 } = {}) {
 	});
 }
 
-/** `n8n execute --rawOutput` prints log lines, then the run as JSON starting at a line `{`. */
+/**
+ * `n8n execute --rawOutput` prints log lines, then the run as indented JSON from a line `{` to
+ * the next line `}` (nested lines are indented); n8n may log more lines after it (seen in 2.41).
+ */
 function parseExecuteOutput(stdout) {
 	const lines = stdout.split('\n');
 	const start = lines.findIndex((line) => line === '{');
 	if (start < 0) throw new Error(`no JSON run data in n8n output:\n${stdout.slice(-3000)}`);
-	return JSON.parse(lines.slice(start).join('\n'));
+	const end = lines.indexOf('}', start + 1);
+	if (end < 0) throw new Error(`n8n's run data is cut short (${stdout.length} bytes of output):\n${stdout.slice(-3000)}`);
+	return JSON.parse(lines.slice(start, end + 1).join('\n'));
 }
 
 module.exports = {
