@@ -138,6 +138,8 @@ async function main() {
 	for (const address of [ALICE, BOB, SHARED, OTHER]) ews.addMailbox({ address, displayName: address.split('@')[0].toUpperCase() });
 	ews.addUser({ username: 'alice', password: PASSWORD, mailbox: ALICE, delegateOf: [SHARED], sendAs: [SHARED] });
 	ews.addUser({ username: 'bob', password: 'bob-pw', mailbox: BOB });
+	ews.addUser({ username: 'dave', password: 'dave-pw', mailbox: 'dave@contoso.example', delegateOf: [SHARED] });
+	ews.addMailbox({ address: 'dave@contoso.example' });
 	ews.grantApp({ clientId: APP, mailboxes: [ALICE, BOB] });
 
 	const basic = (user = 'CONTOSO\\alice', password = PASSWORD) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
@@ -430,6 +432,13 @@ async function main() {
 		assert.equal(ews.items(SHARED, 'sentitems').at(-1).subject, 'as shared');
 		const [bobAsShared] = messages(await createItem('SendOnly', rawMessage({ from: SHARED, to: ALICE, subject: 'bob as shared' }), { auth: basic('bob', 'bob-pw') }), 'CreateItem');
 		assert.equal(bobAsShared.ResponseCode, 'ErrorSendAsDenied');
+		// FullAccess opens the mailbox but does not let dave send as its owner
+		const saved = { 't:DistinguishedFolderId': { '@_Id': 'sentitems', 't:Mailbox': { 't:EmailAddress': SHARED } } };
+		const [daveAsShared] = messages(await createItem('SendAndSaveCopy', rawMessage({ from: SHARED, to: ALICE, subject: 'dave as shared' }), { auth: basic('dave', 'dave-pw'), saved }), 'CreateItem');
+		assert.equal(daveAsShared.ResponseCode, 'ErrorSendAsDenied');
+		const [noDisposition] = messages(await call('CreateItem', { 'm:Items': { 't:Message': { 't:MimeContent': Buffer.from(rawMessage({ from: ALICE, to: BOB })).toString('base64') } } }), 'CreateItem');
+		assert.equal(noDisposition.ResponseCode, 'ErrorMessageDispositionRequired');
+		assert.ok(!ews.items(ALICE).some((i) => i.subject === 'dave as shared') && !ews.sent.some((s) => s.subject === 'dave as shared'), 'nothing half-sent');
 	});
 
 	// ---- delegate access ----
@@ -444,8 +453,12 @@ async function main() {
 		const [nobody] = messages(await call('GetFolder', folderOf('nobody@contoso.example')), 'GetFolder');
 		assert.equal(nobody.ResponseCode, 'ErrorNonExistentMailbox');
 		const mismatch = await call('GetFolder', folderOf(SHARED), { headers: { 'x-anchormailbox': OTHER } });
-		assert.equal(faultCode(mismatch), 'ErrorAccessDenied');
+		assert.equal(faultCode(mismatch), 'ErrorAccessDenied', 'an anchor the account may not open');
 		assert.equal(ews.requests.at(-1).anchor, OTHER);
+		const byId = await call('GetItem', { 'm:ItemShape': { 't:BaseShape': 'IdOnly' }, 'm:ItemIds': { 't:ItemId': { '@_Id': ews.items(SHARED).at(-1).id } } }, { headers: { 'x-anchormailbox': SHARED } });
+		assert.equal(messages(byId, 'GetItem')[0].ResponseCode, 'NoError', 'an item of the shared mailbox by id, anchored there');
+		const bobOpens = await call('GetItem', { 'm:ItemShape': { 't:BaseShape': 'IdOnly' }, 'm:ItemIds': { 't:ItemId': { '@_Id': ews.items(SHARED).at(-1).id } } }, { auth: basic('bob', 'bob-pw') });
+		assert.equal(messages(bobOpens, 'GetItem')[0].ResponseCode, 'ErrorAccessDenied', 'without FullAccess');
 	});
 
 	// ---- Basic ----

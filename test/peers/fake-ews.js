@@ -811,19 +811,6 @@ async function startFakeEws(options = {}) {
 		if (!mayOpen(ctx, item.mailbox)) throw new ResponseError('ErrorAccessDenied');
 		return item;
 	}
-	/** Every <Mailbox><EmailAddress> a request addresses (for the X-AnchorMailbox check). */
-	function addressedMailboxes(node, out = new Set()) {
-		if (!node || typeof node !== 'object') return out;
-		for (const [key, value] of Object.entries(node)) {
-			if (key.startsWith('@_')) continue;
-			for (const child of arr(value)) {
-				if (key === 'Mailbox' && child && typeof child === 'object' && child.EmailAddress !== undefined) out.add(lower(textOf(child.EmailAddress).trim()));
-				else addressedMailboxes(child, out);
-			}
-		}
-		return out;
-	}
-
 	// ---- folders ----
 
 	function folderCounts(folder) {
@@ -1485,13 +1472,19 @@ async function startFakeEws(options = {}) {
 	/** The MIME text of a CreateItem (taken out of the XML before parsing: it may be 50 MB). */
 	async function createItem(ctx, op, mimeContents) {
 		const disposition = attr(op, 'MessageDisposition');
-		if (!['SaveOnly', 'SendOnly', 'SendAndSaveCopy'].includes(disposition ?? '')) throw new ResponseError('ErrorMessageDispositionRequired');
 		let savedFolder = null;
-		const savedRefs = folderRefs(op.SavedItemFolderId);
-		if (savedRefs.length) savedFolder = resolveFolder(ctx, savedRefs[0]);
+		let refused = null;
+		try {
+			if (!['SaveOnly', 'SendOnly', 'SendAndSaveCopy'].includes(disposition ?? '')) throw new ResponseError('ErrorMessageDispositionRequired');
+			const savedRefs = folderRefs(op.SavedItemFolderId);
+			if (savedRefs.length) savedFolder = resolveFolder(ctx, savedRefs[0]);
+		} catch (error) {
+			refused = error;
+		}
 		const out = [];
 		for (const message of arr(op.Items?.Message)) {
 			try {
+				if (refused) throw refused;
 				const mimeIndex = textOf(message.MimeContent);
 				if (mimeIndex === undefined) throw new ResponseError('ErrorInvalidOperationNotSupported', 'This server takes messages as MimeContent only.');
 				const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
@@ -1520,7 +1513,7 @@ async function startFakeEws(options = {}) {
 					out.push(success({ 'm:Items': { 't:Message': { 't:ItemId': { '@_Id': item.id, '@_ChangeKey': item.changeKey } } } }));
 					continue;
 				}
-				if (!maySendAs(ctx, senderMailbox, from)) throw new ResponseError('ErrorSendAsDenied');
+				if (!maySendAs(ctx, from)) throw new ResponseError('ErrorSendAsDenied');
 				const to = list(parsed.to);
 				const cc = list(parsed.cc);
 				const bcc = list(parsed.bcc);
@@ -1546,10 +1539,10 @@ async function startFakeEws(options = {}) {
 		}
 		return out;
 	}
-	function maySendAs(ctx, senderMailbox, from) {
-		if (lower(from) === lower(senderMailbox.address)) return mayOpen(ctx, senderMailbox);
-		const principal = ctx.delegateUser;
-		return Boolean(principal && principal.sendAs.has(lower(from)));
+	/** From the account's own (or impersonated) mailbox, or one it has Send As on: FullAccess alone does not let it send as the owner. */
+	function maySendAs(ctx, from) {
+		if (ctx.acting && lower(from) === lower(ctx.acting.address)) return true;
+		return Boolean(ctx.delegateUser && ctx.delegateUser.sendAs.has(lower(from)));
 	}
 
 	// ---- sync ----
@@ -1730,7 +1723,13 @@ async function startFakeEws(options = {}) {
 		const ctx = context(principal, soapHeader, op, entry, req);
 		const handler = OPERATIONS[operationName];
 		if (!handler) throw new SoapFault('ErrorInvalidRequest', `The request is invalid: operation ${operationName} is not served here.`);
-		const messages = await handler(ctx, op, contents);
+		let messages;
+		try {
+			messages = await handler(ctx, op, contents);
+		} catch (error) {
+			if (!(error instanceof ResponseError)) throw error;
+			messages = [errorMessage(error)];
+		}
 		for (const message of messages) entry.responseCodes.push(message['m:ResponseCode']);
 		if (faultState.drop && faultState.drop.count > 0 && (!faultState.drop.operation || faultState.drop.operation === operationName)) {
 			faultState.drop.count--;
@@ -1762,11 +1761,14 @@ async function startFakeEws(options = {}) {
 		} else if (principal.ownMailbox) {
 			acting = mailboxes.get(lower(principal.ownMailbox)) ?? null;
 		}
+		// X-AnchorMailbox routes the request: with impersonation it must name the impersonated
+		// mailbox; otherwise a mailbox this account may open (its own or one with FullAccess)
 		const anchor = req.headers['x-anchormailbox'];
 		if (anchor !== undefined) {
-			const allowed = new Set([acting ? lower(acting.address) : null, ...addressedMailboxes(op)]);
 			if (impersonated && lower(anchor) !== lower(impersonated)) throw new SoapFault('ErrorAccessDenied', `X-AnchorMailbox ${anchor} does not match the impersonated mailbox ${impersonated}.`);
-			if (!allowed.has(lower(anchor))) throw new SoapFault('ErrorAccessDenied', `X-AnchorMailbox ${anchor} does not match a mailbox the request addresses.`);
+			const anchored = mailboxes.get(lower(String(anchor).trim()));
+			if (!anchored) throw new SoapFault('ErrorNonExistentMailbox', `${MESSAGES.ErrorNonExistentMailbox} (X-AnchorMailbox ${anchor})`);
+			if (!mayOpen({ acting, delegateUser }, anchored)) throw new SoapFault('ErrorAccessDenied', `X-AnchorMailbox ${anchor} is not a mailbox this account may open.`);
 		} else if (exchangeOnline && impersonated) {
 			throw new SoapFault('ErrorAccessDenied', 'X-AnchorMailbox is required with ExchangeImpersonation in Exchange Online.');
 		}
@@ -1776,9 +1778,9 @@ async function startFakeEws(options = {}) {
 	// ---- Autodiscover (POX) ----
 
 	async function handleAutodiscover(req, res, entry, body) {
-		entry.operation = 'Autodiscover';
 		const principal = await authenticate(req, res, entry);
 		if (!principal) return;
+		entry.operation = 'Autodiscover';
 		let email;
 		try {
 			const parsed = xml.parse(body.toString('utf8'));
