@@ -290,6 +290,11 @@ function parseAddressList(value) {
 	walk(addressparser(value));
 	return out;
 }
+/** The top-level header block of raw MIME, with the blank line that ends it. */
+function headerPart(raw) {
+	const match = /\r?\n\r?\n/.exec(raw.toString('latin1', 0, Math.min(raw.length, 1024 * 1024)));
+	return match ? raw.subarray(0, match.index + match[0].length) : Buffer.concat([raw, Buffer.from('\r\n\r\n')]);
+}
 /** Removes the top-level Bcc header from raw MIME, bytes otherwise untouched (what a delivered copy carries). */
 function stripBcc(raw) {
 	const text = raw.toString('latin1');
@@ -1493,8 +1498,9 @@ async function startFakeEws(options = {}) {
 				if (!mime.length) throw new ResponseError('ErrorMimeContentConversionFailed');
 				const importance = textOf(message.Importance);
 				if (importance !== undefined && !['Low', 'Normal', 'High'].includes(importance)) throw new SoapFault('ErrorSchemaValidation', `The request failed schema validation: Importance '${importance}'.`);
+				// the recipients are in the header: mailparser reads just that part (a 50 MB body is parsed later, once stored)
 				const { simpleParser } = require('mailparser');
-				const parsed = await simpleParser(mime, { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true });
+				const parsed = await simpleParser(headerPart(mime), { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true });
 				const list = (field) => {
 					const result = [];
 					for (const group of arr(field)) for (const entry of group.value ?? []) {
