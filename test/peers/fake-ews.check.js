@@ -318,6 +318,62 @@ async function main() {
 		assert.deepEqual(subjectsOf(found), [subject]);
 	});
 
+	await check('mail from strangers: raw bytes without headers and XML-illegal characters still answer well-formed XML', async () => {
+		const garbage = ews.deliver(ALICE, Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x0a, 0x0d, 0x3c, 0x26]));
+		const control = ews.deliver(ALICE, Buffer.from('Subject: bell\u0007 and null\u0000 & <x>\r\nFrom: "E\u0001vil" <evil@fabrikam.example>\r\n\r\nbody\u0002'));
+		const res = await call('GetItem', { 'm:ItemShape': { 't:BaseShape': 'Default', 't:BodyType': 'Text' }, 'm:ItemIds': { 't:ItemId': [{ '@_Id': garbage }, { '@_Id': control }] } });
+		assert.doesNotMatch(res.raw, /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/, 'no character XML 1.0 cannot carry');
+		const [first, second] = messages(res, 'GetItem');
+		assert.equal(first.ResponseCode, 'NoError');
+		assert.equal(second.Items.Message.Subject, 'bell\uFFFD and null\uFFFD & <x>');
+		assert.equal(second.Items.Message.From.Mailbox.EmailAddress, 'evil@fabrikam.example');
+		for (const id of [garbage, control]) await call('DeleteItem', { '@_DeleteType': 'HardDelete', 'm:ItemIds': { 't:ItemId': { '@_Id': id } } });
+	});
+	await check('requests as other clients write them: other prefixes, whitespace, character references; malformed XML is a SOAP fault', async () => {
+		const pretty = `<?xml version="1.0" encoding="utf-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:typ="${T}" xmlns:mes="${M}">
+  <soapenv:Header>
+    <typ:RequestServerVersion Version="Exchange2016" />
+  </soapenv:Header>
+  <soapenv:Body>
+    <mes:FindItem Traversal="Shallow">
+      <mes:ItemShape>
+        <typ:BaseShape>IdOnly</typ:BaseShape>
+        <typ:AdditionalProperties>
+          <typ:FieldURI FieldURI="item:Subject" />
+        </typ:AdditionalProperties>
+      </mes:ItemShape>
+      <mes:Restriction>
+        <typ:IsEqualTo>
+          <typ:FieldURI FieldURI="item:Subject" />
+          <typ:FieldURIOrConstant><typ:Constant Value="&#82;eport &#x30;7" /></typ:FieldURIOrConstant>
+        </typ:IsEqualTo>
+      </mes:Restriction>
+      <mes:ParentFolderIds>
+        <typ:DistinguishedFolderId Id="inbox" />
+      </mes:ParentFolderIds>
+    </mes:FindItem>
+  </soapenv:Body>
+</soapenv:Envelope>`;
+		const [found] = messages(await post(ews.url, pretty, { ca, headers: basic() }), 'FindItem');
+		assert.deepEqual(subjectsOf(found), ['Report 07']);
+		const broken = await post(ews.url, '<soap:Envelope><soap:Body><m:GetFolder>', { ca, headers: basic() });
+		assert.equal(faultCode(broken), 'ErrorSchemaValidation');
+	});
+	await check('NTLM on two sockets at once: each handshake verified on its own, each socket signed in as its user', async () => {
+		const agents = [new https.Agent({ keepAlive: true, maxSockets: 1, ca }), new https.Agent({ keepAlive: true, maxSockets: 1, ca })];
+		try {
+			const [a, b] = await Promise.all([ntlmHandshake(agents[0]), ntlmHandshake(agents[1], { username: 'bob', password: 'bob-pw' })]);
+			assert.equal(a.answer.status, 200);
+			assert.equal(b.answer.status, 200);
+			const [asAlice, asBob] = await Promise.all(agents.map((agent) => post(ews.url, soap('GetFolder', inboxShape), { ca, agent })));
+			assert.equal(messages(asAlice, 'GetFolder')[0].Folders.Folder.FolderId['@_Id'], ews.folders(ALICE).find((f) => f.distinguishedId === 'inbox').id);
+			assert.equal(messages(asBob, 'GetFolder')[0].Folders.Folder.FolderId['@_Id'], ews.folders(BOB).find((f) => f.distinguishedId === 'inbox').id);
+		} finally {
+			for (const agent of agents) agent.destroy();
+		}
+	});
+
 	// ---- UpdateItem / MoveItem / DeleteItem ----
 
 	await check('UpdateItem IsRead and Flag (per item responses, new ChangeKey); ErrorMessageDispositionRequired without MessageDisposition', async () => {

@@ -25,7 +25,7 @@ const { execFileSync, spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const https = require('node:https');
 const path = require('node:path');
-const { XMLParser, XMLBuilder } = require('fast-xml-parser');
+const { XMLParser, XMLBuilder, XMLValidator } = require('fast-xml-parser');
 
 const NS = {
 	soap: 'http://schemas.xmlsoap.org/soap/envelope/',
@@ -246,7 +246,10 @@ function createXml() {
 	});
 	const builder = new XMLBuilder({ ignoreAttributes: false, attributeNamePrefix: '@_', suppressEmptyNode: true, suppressBooleanAttributes: false, processEntities: true });
 	return {
+		/** Parses well-formed XML; throws on anything else (the parser alone is lenient). */
 		parse(text) {
+			const valid = XMLValidator.validate(text);
+			if (valid !== true) throw new Error(`${valid.err.msg} (line ${valid.err.line})`);
 			return parser.parse(text);
 		},
 		build(object) {
