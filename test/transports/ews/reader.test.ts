@@ -5,7 +5,7 @@ import { isUnreadable, type IncomingMessage, type ReadFilter, type UnreadableMes
 import type { AttachmentInfo, MessageSink } from '../../../transports/contracts';
 import { createEwsClient } from '../../../transports/ews/ews-client';
 import { EwsReader } from '../../../transports/ews/ews-reader';
-import type { EwsAuth } from '../../../transports/ews/types';
+import type { EwsAuth, EwsServerVersion } from '../../../transports/ews/types';
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 const { startFakeEws } = require('../../peers/fake-ews');
@@ -26,12 +26,12 @@ let ews: any;
 let pki: { ca: string };
 const readers: EwsReader[] = [];
 
-function reader(options: { mailbox?: string; username?: string; pageSize?: number; fetchBatch?: number } = {}): EwsReader {
+function reader(options: { mailbox?: string; username?: string; pageSize?: number; fetchBatch?: number; version?: EwsServerVersion } = {}): EwsReader {
 	const auth: EwsAuth = { type: 'basic', username: options.username ?? 'reader', password: PASSWORD };
 	const client = createEwsClient({
 		url: ews.url,
 		auth,
-		version: 'Exchange2013_SP1',
+		version: options.version ?? 'Exchange2013_SP1',
 		mailbox: options.mailbox ?? '',
 		impersonate: false,
 		trust: { rejectUnauthorized: true, ca: pki.ca },
@@ -311,6 +311,26 @@ describe('EWS reader: fetch', () => {
 		expect(operations(before).filter((op) => op === 'GetItem')).toHaveLength(3);
 	});
 
+	it('a message the server refuses (malformed id) is an UnreadableMessage with the code; the others are read', async () => {
+		const one = ews.deliver(OWNER, await mime({ subject: 'one' }), { folder });
+		const two = ews.deliver(OWNER, await mime({ subject: 'two' }), { folder });
+		const got = await readAll(reader().fetch('Fetch', [one, 'not an item id!', two]));
+		expect(got.map((m) => m.id)).toEqual([one, 'not an item id!', two]);
+		expect(isUnreadable(got[1]) && got[1].error).toMatchObject({ code: expect.stringMatching(/^EWS_/), message: expect.stringContaining('ErrorInvalidIdMalformed') });
+		expect(got.filter((m) => !isUnreadable(m)).map((m) => (m as IncomingMessage).subject)).toEqual(['one', 'two']);
+	});
+
+	it('Exchange 2010 SP2 (no TextBody, no Flag): the text from the text body, the HTML and headers from the MIME', async () => {
+		const id = ews.deliver(OWNER, await mime({ subject: 'old server', text: 'plain & simple', html: '<p>rich &amp; simple</p>' }), { folder, isRead: true });
+		const r = reader({ version: 'Exchange2010_SP2' });
+		const [plain] = readable(await readAll(r.fetch('Fetch', [id])));
+		expect(plain).toMatchObject({ subject: 'old server', seen: true, flagged: false });
+		expect(plain.text?.trim()).toBe('plain & simple');
+		const [rich] = readable(await readAll(r.fetch('Fetch', [id], { includeHtml: true })));
+		expect(rich.html).toContain('rich &amp; simple');
+		expect(rich.text?.trim()).toBe('plain & simple');
+	});
+
 	it('a malformed MIME becomes an item or an UnreadableMessage within bounded time, and the next message still comes', async () => {
 		const garbage = Buffer.concat([
 			Buffer.from('Subject: broken\r\nContent-Type: multipart/mixed; boundary="b"\r\nX-Bad: \u0000\u0001\r\n\r\n--b\r\nContent-Type: text/plain; charset=x-unknown\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%%\r\n'),
@@ -382,19 +402,21 @@ describe('EWS reader: connection and delegate access', () => {
 		expect(r.connected).toBe(false);
 	});
 
-	it('reads another mailbox with delegate access (FullAccess): folders, search and fetch of that mailbox only', async () => {
-		const projects = ews.addFolder(SHARED, 'Desk & <Cases>');
+	it('reads another mailbox with delegate access (FullAccess): its folders, search and fetch, every request anchored to it', async () => {
+		ews.addFolder(SHARED, 'Desk & <Cases>');
 		const inShared = ews.deliver(SHARED, await mime({ to: SHARED, subject: 'for the desk' }));
-		const inProjects = ews.deliver(SHARED, await mime({ to: SHARED, subject: 'a case' }), { folder: projects });
+		const inSent = ews.deliver(SHARED, await mime({ to: SHARED, subject: 'sent by the desk' }), { folder: 'sentitems' });
 		const r = reader({ mailbox: SHARED });
 		const before = ews.requests.length;
 		const found = await r.search('INBOX', {}, { newestFirst: true, limit: 10 });
 		expect(found).toEqual([inShared]);
-		expect(await r.search('Desk & <Cases>', {}, { newestFirst: true, limit: 10 })).toEqual([inProjects]);
+		expect(await r.search('Sent Items', {}, { newestFirst: true, limit: 10 })).toEqual([inSent]);
 		const [message] = readable(await readAll(r.fetch('INBOX', found)));
 		expect(message.subject).toBe('for the desk');
+		expect(await r.status('inbox')).toMatchObject({ total: 1, unread: 1 });
 		expect((await r.listFolders()).map((f) => f.name)).toContain('Desk & <Cases>');
 		const sent = (ews.requests as Array<{ anchor?: string; user?: string }>).slice(before);
+		expect(sent.length).toBeGreaterThan(4);
 		expect(sent.every((req) => String(req.anchor).toLowerCase() === SHARED)).toBe(true);
 		expect(items(OWNER).some((i) => i.id === inShared)).toBe(false);
 	});
