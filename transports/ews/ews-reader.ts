@@ -141,6 +141,8 @@ export class EwsReader implements MailReader {
 			return await Promise.race([work, deadline]);
 		} catch (error) {
 			const failure = error as Error & { timedOut?: boolean; storing?: boolean; code?: string };
+			// Its attachments went with it: deleted or moved since GetItem.
+			if (error instanceof AttachmentReadError && error.ewsCode === 'ErrorItemNotFound') return undefined;
 			// The connection's or the sign-in's failure, not this message's: the next message would fail too.
 			if (!failure.timedOut && isEwsCode(failure.code) && !CONTENT_FAILURES.has(failure.code!)) throw error;
 			return unreadable(id, folder, message, describeFailure(failure));
