@@ -222,7 +222,8 @@ export class EwsReader implements MailReader {
 
 export function folderMissing(error: unknown): boolean {
 	const e = error as { ewsCode?: string; code?: string };
-	return e?.ewsCode === 'ErrorFolderNotFound' || e?.code === EWS_CODES.FOLDER_NOT_FOUND;
+	// A folder given as an id that is not one (ErrorInvalidIdMalformed) does not exist either.
+	return e?.ewsCode === 'ErrorFolderNotFound' || e?.ewsCode === 'ErrorInvalidIdMalformed' || e?.code === EWS_CODES.FOLDER_NOT_FOUND;
 }
 
 function isEwsCode(code: string | undefined): boolean {

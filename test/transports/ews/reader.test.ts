@@ -158,6 +158,12 @@ describe('EWS reader: folders', () => {
 		expect((error as { hint: string }).hint).toContain(special);
 	});
 
+	it('a string that looks like a folder id but is none is EWS_FOLDER_NOT_FOUND too', async () => {
+		const bogus = Buffer.from('this is not a folder of this mailbox, only looks like one').toString('base64');
+		await expect(reader().search(bogus, {}, { newestFirst: true, limit: 5 })).rejects.toMatchObject({ code: 'EWS_FOLDER_NOT_FOUND' });
+		await expect(reader().status(bogus)).rejects.toMatchObject({ code: 'EWS_FOLDER_NOT_FOUND' });
+	});
+
 	it('status gives TotalCount and UnreadCount from GetFolder', async () => {
 		const folder = ews.addFolder(OWNER, 'Counted');
 		for (let i = 0; i < 3; i++) ews.deliver(OWNER, await mime({ subject: `c${i}` }), { folder, isRead: i === 0 });
