@@ -315,6 +315,11 @@ describe('EWS reader: fetch', () => {
 		const got = readable(await readAll(r.fetch('Fetch', made)));
 		expect(got.map((m) => m.subject)).toEqual(['batch 0', 'batch 1', 'batch 2', 'batch 3', 'batch 5', 'batch 6']);
 		expect(operations(before).filter((op) => op === 'GetItem')).toHaveLength(3);
+		// With the MIME asked for, each message's MIME is a GetItem of its own (one whole message in memory, not a batch).
+		const withMime = ews.requests.length;
+		const raw = readable(await readAll(r.fetch('Fetch', made, { includeRaw: true })));
+		expect(raw.map((m) => m.raw?.toString('latin1').match(/^Subject: (.*)$/m)?.[1])).toEqual(['batch 0', 'batch 1', 'batch 2', 'batch 3', 'batch 5', 'batch 6']);
+		expect(operations(withMime).filter((op) => op === 'GetItem')).toHaveLength(3 + 6);
 	});
 
 	it('a message the server refuses (malformed id) is an UnreadableMessage with the code; the others are read', async () => {
