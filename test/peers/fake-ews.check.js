@@ -374,6 +374,28 @@ async function main() {
 		}
 	});
 
+	await check('attachments: an attached message is an ItemAttachment (its MIME through GetAttachment AttachmentShape); an inline image has IsInline and ContentId', async () => {
+		const inner = Buffer.from('From: dora@fabrikam.example\r\nTo: bob@contoso.example\r\nSubject: Original & <inner>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ninner body\r\n');
+		const png = crypto.randomBytes(200);
+		const outer = Buffer.concat([Buffer.from(['From: bob@contoso.example', `To: ${ALICE}`, 'Subject: fwd', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="o"', '', '--o', 'Content-Type: multipart/related; boundary="r"', '', '--r', 'Content-Type: text/html; charset=utf-8', '', '<p><img src="cid:logo@x"></p>', '--r', 'Content-Type: image/png; name="logo.png"', 'Content-ID: <logo@x>', 'Content-Disposition: inline; filename="logo.png"', 'Content-Transfer-Encoding: base64', '', png.toString('base64'), '--r--', '--o', 'Content-Type: message/rfc822', 'Content-Disposition: attachment', '', ''].join('\r\n')), inner, Buffer.from('\r\n--o--\r\n')]);
+		const id = ews.deliver(ALICE, outer);
+		const [listed] = messages(await call('GetItem', { 'm:ItemShape': { 't:BaseShape': 'IdOnly', 't:AdditionalProperties': { 't:FieldURI': [{ '@_FieldURI': 'item:Attachments' }, { '@_FieldURI': 'item:HasAttachments' }] } }, 'm:ItemIds': { 't:ItemId': { '@_Id': id } } }), 'GetItem');
+		const attachments = listed.Items.Message.Attachments;
+		assert.equal(attachments.FileAttachment.Name, 'logo.png');
+		assert.equal(attachments.FileAttachment.IsInline, 'true');
+		assert.equal(attachments.FileAttachment.ContentId, 'logo@x');
+		assert.equal(attachments.ItemAttachment.Name, 'Original & <inner>');
+		assert.equal(listed.Items.Message.HasAttachments, 'true');
+		const [item] = messages(await call('GetAttachment', { 'm:AttachmentShape': { 't:IncludeMimeContent': 'true' }, 'm:AttachmentIds': { 't:AttachmentId': { '@_Id': attachments.ItemAttachment.AttachmentId['@_Id'] } } }), 'GetAttachment');
+		const attached = item.Attachments.ItemAttachment.Message;
+		assert.equal(attached.Subject, 'Original & <inner>');
+		assert.equal(attached.From.Mailbox.EmailAddress, 'dora@fabrikam.example');
+		assert.ok(Buffer.from(text(attached.MimeContent), 'base64').toString().includes('inner body'));
+		const [image] = messages(await call('GetAttachment', { 'm:AttachmentIds': { 't:AttachmentId': { '@_Id': attachments.FileAttachment.AttachmentId['@_Id'] } } }), 'GetAttachment');
+		assert.ok(Buffer.from(image.Attachments.FileAttachment.Content, 'base64').equals(png));
+		await call('DeleteItem', { '@_DeleteType': 'HardDelete', 'm:ItemIds': { 't:ItemId': { '@_Id': id } } });
+	});
+
 	// ---- UpdateItem / MoveItem / DeleteItem ----
 
 	await check('UpdateItem IsRead and Flag (per item responses, new ChangeKey); ErrorMessageDispositionRequired without MessageDisposition', async () => {

@@ -488,9 +488,12 @@ async function startFakeEws(options = {}) {
 			item.html = typeof parsed.html === 'string' ? parsed.html : null;
 			item.text = typeof parsed.text === 'string' ? parsed.text : item.html ? htmlToText(item.html) : '';
 			item.attachments = (parsed.attachments ?? []).map((attachment, index) => {
+				// an attached message is an item attachment in Exchange, named by its subject
+				const isItem = lower(attachment.contentType) === 'message/rfc822';
 				const record = {
 					id: newAttachmentId(),
-					name: attachment.filename ?? (attachment.contentType === 'message/rfc822' ? 'Untitled Attachment.eml' : `Untitled attachment ${String(index + 1).padStart(5, '0')}.dat`),
+					isItem,
+					name: attachment.filename ?? (isItem ? decodeWords(quickHeaders(attachment.content).get('subject') ?? '') || 'Untitled Attachment' : `Untitled attachment ${String(index + 1).padStart(5, '0')}.dat`),
 					contentType: attachment.contentType ?? 'application/octet-stream',
 					contentId: attachment.cid ?? null,
 					isInline: Boolean(attachment.cid && (attachment.related || attachment.contentDisposition === 'inline')),
@@ -983,6 +986,20 @@ async function startFakeEws(options = {}) {
 		return { fields, extended, bodyType };
 	}
 
+	/** FileAttachment / ItemAttachment properties in schema order (no content). */
+	function attachmentElement(item, a) {
+		return {
+			't:AttachmentId': { '@_Id': a.id },
+			't:Name': xmlSafe(a.name),
+			't:ContentType': xmlSafe(a.contentType),
+			...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
+			't:Size': String(a.size),
+			't:LastModifiedTime': iso(item.createdAt).replace(/Z$/, ''),
+			't:IsInline': bool(a.isInline),
+			...(a.isItem ? {} : { 't:IsContactPhoto': 'false' }),
+		};
+	}
+
 	function itemElement(item, shape) {
 		const f = shape.fields;
 		const out = {};
@@ -1000,18 +1017,11 @@ async function startFakeEws(options = {}) {
 				: { '@_BodyType': 'HTML', '@_IsTruncated': 'false', '#text': xmlSafe(item.html ?? textToHtml(item.text)) };
 		}
 		if (f.has('item:Attachments') && item.attachments.length) {
-			out['t:Attachments'] = {
-				't:FileAttachment': item.attachments.map((a) => ({
-					't:AttachmentId': { '@_Id': a.id },
-					't:Name': xmlSafe(a.name),
-					't:ContentType': xmlSafe(a.contentType),
-					...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
-					't:Size': String(a.size),
-					't:LastModifiedTime': iso(item.createdAt).replace(/Z$/, ''),
-					't:IsInline': bool(a.isInline),
-					't:IsContactPhoto': 'false',
-				})),
-			};
+			const files = item.attachments.filter((a) => !a.isItem);
+			const attachedItems = item.attachments.filter((a) => a.isItem);
+			out['t:Attachments'] = {};
+			if (files.length) out['t:Attachments']['t:FileAttachment'] = files.map((a) => attachmentElement(item, a));
+			if (attachedItems.length) out['t:Attachments']['t:ItemAttachment'] = attachedItems.map((a) => attachmentElement(item, a));
 		}
 		if (f.has('item:DateTimeReceived')) out['t:DateTimeReceived'] = iso(item.receivedAt);
 		if (f.has('item:Size')) out['t:Size'] = String(item.mime.length);
@@ -1360,20 +1370,18 @@ async function startFakeEws(options = {}) {
 					if (!found || !itemsById.has(found.item.id)) throw new ResponseError('ErrorItemNotFound');
 					if (!mayOpen(ctx, found.item.mailbox)) throw new ResponseError('ErrorAccessDenied');
 					const a = found.attachment;
-					return success({
-						'm:Attachments': {
-							't:FileAttachment': {
-								't:AttachmentId': { '@_Id': a.id },
-								't:Name': xmlSafe(a.name),
-								't:ContentType': xmlSafe(a.contentType),
-								...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
-								't:Size': String(a.size),
-								't:IsInline': bool(a.isInline),
-								't:IsContactPhoto': 'false',
-								't:Content': a.content.toString('base64'),
-							},
-						},
-					});
+					if (!a.isItem) return success({ 'm:Attachments': { 't:FileAttachment': { ...attachmentElement(found.item, a), 't:Content': a.content.toString('base64') } } });
+					// the attached message as an item: its properties, and its MIME when AttachmentShape asks
+					const withMime = lower(textOf(op.AttachmentShape?.IncludeMimeContent)) === 'true';
+					const headers = quickHeaders(a.content);
+					const message = {};
+					if (withMime) message['t:MimeContent'] = { '@_CharacterSet': 'UTF-8', '#text': a.content.toString('base64') };
+					message['t:ItemClass'] = 'IPM.Note';
+					message['t:Subject'] = xmlSafe(decodeWords(headers.get('subject') ?? ''));
+					message['t:Size'] = String(a.content.length);
+					const sender = parseAddressList(headers.get('from'))[0];
+					if (sender) message['t:From'] = { 't:Mailbox': mailboxElement(sender) };
+					return success({ 'm:Attachments': { 't:ItemAttachment': { ...attachmentElement(found.item, a), 't:Message': message } } });
 				} catch (error) {
 					return responseFailure(error, { 'm:Attachments': '' });
 				}
@@ -1445,7 +1453,8 @@ async function startFakeEws(options = {}) {
 		} catch (error) {
 			return arr(op.ItemIds?.ItemId).map(() => responseFailure(error, { 'm:Items': '' }));
 		}
-		const returnNewIds = lower(attr(op, 'ReturnNewItemIds') ?? 'true') !== 'false';
+		// an element since Exchange 2010 SP1 (an attribute accepted too)
+		const returnNewIds = lower(textOf(op.ReturnNewItemIds) ?? attr(op, 'ReturnNewItemIds') ?? 'true') !== 'false';
 		return arr(op.ItemIds?.ItemId).map((el) => {
 			try {
 				const item = resolveItem(ctx, el);
@@ -1938,7 +1947,7 @@ async function startFakeEws(options = {}) {
 			const item = itemsById.get(id);
 			if (!item) return null;
 			await ensureParsed([item]);
-			return { ...publicItem(item), mailbox: item.mailbox.address, attachments: item.attachments.map((a) => ({ id: a.id, name: a.name, contentType: a.contentType, contentId: a.contentId, isInline: a.isInline, content: a.content })) };
+			return { ...publicItem(item), mailbox: item.mailbox.address, attachments: item.attachments.map((a) => ({ id: a.id, name: a.name, contentType: a.contentType, contentId: a.contentId, isInline: a.isInline, isItem: a.isItem, content: a.content })) };
 		},
 		folders(address) {
 			const mailbox = requireMailbox(address);
