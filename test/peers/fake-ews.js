@@ -21,6 +21,37 @@
 // - fault hooks: ErrorServerBusy with BackOffMilliseconds, invalid sync states, stalls, sockets
 //   dropped after the request was acted on, 401s.
 // Every request is recorded in `requests` (never a password or token).
+//
+// API (startFakeEws(options) resolves with):
+//   url, autodiscoverUrl, port; addMailbox({address, displayName}); addUser({username, domain,
+//   password, mailbox, delegateOf, sendAs}); grantApp({clientId, mailboxes: [..] | '*'});
+//   blockApp(clientId) / unblockApp; addFolder(address, displayName, parent) -> folderId;
+//   addRedirect(domain, toAddressDomain); deliver(address, rawMime, {folder, isRead, receivedAt})
+//   -> itemId (synchronous; the body is parsed in the background and every operation waits for
+//   it); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
+//   importance, receivedAt (ISO), subject, from, hasAttachments}]; await item(id) -> the same
+//   plus mailbox and attachments [{id, name, contentType, contentId, isInline, isItem, content}];
+//   folders(address); sent [{mailbox, disposition, mime, from, to, cc, bcc, subject, importance,
+//   messageId, at}]; requests [{operation, scheme, user, impersonated, anchor, version, status,
+//   responseCodes, error?, dropped?, stalled?, method, path, bodySize, ...}]; faults.serverBusy(
+//   count, backOffMs, {as: 'message' | 'fault'}), invalidateSyncStates(address?), stall(count),
+//   dropAfterRequest(count, operation?), http401(count), clear(); counts() -> {requests,
+//   byOperation (requests that got past authentication), ntlmHandshakes, ntlmFailures,
+//   bearerRequests, basicRequests}; close().
+// Answers worth knowing (as Exchange gives them):
+// - an app-only token without ExchangeImpersonation: SOAP fault ErrorInvalidExchangeImpersonationHeaderData
+//   ("ExchangeImpersonation SOAP header must be present for this type of OAuth token.");
+//   impersonating outside grantApp: ErrorImpersonateUserDenied; an unknown impersonated or
+//   anchor mailbox: ErrorNonExistentMailbox; an anchor that differs from the impersonated
+//   mailbox (or names one the account may not open): ErrorAccessDenied (all SOAP faults, HTTP 500);
+// - folders of another mailbox without FullAccess: ErrorAccessDenied per response message;
+//   sending From another address needs Send As (FullAccess alone: ErrorSendAsDenied);
+// - UpdateItem and CreateItem need MessageDisposition (ErrorMessageDispositionRequired);
+// - a missing or unknown RequestServerVersion: SOAP fault ErrorInvalidServerVersion;
+// - NTLM: only NTLMv2 (a 24-byte NTLMv1 or an LM-only response is refused); the type 2 offers
+//   extended session security only when the type 1 asked for it (ntlm-client answers NTLMv2 only then);
+// - text XML 1.0 cannot carry (control characters in mail from strangers) is answered as U+FFFD;
+// - an attached message (message/rfc822) is an ItemAttachment named by its subject.
 const { execFileSync, spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const https = require('node:https');
