@@ -710,11 +710,9 @@ async function startFakeEws(options = {}) {
 			counters.bearerRequests++;
 			if (!identity) throw new Unauthorized('OAuth is not configured on this server', { bearerError: true });
 			const claims = decodeClaims(value);
-			const app = identity.introspect(value, { audience, role: 'full_access_as_app' });
+			// app-only tokens need the role, a user's (ROPC / delegated) the scope
+			const app = identity.introspect(value, { audience, role: 'full_access_as_app', scope: 'EWS.AccessAsUser.All' });
 			if (app.active) {
-				// a user's token (ROPC / delegated): EWS.AccessAsUser.All
-				const scopes = String(app.scp ?? '').split(' ');
-				if (!scopes.includes('EWS.AccessAsUser.All')) throw new Unauthorized('The token has no EWS.AccessAsUser.All scope', { bearerError: true, diagnostics: '2000008;reason="The token contains no permissions, or permissions can not be understood."' });
 				entry.user = app.upn;
 				checkBlocked(app.appid);
 				return { scheme: 'Bearer', kind: 'token', user: userForMailbox(app.upn), clientId: app.appid, ownMailbox: app.upn, label: app.upn };
