@@ -114,6 +114,7 @@ const MESSAGES = {
 	ErrorInvalidRecipients: 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.',
 	ErrorInvalidValueForProperty: 'The value is invalid for property.',
 	ErrorInvalidOperationNotSupported: 'The requested operation is not supported.',
+	ErrorMessageSizeExceeded: 'The message exceeds the maximum supported size.',
 };
 
 const lower = (value) => String(value ?? '').toLowerCase();
@@ -350,6 +351,7 @@ function stripBcc(raw) {
  * @param {boolean} [options.exchangeOnline=false] answer like Exchange Online: Bearer only, 403 for blocked apps
  * @param {string} [options.ntlmDomain='CONTOSO'] NetBIOS domain the NTLM challenge names
  * @param {number} [options.keepAliveTimeoutMs=120000] idle time before the server closes a kept-alive socket (IIS: 120 s)
+ * @param {number} [options.maxMessageSize=Infinity] CreateItem refuses larger MIME with ErrorMessageSizeExceeded (MaxSendSize)
  */
 async function startFakeEws(options = {}) {
 	const { pki, identity } = options;
@@ -359,6 +361,7 @@ async function startFakeEws(options = {}) {
 	const exchangeOnline = Boolean(options.exchangeOnline);
 	const ntlmDomain = options.ntlmDomain ?? 'CONTOSO';
 	const serverVersion = exchangeOnline ? EXCHANGE_ONLINE_VERSION : ON_PREMISES_VERSION;
+	const maxMessageSize = options.maxMessageSize ?? Infinity;
 	const xml = createXml();
 	const verifier = createNtlmVerifier();
 	const stateKey = crypto.randomBytes(32); // signs sync states so a forged one is refused
@@ -1532,11 +1535,15 @@ async function startFakeEws(options = {}) {
 			try {
 				if (refused) throw refused;
 				const mimeIndex = textOf(message.MimeContent);
-				if (mimeIndex === undefined) throw new ResponseError('ErrorInvalidOperationNotSupported', 'This server takes messages as MimeContent only.');
-				const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
-				if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
-				const mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				let mime;
+				if (mimeIndex === undefined) mime = await mimeFromProperties(message);
+				else {
+					const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
+					if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
+					mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				}
 				if (!mime.length) throw new ResponseError('ErrorMimeContentConversionFailed');
+				if (mime.length > maxMessageSize) throw new ResponseError('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size (${mime.length} bytes, limit ${maxMessageSize}).`);
 				const importance = textOf(message.Importance);
 				if (importance !== undefined && !['Low', 'Normal', 'High'].includes(importance)) throw new SoapFault('ErrorSchemaValidation', `The request failed schema validation: Importance '${importance}'.`);
 				// the recipients are in the header: mailparser reads just that part (a 50 MB body is parsed later, once stored)
@@ -1587,6 +1594,25 @@ async function startFakeEws(options = {}) {
 		return out;
 	}
 	/** From the account's own (or impersonated) mailbox, or one it has Send As on: FullAccess alone does not let it send as the owner. */
+	/** A Message given as properties (Subject, Body, recipients, From) instead of MimeContent, as MIME. */
+	async function mimeFromProperties(message) {
+		const MailComposer = require('nodemailer/lib/mail-composer');
+		const people = (container) => arr(container?.Mailbox).map((m) => ({ name: textOf(m.Name) ?? '', address: textOf(m.EmailAddress) ?? '' }));
+		const body = message.Body;
+		const isHtml = lower(attr(body, 'BodyType')) === 'html';
+		const fromBox = arr(message.From?.Mailbox)[0];
+		const composer = new MailComposer({
+			subject: textOf(message.Subject) ?? '',
+			...(fromBox ? { from: { name: textOf(fromBox.Name) ?? '', address: textOf(fromBox.EmailAddress) ?? '' } } : {}),
+			to: people(message.ToRecipients),
+			cc: people(message.CcRecipients),
+			bcc: people(message.BccRecipients),
+			...(isHtml ? { html: textOf(body) ?? '' } : { text: textOf(body) ?? '' }),
+		});
+		const root = composer.compile();
+		root.keepBcc = true; // Exchange takes Bcc from the item and strips it only from delivered copies
+		return new Promise((resolve, reject) => root.build((error, built) => (error ? reject(error) : resolve(built))));
+	}
 	function maySendAs(ctx, from) {
 		if (ctx.acting && lower(from) === lower(ctx.acting.address)) return true;
 		return Boolean(ctx.delegateUser && ctx.delegateUser.sendAs.has(lower(from)));
