@@ -204,6 +204,7 @@ function createNtlmVerifier() {
 	function start() {
 		ensureImpacketInstalled();
 		child = spawn(PYTHON, [NTLM_VERIFIER], { stdio: ['pipe', 'pipe', 'pipe'] });
+		child.stdin.on('error', () => {}); // a dead verifier shows up as its exit below
 		child.stdout.setEncoding('utf8');
 		child.stdout.on('data', (data) => {
 			buffer += data;
@@ -1746,6 +1747,9 @@ async function startFakeEws(options = {}) {
 			req.on('data', (chunk) => chunks.push(chunk));
 			req.on('end', () => resolve(Buffer.concat(chunks)));
 			req.on('error', reject);
+			req.on('close', () => {
+				if (!req.complete) reject(new Error('the client went away before the request was complete'));
+			});
 		});
 	}
 
@@ -1912,7 +1916,10 @@ async function startFakeEws(options = {}) {
 				return handleEws(req, res, entry, body);
 			})
 			.catch((error) => {
-				if (res.headersSent || res.destroyed) return;
+				if (res.headersSent || res.destroyed) {
+					entry.error = entry.error ?? String(error.message ?? error);
+					return;
+				}
 				if (error instanceof Unauthorized) return sendUnauthorized(res, entry, error);
 				if (error instanceof Forbidden) {
 					entry.error = 'app blocked';
