@@ -28,7 +28,7 @@
 //   blockApp(clientId) / unblockApp; addFolder(address, displayName, parent) -> folderId;
 //   addRedirect(domain, toAddressDomain); deliver(address, rawMime, {folder, isRead, receivedAt})
 //   -> itemId (synchronous; the body is parsed in the background and every operation waits for
-//   it); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
+//   it; await settled() waits for all); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
 //   importance, receivedAt (ISO), subject, from, hasAttachments}]; await item(id) -> the same
 //   plus mailbox and attachments [{id, name, contentType, contentId, isInline, isItem, content}];
 //   folders(address); sent [{mailbox, disposition, mime, from, to, cc, bcc, subject, importance,
@@ -992,9 +992,8 @@ async function startFakeEws(options = {}) {
 		return Number.isFinite(value) ? `0x${value.toString(16).padStart(4, '0')}` : null;
 	};
 	function headerBlock(item) {
-		const text = item.mime.toString('utf8');
-		const end = text.search(/\r?\n\r?\n/);
-		return end >= 0 ? text.slice(0, end + 2) : text;
+		if (item.headerText === undefined) item.headerText = headerPart(item.mime).toString('utf8').replace(/\r?\n$/, '');
+		return item.headerText;
 	}
 
 	function itemShape(shapeEl, defaults) {
@@ -2003,6 +2002,10 @@ async function startFakeEws(options = {}) {
 			const target = folderByRef(mailbox, folder);
 			if (!target) throw new Error(`fake-ews: unknown folder ${folder} in ${address}`);
 			return itemsIn(target).sort((a, b) => a.seq - b.seq).map(publicItem);
+		},
+		/** Resolves once every delivered message has been parsed in full (benchmarks: seed, settle, then measure). */
+		async settled() {
+			await ensureParsed([...itemsById.values()]);
 		},
 		/** One item by id (any mailbox), or null; attachments once parsed. */
 		async item(id) {
