@@ -374,6 +374,28 @@ async function main() {
 		}
 	});
 
+	await check('attachments: an attached message is an ItemAttachment (its MIME through GetAttachment AttachmentShape); an inline image has IsInline and ContentId', async () => {
+		const inner = Buffer.from('From: dora@fabrikam.example\r\nTo: bob@contoso.example\r\nSubject: Original & <inner>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ninner body\r\n');
+		const png = crypto.randomBytes(200);
+		const outer = Buffer.concat([Buffer.from(['From: bob@contoso.example', `To: ${ALICE}`, 'Subject: fwd', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="o"', '', '--o', 'Content-Type: multipart/related; boundary="r"', '', '--r', 'Content-Type: text/html; charset=utf-8', '', '<p><img src="cid:logo@x"></p>', '--r', 'Content-Type: image/png; name="logo.png"', 'Content-ID: <logo@x>', 'Content-Disposition: inline; filename="logo.png"', 'Content-Transfer-Encoding: base64', '', png.toString('base64'), '--r--', '--o', 'Content-Type: message/rfc822', 'Content-Disposition: attachment', '', ''].join('\r\n')), inner, Buffer.from('\r\n--o--\r\n')]);
+		const id = ews.deliver(ALICE, outer);
+		const [listed] = messages(await call('GetItem', { 'm:ItemShape': { 't:BaseShape': 'IdOnly', 't:AdditionalProperties': { 't:FieldURI': [{ '@_FieldURI': 'item:Attachments' }, { '@_FieldURI': 'item:HasAttachments' }] } }, 'm:ItemIds': { 't:ItemId': { '@_Id': id } } }), 'GetItem');
+		const attachments = listed.Items.Message.Attachments;
+		assert.equal(attachments.FileAttachment.Name, 'logo.png');
+		assert.equal(attachments.FileAttachment.IsInline, 'true');
+		assert.equal(attachments.FileAttachment.ContentId, 'logo@x');
+		assert.equal(attachments.ItemAttachment.Name, 'Original & <inner>');
+		assert.equal(listed.Items.Message.HasAttachments, 'true');
+		const [item] = messages(await call('GetAttachment', { 'm:AttachmentShape': { 't:IncludeMimeContent': 'true' }, 'm:AttachmentIds': { 't:AttachmentId': { '@_Id': attachments.ItemAttachment.AttachmentId['@_Id'] } } }), 'GetAttachment');
+		const attached = item.Attachments.ItemAttachment.Message;
+		assert.equal(attached.Subject, 'Original & <inner>');
+		assert.equal(attached.From.Mailbox.EmailAddress, 'dora@fabrikam.example');
+		assert.ok(Buffer.from(text(attached.MimeContent), 'base64').toString().includes('inner body'));
+		const [image] = messages(await call('GetAttachment', { 'm:AttachmentIds': { 't:AttachmentId': { '@_Id': attachments.FileAttachment.AttachmentId['@_Id'] } } }), 'GetAttachment');
+		assert.ok(Buffer.from(image.Attachments.FileAttachment.Content, 'base64').equals(png));
+		await call('DeleteItem', { '@_DeleteType': 'HardDelete', 'm:ItemIds': { 't:ItemId': { '@_Id': id } } });
+	});
+
 	// ---- UpdateItem / MoveItem / DeleteItem ----
 
 	await check('UpdateItem IsRead and Flag (per item responses, new ChangeKey); ErrorMessageDispositionRequired without MessageDisposition', async () => {
@@ -495,6 +517,25 @@ async function main() {
 		const [noDisposition] = messages(await call('CreateItem', { 'm:Items': { 't:Message': { 't:MimeContent': Buffer.from(rawMessage({ from: ALICE, to: BOB })).toString('base64') } } }), 'CreateItem');
 		assert.equal(noDisposition.ResponseCode, 'ErrorMessageDispositionRequired');
 		assert.ok(!ews.items(ALICE).some((i) => i.subject === 'dave as shared') && !ews.sent.some((s) => s.subject === 'dave as shared'), 'nothing half-sent');
+	});
+
+	await check('CreateItem of a Message given as properties (no MIME): composed, sent, Bcc stripped; maxMessageSize refuses with ErrorMessageSizeExceeded', async () => {
+		const [message] = messages(await call('CreateItem', { '@_MessageDisposition': 'SendOnly', 'm:Items': { 't:Message': { 't:Subject': 'Props & <x> ü', 't:Body': { '@_BodyType': 'Text', '#text': 'plain <body>' }, 't:ToRecipients': { 't:Mailbox': { 't:EmailAddress': BOB } }, 't:BccRecipients': { 't:Mailbox': { 't:EmailAddress': OTHER } } } } }), 'CreateItem');
+		assert.equal(message.ResponseCode, 'NoError');
+		assert.deepEqual([ews.sent.at(-1).subject, ews.sent.at(-1).to, ews.sent.at(-1).bcc, ews.sent.at(-1).from], ['Props & <x> ü', [BOB], [OTHER], ALICE]);
+		const copy = await ews.item(ews.items(OTHER).at(-1).id);
+		assert.equal(copy.subject, 'Props & <x> ü');
+		assert.ok(!/^Bcc:/im.test(copy.mime.toString()));
+		const small = await startFakeEws({ pki, maxMessageSize: 1000 });
+		try {
+			small.addMailbox({ address: ALICE });
+			small.addUser({ username: 'alice', password: PASSWORD, mailbox: ALICE });
+			const res = await post(small.url, soap('CreateItem', { '@_MessageDisposition': 'SendOnly', 'm:Items': { 't:Message': { 't:MimeContent': rawMessage({ from: ALICE, to: BOB, body: 'x'.repeat(2000) }).toString('base64') } } }), { ca, headers: basic() });
+			assert.equal(messages(res, 'CreateItem')[0].ResponseCode, 'ErrorMessageSizeExceeded');
+			assert.equal(small.sent.length, 0);
+		} finally {
+			await small.close();
+		}
 	});
 
 	// ---- delegate access ----

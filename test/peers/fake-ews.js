@@ -21,6 +21,37 @@
 // - fault hooks: ErrorServerBusy with BackOffMilliseconds, invalid sync states, stalls, sockets
 //   dropped after the request was acted on, 401s.
 // Every request is recorded in `requests` (never a password or token).
+//
+// API (startFakeEws(options) resolves with):
+//   url, autodiscoverUrl, port; addMailbox({address, displayName}); addUser({username, domain,
+//   password, mailbox, delegateOf, sendAs}); grantApp({clientId, mailboxes: [..] | '*'});
+//   blockApp(clientId) / unblockApp; addFolder(address, displayName, parent) -> folderId;
+//   addRedirect(domain, toAddressDomain); deliver(address, rawMime, {folder, isRead, receivedAt})
+//   -> itemId (synchronous; the body is parsed in the background and every operation waits for
+//   it; await settled() waits for all); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
+//   importance, receivedAt (ISO), subject, from, hasAttachments}]; await item(id) -> the same
+//   plus mailbox and attachments [{id, name, contentType, contentId, isInline, isItem, content}];
+//   folders(address); sent [{mailbox, disposition, mime, from, to, cc, bcc, subject, importance,
+//   messageId, at}]; requests [{operation, scheme, user, impersonated, anchor, version, status,
+//   responseCodes, error?, dropped?, stalled?, method, path, bodySize, ...}]; faults.serverBusy(
+//   count, backOffMs, {as: 'message' | 'fault'}), invalidateSyncStates(address?), stall(count),
+//   dropAfterRequest(count, operation?), http401(count), clear(); counts() -> {requests,
+//   byOperation (requests that got past authentication), ntlmHandshakes, ntlmFailures,
+//   bearerRequests, basicRequests}; close().
+// Answers worth knowing (as Exchange gives them):
+// - an app-only token without ExchangeImpersonation: SOAP fault ErrorInvalidExchangeImpersonationHeaderData
+//   ("ExchangeImpersonation SOAP header must be present for this type of OAuth token.");
+//   impersonating outside grantApp: ErrorImpersonateUserDenied; an unknown impersonated or
+//   anchor mailbox: ErrorNonExistentMailbox; an anchor that differs from the impersonated
+//   mailbox (or names one the account may not open): ErrorAccessDenied (all SOAP faults, HTTP 500);
+// - folders of another mailbox without FullAccess: ErrorAccessDenied per response message;
+//   sending From another address needs Send As (FullAccess alone: ErrorSendAsDenied);
+// - UpdateItem and CreateItem need MessageDisposition (ErrorMessageDispositionRequired);
+// - a missing or unknown RequestServerVersion: SOAP fault ErrorInvalidServerVersion;
+// - NTLM: only NTLMv2 (a 24-byte NTLMv1 or an LM-only response is refused); the type 2 offers
+//   extended session security only when the type 1 asked for it (ntlm-client answers NTLMv2 only then);
+// - text XML 1.0 cannot carry (control characters in mail from strangers) is answered as U+FFFD;
+// - an attached message (message/rfc822) is an ItemAttachment named by its subject.
 const { execFileSync, spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const https = require('node:https');
@@ -83,6 +114,7 @@ const MESSAGES = {
 	ErrorInvalidRecipients: 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.',
 	ErrorInvalidValueForProperty: 'The value is invalid for property.',
 	ErrorInvalidOperationNotSupported: 'The requested operation is not supported.',
+	ErrorMessageSizeExceeded: 'The message exceeds the maximum supported size.',
 };
 
 const lower = (value) => String(value ?? '').toLowerCase();
@@ -172,6 +204,7 @@ function createNtlmVerifier() {
 	function start() {
 		ensureImpacketInstalled();
 		child = spawn(PYTHON, [NTLM_VERIFIER], { stdio: ['pipe', 'pipe', 'pipe'] });
+		child.stdin.on('error', () => {}); // a dead verifier shows up as its exit below
 		child.stdout.setEncoding('utf8');
 		child.stdout.on('data', (data) => {
 			buffer += data;
@@ -319,6 +352,7 @@ function stripBcc(raw) {
  * @param {boolean} [options.exchangeOnline=false] answer like Exchange Online: Bearer only, 403 for blocked apps
  * @param {string} [options.ntlmDomain='CONTOSO'] NetBIOS domain the NTLM challenge names
  * @param {number} [options.keepAliveTimeoutMs=120000] idle time before the server closes a kept-alive socket (IIS: 120 s)
+ * @param {number} [options.maxMessageSize=Infinity] CreateItem refuses larger MIME with ErrorMessageSizeExceeded (MaxSendSize)
  */
 async function startFakeEws(options = {}) {
 	const { pki, identity } = options;
@@ -328,6 +362,7 @@ async function startFakeEws(options = {}) {
 	const exchangeOnline = Boolean(options.exchangeOnline);
 	const ntlmDomain = options.ntlmDomain ?? 'CONTOSO';
 	const serverVersion = exchangeOnline ? EXCHANGE_ONLINE_VERSION : ON_PREMISES_VERSION;
+	const maxMessageSize = options.maxMessageSize ?? Infinity;
 	const xml = createXml();
 	const verifier = createNtlmVerifier();
 	const stateKey = crypto.randomBytes(32); // signs sync states so a forged one is refused
@@ -488,9 +523,12 @@ async function startFakeEws(options = {}) {
 			item.html = typeof parsed.html === 'string' ? parsed.html : null;
 			item.text = typeof parsed.text === 'string' ? parsed.text : item.html ? htmlToText(item.html) : '';
 			item.attachments = (parsed.attachments ?? []).map((attachment, index) => {
+				// an attached message is an item attachment in Exchange, named by its subject
+				const isItem = lower(attachment.contentType) === 'message/rfc822';
 				const record = {
 					id: newAttachmentId(),
-					name: attachment.filename ?? (attachment.contentType === 'message/rfc822' ? 'Untitled Attachment.eml' : `Untitled attachment ${String(index + 1).padStart(5, '0')}.dat`),
+					isItem,
+					name: attachment.filename ?? (isItem ? decodeWords(quickHeaders(attachment.content).get('subject') ?? '') || 'Untitled Attachment' : `Untitled attachment ${String(index + 1).padStart(5, '0')}.dat`),
 					contentType: attachment.contentType ?? 'application/octet-stream',
 					contentId: attachment.cid ?? null,
 					isInline: Boolean(attachment.cid && (attachment.related || attachment.contentDisposition === 'inline')),
@@ -676,11 +714,9 @@ async function startFakeEws(options = {}) {
 			counters.bearerRequests++;
 			if (!identity) throw new Unauthorized('OAuth is not configured on this server', { bearerError: true });
 			const claims = decodeClaims(value);
-			const app = identity.introspect(value, { audience, role: 'full_access_as_app' });
+			// app-only tokens need the role, a user's (ROPC / delegated) the scope
+			const app = identity.introspect(value, { audience, role: 'full_access_as_app', scope: 'EWS.AccessAsUser.All' });
 			if (app.active) {
-				// a user's token (ROPC / delegated): EWS.AccessAsUser.All
-				const scopes = String(app.scp ?? '').split(' ');
-				if (!scopes.includes('EWS.AccessAsUser.All')) throw new Unauthorized('The token has no EWS.AccessAsUser.All scope', { bearerError: true, diagnostics: '2000008;reason="The token contains no permissions, or permissions can not be understood."' });
 				entry.user = app.upn;
 				checkBlocked(app.appid);
 				return { scheme: 'Bearer', kind: 'token', user: userForMailbox(app.upn), clientId: app.appid, ownMailbox: app.upn, label: app.upn };
@@ -956,9 +992,8 @@ async function startFakeEws(options = {}) {
 		return Number.isFinite(value) ? `0x${value.toString(16).padStart(4, '0')}` : null;
 	};
 	function headerBlock(item) {
-		const text = item.mime.toString('utf8');
-		const end = text.search(/\r?\n\r?\n/);
-		return end >= 0 ? text.slice(0, end + 2) : text;
+		if (item.headerText === undefined) item.headerText = headerPart(item.mime).toString('utf8').replace(/\r?\n$/, '');
+		return item.headerText;
 	}
 
 	function itemShape(shapeEl, defaults) {
@@ -983,6 +1018,20 @@ async function startFakeEws(options = {}) {
 		return { fields, extended, bodyType };
 	}
 
+	/** FileAttachment / ItemAttachment properties in schema order (no content). */
+	function attachmentElement(item, a) {
+		return {
+			't:AttachmentId': { '@_Id': a.id },
+			't:Name': xmlSafe(a.name),
+			't:ContentType': xmlSafe(a.contentType),
+			...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
+			't:Size': String(a.size),
+			't:LastModifiedTime': iso(item.createdAt).replace(/Z$/, ''),
+			't:IsInline': bool(a.isInline),
+			...(a.isItem ? {} : { 't:IsContactPhoto': 'false' }),
+		};
+	}
+
 	function itemElement(item, shape) {
 		const f = shape.fields;
 		const out = {};
@@ -1000,18 +1049,11 @@ async function startFakeEws(options = {}) {
 				: { '@_BodyType': 'HTML', '@_IsTruncated': 'false', '#text': xmlSafe(item.html ?? textToHtml(item.text)) };
 		}
 		if (f.has('item:Attachments') && item.attachments.length) {
-			out['t:Attachments'] = {
-				't:FileAttachment': item.attachments.map((a) => ({
-					't:AttachmentId': { '@_Id': a.id },
-					't:Name': xmlSafe(a.name),
-					't:ContentType': xmlSafe(a.contentType),
-					...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
-					't:Size': String(a.size),
-					't:LastModifiedTime': iso(item.createdAt).replace(/Z$/, ''),
-					't:IsInline': bool(a.isInline),
-					't:IsContactPhoto': 'false',
-				})),
-			};
+			const files = item.attachments.filter((a) => !a.isItem);
+			const attachedItems = item.attachments.filter((a) => a.isItem);
+			out['t:Attachments'] = {};
+			if (files.length) out['t:Attachments']['t:FileAttachment'] = files.map((a) => attachmentElement(item, a));
+			if (attachedItems.length) out['t:Attachments']['t:ItemAttachment'] = attachedItems.map((a) => attachmentElement(item, a));
 		}
 		if (f.has('item:DateTimeReceived')) out['t:DateTimeReceived'] = iso(item.receivedAt);
 		if (f.has('item:Size')) out['t:Size'] = String(item.mime.length);
@@ -1360,20 +1402,18 @@ async function startFakeEws(options = {}) {
 					if (!found || !itemsById.has(found.item.id)) throw new ResponseError('ErrorItemNotFound');
 					if (!mayOpen(ctx, found.item.mailbox)) throw new ResponseError('ErrorAccessDenied');
 					const a = found.attachment;
-					return success({
-						'm:Attachments': {
-							't:FileAttachment': {
-								't:AttachmentId': { '@_Id': a.id },
-								't:Name': xmlSafe(a.name),
-								't:ContentType': xmlSafe(a.contentType),
-								...(a.contentId ? { 't:ContentId': xmlSafe(a.contentId) } : {}),
-								't:Size': String(a.size),
-								't:IsInline': bool(a.isInline),
-								't:IsContactPhoto': 'false',
-								't:Content': a.content.toString('base64'),
-							},
-						},
-					});
+					if (!a.isItem) return success({ 'm:Attachments': { 't:FileAttachment': { ...attachmentElement(found.item, a), 't:Content': a.content.toString('base64') } } });
+					// the attached message as an item: its properties, and its MIME when AttachmentShape asks
+					const withMime = lower(textOf(op.AttachmentShape?.IncludeMimeContent)) === 'true';
+					const headers = quickHeaders(a.content);
+					const message = {};
+					if (withMime) message['t:MimeContent'] = { '@_CharacterSet': 'UTF-8', '#text': a.content.toString('base64') };
+					message['t:ItemClass'] = 'IPM.Note';
+					message['t:Subject'] = xmlSafe(decodeWords(headers.get('subject') ?? ''));
+					message['t:Size'] = String(a.content.length);
+					const sender = parseAddressList(headers.get('from'))[0];
+					if (sender) message['t:From'] = { 't:Mailbox': mailboxElement(sender) };
+					return success({ 'm:Attachments': { 't:ItemAttachment': { ...attachmentElement(found.item, a), 't:Message': message } } });
 				} catch (error) {
 					return responseFailure(error, { 'm:Attachments': '' });
 				}
@@ -1445,7 +1485,8 @@ async function startFakeEws(options = {}) {
 		} catch (error) {
 			return arr(op.ItemIds?.ItemId).map(() => responseFailure(error, { 'm:Items': '' }));
 		}
-		const returnNewIds = lower(attr(op, 'ReturnNewItemIds') ?? 'true') !== 'false';
+		// an element since Exchange 2010 SP1 (an attribute accepted too)
+		const returnNewIds = lower(textOf(op.ReturnNewItemIds) ?? attr(op, 'ReturnNewItemIds') ?? 'true') !== 'false';
 		return arr(op.ItemIds?.ItemId).map((el) => {
 			try {
 				const item = resolveItem(ctx, el);
@@ -1494,11 +1535,15 @@ async function startFakeEws(options = {}) {
 			try {
 				if (refused) throw refused;
 				const mimeIndex = textOf(message.MimeContent);
-				if (mimeIndex === undefined) throw new ResponseError('ErrorInvalidOperationNotSupported', 'This server takes messages as MimeContent only.');
-				const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
-				if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
-				const mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				let mime;
+				if (mimeIndex === undefined) mime = await mimeFromProperties(message);
+				else {
+					const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
+					if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
+					mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				}
 				if (!mime.length) throw new ResponseError('ErrorMimeContentConversionFailed');
+				if (mime.length > maxMessageSize) throw new ResponseError('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size (${mime.length} bytes, limit ${maxMessageSize}).`);
 				const importance = textOf(message.Importance);
 				if (importance !== undefined && !['Low', 'Normal', 'High'].includes(importance)) throw new SoapFault('ErrorSchemaValidation', `The request failed schema validation: Importance '${importance}'.`);
 				// the recipients are in the header: mailparser reads just that part (a 50 MB body is parsed later, once stored)
@@ -1549,6 +1594,25 @@ async function startFakeEws(options = {}) {
 		return out;
 	}
 	/** From the account's own (or impersonated) mailbox, or one it has Send As on: FullAccess alone does not let it send as the owner. */
+	/** A Message given as properties (Subject, Body, recipients, From) instead of MimeContent, as MIME. */
+	async function mimeFromProperties(message) {
+		const MailComposer = require('nodemailer/lib/mail-composer');
+		const people = (container) => arr(container?.Mailbox).map((m) => ({ name: textOf(m.Name) ?? '', address: textOf(m.EmailAddress) ?? '' }));
+		const body = message.Body;
+		const isHtml = lower(attr(body, 'BodyType')) === 'html';
+		const fromBox = arr(message.From?.Mailbox)[0];
+		const composer = new MailComposer({
+			subject: textOf(message.Subject) ?? '',
+			...(fromBox ? { from: { name: textOf(fromBox.Name) ?? '', address: textOf(fromBox.EmailAddress) ?? '' } } : {}),
+			to: people(message.ToRecipients),
+			cc: people(message.CcRecipients),
+			bcc: people(message.BccRecipients),
+			...(isHtml ? { html: textOf(body) ?? '' } : { text: textOf(body) ?? '' }),
+		});
+		const root = composer.compile();
+		root.keepBcc = true; // Exchange takes Bcc from the item and strips it only from delivered copies
+		return new Promise((resolve, reject) => root.build((error, built) => (error ? reject(error) : resolve(built))));
+	}
 	function maySendAs(ctx, from) {
 		if (ctx.acting && lower(from) === lower(ctx.acting.address)) return true;
 		return Boolean(ctx.delegateUser && ctx.delegateUser.sendAs.has(lower(from)));
@@ -1682,6 +1746,9 @@ async function startFakeEws(options = {}) {
 			req.on('data', (chunk) => chunks.push(chunk));
 			req.on('end', () => resolve(Buffer.concat(chunks)));
 			req.on('error', reject);
+			req.on('close', () => {
+				if (!req.complete) reject(new Error('the client went away before the request was complete'));
+			});
 		});
 	}
 
@@ -1848,7 +1915,10 @@ async function startFakeEws(options = {}) {
 				return handleEws(req, res, entry, body);
 			})
 			.catch((error) => {
-				if (res.headersSent || res.destroyed) return;
+				if (res.headersSent || res.destroyed) {
+					entry.error = entry.error ?? String(error.message ?? error);
+					return;
+				}
 				if (error instanceof Unauthorized) return sendUnauthorized(res, entry, error);
 				if (error instanceof Forbidden) {
 					entry.error = 'app blocked';
@@ -1933,12 +2003,16 @@ async function startFakeEws(options = {}) {
 			if (!target) throw new Error(`fake-ews: unknown folder ${folder} in ${address}`);
 			return itemsIn(target).sort((a, b) => a.seq - b.seq).map(publicItem);
 		},
+		/** Resolves once every delivered message has been parsed in full (benchmarks: seed, settle, then measure). */
+		async settled() {
+			await ensureParsed([...itemsById.values()]);
+		},
 		/** One item by id (any mailbox), or null; attachments once parsed. */
 		async item(id) {
 			const item = itemsById.get(id);
 			if (!item) return null;
 			await ensureParsed([item]);
-			return { ...publicItem(item), mailbox: item.mailbox.address, attachments: item.attachments.map((a) => ({ id: a.id, name: a.name, contentType: a.contentType, contentId: a.contentId, isInline: a.isInline, content: a.content })) };
+			return { ...publicItem(item), mailbox: item.mailbox.address, attachments: item.attachments.map((a) => ({ id: a.id, name: a.name, contentType: a.contentType, contentId: a.contentId, isInline: a.isInline, isItem: a.isItem, content: a.content })) };
 		},
 		folders(address) {
 			const mailbox = requireMailbox(address);

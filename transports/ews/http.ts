@@ -165,7 +165,8 @@ export class EwsHttp {
 			const challengeAnswer = await this.once({ agent: session.agent, headers: { Authorization: ntlmNegotiate(auth) }, operation, signal });
 			const challenge = challengeAnswer.status === 401 ? ntlmChallengeOf(challengeAnswer.headers['www-authenticate']) : undefined;
 			if (!challenge) {
-				if (challengeAnswer.status === 401) return challengeAnswer;
+				// A redirect (an Autodiscover front end) is the server's answer whoever asks.
+				if (challengeAnswer.status === 401 || (challengeAnswer.status >= 300 && challengeAnswer.status < 400)) return challengeAnswer;
 				throw new EwsError(
 					`The server did not start an NTLM sign-in (HTTP ${challengeAnswer.status} to the NTLM negotiate message, ${operation})`,
 					EWS_CODES.UNAUTHORIZED,
@@ -260,6 +261,8 @@ export class EwsHttp {
 					reject(new TransportFailure(message, error, written, timedOut, aborted));
 				});
 			const request = https.request(this.url, { method: 'POST', headers, agent: options.agent, signal: options.signal }, (response) => {
+				// Taken now: once the answer is read, a kept-alive socket goes back to the agent and the response lets go of it.
+				const socket = response.socket as Socket;
 				const chunks: Buffer[] = [];
 				let size = 0;
 				const limit = maxResponseBytes();
@@ -283,7 +286,7 @@ export class EwsHttp {
 				response.on('aborted', () => fail(new Error('the connection closed in the middle of the answer')));
 				response.on('end', () =>
 					settle(() =>
-						resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), socket: response.socket as Socket }),
+						resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), socket }),
 					),
 				);
 			});
