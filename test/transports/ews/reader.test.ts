@@ -432,6 +432,15 @@ describe('EWS reader: connection and delegate access', () => {
 		expect(items(OWNER).some((i) => i.id === inShared)).toBe(false);
 	});
 
+	it('a folder of the other mailbox by its display path (FolderId requests anchored to that mailbox)', async () => {
+		const cases = ews.addFolder(SHARED, 'Cases – Ü & <1>');
+		const inCases = ews.deliver(SHARED, await mime({ to: SHARED, subject: 'a case' }), { folder: cases });
+		const r = reader({ mailbox: SHARED });
+		expect(await r.search('Cases – Ü & <1>', {}, { newestFirst: true, limit: 10 })).toEqual([inCases]);
+		expect(await r.apply('Cases – Ü & <1>', [inCases], { type: 'markRead' })).toEqual([{ id: inCases, done: true }]);
+		expect(items(SHARED, cases)[0].isRead).toBe(true);
+	});
+
 	it('another mailbox without FullAccess is refused as an error, not as an empty folder', async () => {
 		const r = reader({ username: 'outsider', mailbox: SHARED });
 		await expect(r.search('inbox', {}, { newestFirst: true, limit: 10 })).rejects.toMatchObject({ code: 'EWS_ACCESS_DENIED' });
