@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { simpleParser } from 'mailparser';
 
 import { isUnreadable, type IncomingMessage, type ReadFilter, type UnreadableMessage } from '../../../model/incoming-message';
 import type { AttachmentInfo, MessageSink } from '../../../transports/contracts';
@@ -304,6 +305,21 @@ describe('EWS reader: fetch', () => {
 		const [message] = readable(await readAll(reader().fetch('Fetch', [id], { includeRaw: true, sink })));
 		expect(message.raw).toBeUndefined();
 		expect(sha256(stored.get(id)!)).toBe(sha256(raw));
+	});
+
+	it('an attached message comes as .eml (message/rfc822) through GetAttachment with its MIME', async () => {
+		const inner = await mime({ subject: 'inner message & <more>', text: 'inside' });
+		const raw = await mime({ subject: 'forwarding', attachments: [{ filename: 'Original', content: inner, contentType: 'message/rfc822', contentDisposition: 'attachment' }] });
+		const id = ews.deliver(OWNER, raw, { folder });
+		const before = ews.requests.length;
+		const [message] = readable(await readAll(reader().fetch('Fetch', [id])));
+		const attached = message.attachments.find((a) => a.contentType === 'message/rfc822');
+		expect(attached?.filename).toMatch(/\.eml$/);
+		const parsedInner = await simpleParser(attached!.content!);
+		expect(parsedInner.subject).toBe('inner message & <more>');
+		expect(parsedInner.text?.trim()).toBe('inside');
+		expect(attached!.size).toBe(attached!.content!.length);
+		expect(operations(before)).toEqual(['GetItem', 'GetAttachment']);
 	});
 
 	it('reads in GetItem batches, keeps the order, leaves out a message deleted meanwhile', async () => {
