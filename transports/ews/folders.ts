@@ -16,9 +16,9 @@ export const DISTINGUISHED_FOLDERS: Record<string, string | undefined> = {
 };
 
 /**
- * Other spellings of the distinguished folders: Outlook's English display names (the folders'
- * names differ in other languages, the distinguished ids do not) and the IMAP names workflows
- * moved from IMAP use. Compared without case, spaces, '-' and '_'.
+ * The IMAP names of distinguished folders, for workflows moved from IMAP; tried after the display
+ * names. Outlook's English display names ('Sent Items', 'Junk E-mail') fold to the distinguished
+ * ids themselves (compared without case, spaces, '-' and '_'), whatever the mailbox's language.
  */
 const ALIASES: Record<string, string> = {
 	sent: 'sentitems',
@@ -55,11 +55,11 @@ interface ListedFolder {
 
 /**
  * Turns the folder a user gave into an EWS folder reference, in this order: a distinguished
- * folder id in any case ('INBOX', 'SentItems') or one of its other spellings ('Sent Items',
- * 'Deleted Items', 'Junk E-mail', 'Trash'); a display-name path such as 'Inbox/Projects' (one
- * level at a time, the exact name first, then without case); a folder id of the mailbox; a
- * string that looks like a folder id, as is (the server decides). Anything else is an error that
- * lists the folders that exist. The mailbox's folders are listed once per reader.
+ * folder id in any case, spaces and dashes ignored ('INBOX', 'Sent Items', 'Junk E-mail'); a
+ * display-name path such as 'Inbox/Projects' (one level at a time, the exact name first, then
+ * without case when that is unique); a folder id of the mailbox; an IMAP name ('Sent', 'Trash',
+ * 'Junk', 'Spam'); a string that looks like a folder id, as is (the server decides). Anything
+ * else is an error that lists the folders that exist. The folders are listed once per reader.
  *
  * listFolders() gives, like the Graph reader, `path` = the distinguished id where there is one,
  * else the FolderId (what the other calls take unchanged, whatever the folder is renamed to), and
@@ -112,6 +112,9 @@ export class FolderResolver {
 		const byPath = this.byPath(given, folders, ids);
 		if (byPath) return { ref: byPath };
 		if (folders.some((f) => f.id === given)) return { ref: { id: given } };
+		// After the display names: a mailbox moved from IMAP may have a folder of its own called "Sent".
+		const alias = distinguishedName(given, true);
+		if (alias) return { ref: { distinguished: alias } };
 		if (LOOKS_LIKE_ID.test(given)) return { ref: { id: given } };
 		throw await this.unknown(given);
 	}
@@ -257,12 +260,12 @@ export class FolderResolver {
 	}
 }
 
-/** The distinguished id a name stands for, if it stands for one. */
-export function distinguishedName(given: string): string | undefined {
+/** The distinguished id a name stands for, if it stands for one (with `aliases`, also the IMAP names). */
+export function distinguishedName(given: string, aliases = false): string | undefined {
 	const folded = given.toLowerCase().replace(/[\s_-]+/g, '');
 	if (folded === 'msgfolderroot') return undefined;
 	if (Object.prototype.hasOwnProperty.call(DISTINGUISHED_FOLDERS, folded)) return folded;
-	return ALIASES[folded];
+	return aliases ? ALIASES[folded] : undefined;
 }
 
 /** The delegate mailbox inside a DistinguishedFolderId (nothing for the account's own or an impersonated one). */

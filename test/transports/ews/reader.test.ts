@@ -150,6 +150,15 @@ describe('EWS reader: folders', () => {
 		await expect(r.search('R&D <Q4> "draft" x', {}, all)).rejects.toMatchObject({ code: 'EWS_FOLDER_NOT_FOUND' });
 	});
 
+	it('IMAP names (Sent, Trash) stand for the distinguished folders unless the mailbox has a folder of that name', async () => {
+		const own = ews.addFolder(SHARED, 'Sent');
+		const inOwn = ews.deliver(SHARED, Buffer.from('Subject: imap sent\r\n\r\nx\r\n'), { folder: own });
+		const inTrash = ews.deliver(SHARED, Buffer.from('Subject: trashed\r\n\r\nx\r\n'), { folder: 'deleteditems' });
+		const r = reader({ mailbox: SHARED });
+		expect(await r.search('Sent', {}, { newestFirst: true, limit: 10 })).toEqual([inOwn]);
+		expect(await r.search('Trash', {}, { newestFirst: true, limit: 10 })).toEqual([inTrash]);
+	});
+
 	it('an unknown folder is EWS_FOLDER_NOT_FOUND naming the folders that exist', async () => {
 		const error = await reader()
 			.search('Nope/Nothing', {}, { newestFirst: true, limit: 5 })
