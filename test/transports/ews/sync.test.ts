@@ -1,5 +1,6 @@
 import { createEwsClient } from '../../../transports/ews/ews-client';
 import { EwsReader } from '../../../transports/ews/ews-reader';
+import type { EwsAuth } from '../../../transports/ews/types';
 import { decodeCursor } from '../../../transports/ews/sync';
 
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -17,10 +18,10 @@ let pki: { ca: string };
 const readers: EwsReader[] = [];
 
 /** A new reader each time, as each poll of the trigger (and an n8n restart) makes: only the cursor is shared. */
-function reader(mailbox = ''): EwsReader {
+function reader(mailbox = '', auth: EwsAuth = { type: 'basic', username: 'trigger', password: PASSWORD }): EwsReader {
 	const client = createEwsClient({
 		url: ews.url,
-		auth: { type: 'basic', username: 'trigger', password: PASSWORD },
+		auth,
 		version: 'Exchange2013_SP1',
 		mailbox,
 		impersonate: false,
@@ -43,8 +44,8 @@ function deliver(count: number, options: { folder?: string; receivedAt?: string;
 	return ids;
 }
 
-async function poll(folder: string, cursor: string | undefined, mailbox = '') {
-	const r = reader(mailbox);
+async function poll(folder: string, cursor: string | undefined, mailbox = '', auth?: EwsAuth) {
+	const r = reader(mailbox, auth);
 	try {
 		return await r.changesSince(folder, cursor);
 	} finally {
@@ -171,6 +172,17 @@ describe('EWS trigger: changesSince with SyncFolderItems', () => {
 		deliver(2);
 		const forTeam = deliver(2, { address: SHARED });
 		expect((await poll('Inbox', base.cursor, SHARED)).ids).toEqual(forTeam);
+	});
+
+	it('watches the other mailbox as an NTLMv2 user with delegate access (handshake verified by impacket)', async () => {
+		const ntlm: EwsAuth = { type: 'ntlm', username: 'trigger', password: PASSWORD, domain: 'CONTOSO' };
+		const base = await poll('inbox', undefined, SHARED, ntlm);
+		const forTeam = deliver(3, { address: SHARED });
+		const before = ews.requests.length;
+		expect((await poll('inbox', base.cursor, SHARED, ntlm)).ids).toEqual(forTeam);
+		const used = (ews.requests as Array<{ scheme: string | null; user: string | null; status: number }>).slice(before).filter((r) => r.status === 200);
+		expect(used.length).toBeGreaterThan(0);
+		expect(used.every((r) => r.scheme === 'NTLM')).toBe(true);
 	});
 
 	it('an unknown folder is EWS_FOLDER_NOT_FOUND', async () => {
