@@ -130,9 +130,11 @@ describe('EWS trigger: changesSince with SyncFolderItems', () => {
 
 	it('ErrorInvalidSyncStateData: a fresh sync that gives exactly the missed new ones, no flood, no baseline flag', async () => {
 		const folder = ews.addFolder(OWNER, 'Invalidated');
-		deliver(20, { folder });
+		// Old mail at earlier instants than the watermark: only the time comparison keeps it out.
+		const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+		for (let i = 0; i < 20; i++) deliver(1, { folder, receivedAt: ago(60 - i) });
 		const base = await poll('Invalidated', undefined);
-		const emitted = deliver(3, { folder });
+		const emitted = deliver(3, { folder, receivedAt: ago(5) });
 		const mid = await poll('Invalidated', base.cursor);
 		expect(mid.ids).toEqual(emitted);
 		const missed = deliver(5, { folder });
