@@ -54,7 +54,7 @@ export async function changesSince(client: EwsClient, folderId: string, folderEl
 	if (!previous || previous.folderId !== folderId) {
 		const round = await syncRound(client, folderElement, undefined);
 		const watermark = advance({ receivedAt: EPOCH, ids: [] }, round.created);
-		return { ids: [], cursor: encodeCursor({ v: 1, folderId, syncState: round.syncState, watermark }), baseline: cursorText === undefined ? 'first' : 'invalid' };
+		return { ids: [], cursor: encodeCursor({ v: 1, folderId, syncState: round.syncState, watermark }), baseline: cursorText ? 'invalid' : 'first' };
 	}
 	let round: SyncRound;
 	let fromScratch = false;
@@ -68,7 +68,8 @@ export async function changesSince(client: EwsClient, folderId: string, folderEl
 	const mark = Date.parse(previous.watermark.receivedAt);
 	const known = new Set(previous.watermark.ids);
 	const fresh = round.created
-		.filter((c) => !known.has(c.id) && (fromScratch ? c.at > mark || (c.at === mark && !known.has(c.id)) : c.at >= mark - GRACE_MS))
+		// An id at the watermark instant came out already; from scratch nothing below the instant is new.
+		.filter((c) => !known.has(c.id) && c.at >= (fromScratch ? mark : mark - GRACE_MS))
 		// Oldest first; messages of the same second keep the order the server listed them in (a stable sort).
 		.sort((a, b) => a.at - b.at);
 	const watermark = advance(previous.watermark, fresh);
