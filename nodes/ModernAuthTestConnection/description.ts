@@ -1,6 +1,6 @@
 import type { INodeProperties } from 'n8n-workflow';
 
-import { authenticationOptions, mailboxAuthentications, protocolName, testableProtocols } from '../../connections/registry';
+import { authenticationNotices, authenticationOptions, mailboxAuthentications, protocolName, testableProtocols } from '../../connections/registry';
 
 export const DEFAULT_TIME_BUDGET_S = 60;
 export const DEFAULT_ROUND_TRIP_TIMEOUT_S = 120;
@@ -14,6 +14,7 @@ export const testConnectionProperties: INodeProperties[] = [
 		default: 'smtp',
 		options: authenticationOptions('test'),
 	},
+	...authenticationNotices('test'),
 	{
 		displayName: 'Protocol',
 		name: 'protocol',
