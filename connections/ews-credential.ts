@@ -1,5 +1,5 @@
 import type { TokenProvider } from '../auth/app-only-token-provider';
-import { resolveCloud, type CloudEndpoints } from '../auth/clouds';
+import type { CloudEndpoints } from '../auth/clouds';
 import { IdentityError } from '../auth/identity-errors';
 import { IdleLruCache } from '../auth/idle-lru-cache';
 import { ropcTokenProvider } from '../auth/ropc-token-provider';

@@ -34,8 +34,7 @@ export const ewsKind: ConnectionKind = {
 	authentication: 'ews',
 	displayName: 'Exchange Web Services (EWS)',
 	description: 'On-premises Exchange with NTLM or Basic, or Exchange Online (OAuth) while the tenant still allows EWS',
-	notice:
-		'If the credential points at Exchange Online (outlook.office365.com): Microsoft blocks EWS there by default since 1 October 2026 unless the tenant allow-lists the app, and switches it off for good on 1 April 2027; prefer Graph (Authentication "Microsoft 365 App-Only (Graph)"). On-premises Exchange keeps EWS.',
+	notice: `If the credential's URL is Exchange Online (outlook.office365.com): ${EXCHANGE_ONLINE_EWS_NOTICE} In these nodes that is the Authentication "Microsoft 365 App-Only (Graph)".`,
 	credentialType: EWS_CREDENTIAL,
 	protocols: ['ews'],
 	send: true,

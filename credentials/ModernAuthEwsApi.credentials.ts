@@ -1,5 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
+import { EXCHANGE_ONLINE_EWS_NOTICE } from '../transports/ews/exchange-online';
 import { DEFAULT_EWS_SERVER_VERSION, EWS_SERVER_VERSIONS, EXCHANGE_ONLINE_EWS_URL } from '../transports/ews/types';
 import { MAIL_ICON, allowedMailboxesField, authorityHostField, cloudField } from './common/shared-fields';
 
@@ -15,7 +16,7 @@ import { MAIL_ICON, allowedMailboxesField, authorityHostField, cloudField } from
  * same with its own check; a test keeps the two in step.
  */
 export const EXCHANGE_ONLINE_URL_PATTERN =
-	'^[Hh][Tt][Tt][Pp][Ss]?://(([^/:]+\\.)?protection\\.outlook\\.com|outlook\\.office365\\.com|outlook\\.office\\.de|partner\\.outlook\\.cn|outlook\\.office365\\.us)(:[0-9]+)?(/|$)';
+	'^[Hh][Tt][Tt][Pp][Ss]?://([^/:]+\\.protection\\.outlook\\.com|outlook\\.office365\\.com|outlook\\.office\\.com|outlook\\.office\\.de|partner\\.outlook\\.cn|outlook\\.office365\\.us|outlook-dod\\.office365\\.us)\\.?(:[0-9]+)?(/|$)';
 
 const OAUTH = ['oauthAppOnly', 'oauthRopc'];
 const PASSWORD = ['ntlm', 'basic', 'oauthRopc'];
@@ -50,8 +51,7 @@ export class ModernAuthEwsApi implements ICredentialType {
 			displayOptions: { show: { endpoint: ['url'] } },
 		},
 		{
-			displayName:
-				'This is Exchange Online. Microsoft blocks EWS in Exchange Online by default since 1 October 2026 unless the tenant allow-lists the app (Set-OrganizationConfig -EWSEnabled $true and the app\'s client ID in EwsAllowedAppIDs), and switches it off for good on 1 April 2027. On-premises Exchange keeps EWS. For Exchange Online, prefer Graph: the Authentication "Microsoft 365 App-Only (Graph)".',
+			displayName: `This URL is Exchange Online. ${EXCHANGE_ONLINE_EWS_NOTICE} In the nodes that is the Authentication "Microsoft 365 App-Only (Graph)".`,
 			name: 'exchangeOnlineNotice',
 			type: 'notice',
 			default: '',

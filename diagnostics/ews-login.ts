@@ -1,5 +1,6 @@
 import { maskIdentifier } from '../model/redact';
 import type { MailReader } from '../transports/contracts';
+import { EwsError, ewsErrorFor } from '../transports/ews/errors';
 import { EWS_CODES, type EwsClient } from '../transports/ews/types';
 import { outcomeOfError, type Check, type CheckOutcome } from './checks';
 import { adminConsentHint } from './exchange-hints';
@@ -33,37 +34,14 @@ export const EWS_INBOX = 'inbox';
 const who = (ctx: EwsLoginContext) => (ctx.mailbox ? maskIdentifier(ctx.mailbox) : `the own mailbox of ${ctx.account}`);
 
 /** GetFolder Inbox: the first request that needs the account to be signed in and allowed on the mailbox. */
-export async function getInbox(client: EwsClient): Promise<{ total?: number; unread?: number }> {
+export async function getInbox(client: EwsClient, clientId?: string): Promise<void> {
 	const mailbox = client.mailboxElement();
 	const [message] = await client.call('GetFolder', {
-		'm:FolderShape': { 't:BaseShape': 'Default' },
+		'm:FolderShape': { 't:BaseShape': 'IdOnly' },
 		'm:FolderIds': { 't:DistinguishedFolderId': { '@_Id': EWS_INBOX, ...(mailbox ?? {}) } },
 	});
-	if (!message) throw new Error('GetFolder answered without a response message');
-	if (message.responseClass === 'Error') throw responseError(message.code, message.text);
-	const folder = firstFolder(message.element);
-	const count = (value: unknown) => (value === undefined || value === '' ? undefined : Number(value));
-	return { total: count(folder?.TotalCount), unread: count(folder?.UnreadCount) };
-}
-
-function firstFolder(element: Record<string, unknown>): Record<string, unknown> | undefined {
-	const folders = element.Folders as Record<string, unknown> | undefined;
-	const folder = folders?.Folder;
-	return (Array.isArray(folder) ? folder[0] : folder) as Record<string, unknown> | undefined;
-}
-
-/** A per-item refusal of GetFolder as an error with the server's code (the transport maps the whole-request ones). */
-class GetFolderRefused extends Error {
-	constructor(
-		readonly ewsCode: string,
-		message: string,
-	) {
-		super(message);
-	}
-}
-
-function responseError(code: string, text: string | undefined): GetFolderRefused {
-	return new GetFolderRefused(code, `Exchange refused GetFolder Inbox: ${code}${text ? ` (${text})` : ''}`);
+	if (!message) throw new EwsError('GetFolder answered without a response message', EWS_CODES.RESPONSE_INVALID, 'The server did not answer like Exchange; check the EWS URL');
+	if (message.responseClass === 'Error') throw ewsErrorFor(message, { operation: 'GetFolder Inbox', mailbox: client.mailbox, ...(clientId ? { clientId } : {}) });
 }
 
 export function ewsLoginCheck(ctx: EwsLoginContext, needs: string[]): Check {
@@ -73,7 +51,7 @@ export function ewsLoginCheck(ctx: EwsLoginContext, needs: string[]): Check {
 		needs,
 		run: (signal) =>
 			withClient(ctx, signal, async (client) => {
-				await getInbox(client);
+				await getInbox(client, ctx.clientId);
 				const facts = { url: client.url, version: client.version, ...(ctx.mailbox ? { mailbox: maskIdentifier(ctx.mailbox) } : {}) };
 				return { status: 'pass', detail: `EWS at ${hostOf(client.url)} accepted ${ctx.account} and opened the Inbox of ${who(ctx)}`, facts };
 			}),
@@ -114,7 +92,7 @@ export function ewsPermissionCheck(ctx: EwsLoginContext, flavour: Flavour): Chec
 			if (flavour !== 'app-only' || outcome.status !== 'warn' || outcome.code !== 'PERMISSION_MISSING' || !ctx.mailbox) return outcome;
 			const client = ctx.openClient();
 			try {
-				await withRelease(signal, () => client.close(), () => getInbox(client));
+				await withRelease(signal, () => client.close(), () => getInbox(client, ctx.clientId));
 				return { ...outcome, status: 'pass', detail: `${outcome.detail.replace(/: this can still work.*$/, '')}; Exchange accepted the app for ${who(ctx)} all the same (RBAC for Applications)`, hint: '', code: undefined };
 			} catch (error) {
 				const code = codeOf(error);
@@ -168,7 +146,6 @@ export function ewsRefusal(error: unknown, ctx: EwsLoginContext): CheckOutcome {
 	const ewsCode = (error as { ewsCode?: string } | undefined)?.ewsCode;
 	const httpStatus = (error as { responseCode?: number } | undefined)?.responseCode;
 	const facts = { ...(ewsCode ? { ewsCode } : {}), ...(httpStatus ? { httpStatus } : {}) };
-	if (error instanceof GetFolderRefused) return { ...outcome, code: `EWS_${error.ewsCode}`, hint: `Exchange answered ${error.ewsCode} for the Inbox of ${who(ctx)}`, facts: { ewsCode: error.ewsCode } };
 	if (outcome.code === EWS_CODES.UNAUTHORIZED) return { ...outcome, hint: SIGN_IN_FIX[ctx.signIn], facts };
 	return { ...outcome, ...(Object.keys(facts).length ? { facts } : {}) };
 }

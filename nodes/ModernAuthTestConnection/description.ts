@@ -20,7 +20,7 @@ export const testConnectionProperties: INodeProperties[] = [
 		name: 'protocol',
 		type: 'options',
 		default: 'default',
-		description: "What to test through the credential. Default is the Authentication's first protocol (SMTP for SMTP, IMAP for the Microsoft 365 OAuth kinds, Microsoft Graph for the Graph kinds).",
+		description: "What to test through the credential. Default is the Authentication's first protocol (SMTP for SMTP, IMAP for the Microsoft 365 OAuth kinds, Microsoft Graph for the Graph kinds, Exchange Web Services for EWS).",
 		options: [
 			{ name: 'Default', value: 'default', description: "The Authentication's first protocol" },
 			...testableProtocols().map((protocol) => ({ name: protocolName(protocol), value: protocol })),

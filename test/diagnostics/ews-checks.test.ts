@@ -83,7 +83,7 @@ describe('Test Connection (Modern Auth) through EWS', () => {
 describe('EWS credential', () => {
 	const properties = new ModernAuthEwsApi().properties;
 	const shown = (values: Record<string, unknown>) =>
-		properties.filter((p) => NodeHelpers.displayParameter({ ...defaults(properties), ...values } as never, p as INodeProperties, null)).map((p) => p.name);
+		properties.filter((p) => NodeHelpers.displayParameter({ ...defaults(properties), ...values } as never, p as INodeProperties, null, null)).map((p) => p.name);
 
 	it('has the field names the nodes and the end-to-end run use', () => {
 		const names = new Set(properties.map((p) => p.name));

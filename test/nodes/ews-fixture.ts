@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 
+import type { ICredentialDataDecryptedObject } from 'n8n-workflow';
+
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sharedTestPki } = require('../peers/certs');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -40,7 +42,7 @@ export async function stopEwsPeers(peers: EwsPeers | undefined) {
 	await peers?.idp.close();
 }
 
-type CredentialData = Record<string, unknown>;
+type CredentialData = ICredentialDataDecryptedObject;
 
 const credential = (id: string, data: CredentialData) => ({ modernAuthEwsApi: { id, name: 'Contoso EWS', data } });
 
