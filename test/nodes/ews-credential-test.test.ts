@@ -4,7 +4,7 @@ import type { INodeCredentialTestResult } from 'n8n-workflow';
 
 import { ModernAuthReadMailbox } from '../../nodes/ModernAuthReadMailbox/ModernAuthReadMailbox.node';
 import { ModernAuthSendEmail } from '../../nodes/ModernAuthSendEmail/ModernAuthSendEmail.node';
-import { appOnlyCredential, issuedTokens, NTLM_PASSWORD, ntlmCredential, OTHER, registerEwsApp, ROBOT, startEwsPeers, stopEwsPeers, tokenRequests, type EwsPeers } from './ews-fixture';
+import { appOnlyCredential, DANA, DANA_PASSWORD, issuedTokens, NTLM_PASSWORD, ntlmCredential, OTHER, registerEwsApp, ROBOT, ropcCredential, startEwsPeers, stopEwsPeers, tokenRequests, type EwsPeers } from './ews-fixture';
 
 // The EWS credential's Test button as n8n presses it (the node's credentialTest method), against
 // the fake EWS server (NTLM verified by impacket, Bearer tokens asked of the fake identity
@@ -106,6 +106,26 @@ describe('EWS credential Test button', () => {
 		expect(result.status).toBe('Error');
 		expect(result.message).toMatch(/^login \(ews\) failed: /);
 		expect(result.message).toMatch(/EwsAllowedAppIDs/);
+	});
+
+	it('OAuth username/password (ROPC): token with EWS.AccessAsUser.All, permission, GetFolder of her own Inbox', async () => {
+		const { credentials, secret } = ropcCredential(peers);
+		const result = await press(credentials);
+		expect(result.status).toBe('OK');
+		expect(result.message).toMatch(new RegExp(`^EWS at 127\\.0\\.0\\.1:\\d+ with OAuth username/password as ${DANA.replace('.', '\\.')} \\(app \\*{4}\\w{4}\\): 8 checks passed`));
+		expect(peers.ews.requests.some((r: { scheme: string; user: string }) => r.scheme === 'Bearer' && r.user === DANA)).toBe(true);
+		for (const value of [secret, DANA_PASSWORD, ...issuedTokens(peers)]) expect(result.message).not.toContain(value);
+	});
+
+	it('ROPC with a wrong password: the token step failed with the AADSTS code and its fix; EWS saw nothing', async () => {
+		const requests = peers.ews.counts().requests;
+		const { credentials } = ropcCredential(peers, { password: 'Not-Danas-Passw0rd' });
+		const result = await press(credentials);
+		expect(result.status).toBe('Error');
+		expect(result.message).toMatch(/^token \(exchange\) failed: .*AADSTS50126/);
+		expect(result.message).toMatch(/Fix: /);
+		expect(result.message).not.toContain('Not-Danas-Passw0rd');
+		expect(peers.ews.counts().requests).toBe(requests);
 	});
 
 	it('app-only without a mailbox: the token is checked and the answer says a mailbox is needed for the rest', async () => {

@@ -19,6 +19,9 @@ export const RECIPIENT = 'ann@contoso.example';
 export const NTLM_USER = 'robot';
 export const NTLM_DOMAIN = 'CONTOSO';
 export const NTLM_PASSWORD = `Robot-${randomUUID().slice(0, 8)}-Passw0rd!`;
+/** An Exchange Online user signing in with username and password (ROPC). */
+export const DANA = 'dana@contoso.example';
+export const DANA_PASSWORD = `Dana-${randomUUID().slice(0, 8)}-Passw0rd!`;
 
 export type FakeIdentity = Awaited<ReturnType<typeof startFakeIdentity>>;
 export type FakeEws = Awaited<ReturnType<typeof startFakeEws>>;
@@ -32,6 +35,10 @@ export async function startEwsPeers(options: { exchangeOnline?: boolean } = {}) 
 	const ews: FakeEws = await startFakeEws({ pki, identity: idp, audience: EXCHANGE, exchangeOnline: options.exchangeOnline ?? false });
 	for (const address of [ROBOT, SHARED, OTHER, RECIPIENT]) ews.addMailbox({ address });
 	ews.addUser({ username: NTLM_USER, domain: NTLM_DOMAIN, password: NTLM_PASSWORD, mailbox: ROBOT, delegateOf: [SHARED], sendAs: [SHARED] });
+	// Dana's password lives in the identity platform (ROPC); the EWS side only knows her mailbox.
+	ews.addMailbox({ address: DANA });
+	ews.addUser({ username: 'dana', password: `unused-${randomUUID()}`, mailbox: DANA });
+	idp.addUser({ tenant: TENANT, username: DANA, password: DANA_PASSWORD });
 	return { pki, idp, ews };
 }
 
@@ -94,6 +101,32 @@ export function appOnlyCredential(peers: EwsPeers, app: { clientId: string; secr
 		serverVersion: 'Exchange2013_SP1',
 		...overrides,
 	});
+}
+
+/** ROPC as Dana through an app registration with a client secret (its delegated Exchange scopes include EWS.AccessAsUser.All). */
+export function ropcCredential(peers: EwsPeers, overrides: CredentialData = {}) {
+	const clientId = randomUUID();
+	const secret = `ews-ropc-secret-${randomUUID()}`;
+	peers.idp.addApp({ tenant: TENANT, clientId, secrets: [{ value: secret }] });
+	return {
+		secret,
+		credentials: credential(`ewsropc${clientId.slice(0, 9)}`, {
+			endpoint: 'url',
+			url: peers.ews.url,
+			ewsAuth: 'oauthRopc',
+			username: DANA,
+			password: DANA_PASSWORD,
+			tenantId: TENANT,
+			clientId,
+			clientSecret: secret,
+			cloud: 'custom',
+			authorityHost: peers.idp.authorityHost,
+			exchangeHost: EXCHANGE,
+			mailbox: '',
+			serverVersion: 'Exchange2013_SP1',
+			...overrides,
+		}),
+	};
 }
 
 /** Every access token the identity platform issued (none may show in any output). */

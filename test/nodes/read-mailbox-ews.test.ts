@@ -84,11 +84,14 @@ describe('Read Mailbox (Modern Auth) with Authentication "Exchange Web Services 
 });
 
 describe('Read Mailbox (Modern Auth) Trigger with Authentication "Exchange Web Services (EWS)"', () => {
-	const subjects = (items: Array<{ json: Record<string, unknown> }>) => items.map((i) => String(i.json.subject));
-	const deliver = (subject: string) => peers.ews.deliver(SHARED, rawMessage({ subject, to: SHARED }));
+	let run = 0;
+	beforeEach(() => void run++);
+	// Subjects unique per run: both runs watch the same Inbox.
+	const deliver = (subject: string) => peers.ews.deliver(SHARED, rawMessage({ subject: `${subject} (run ${run})`, to: SHARED }));
+	const subjects = (items: Array<{ json: Record<string, unknown> }>) => items.map((i) => String(i.json.subject).replace(/ \(run \d+\)$/, ''));
 
-	it('starts from now and emits each new message once, across restarts and an invalid sync state; a change is not new mail', async () => {
-		const credentials = ntlmCredential(peers, { mailbox: SHARED });
+	it.each(['NTLM', 'app-only'])('%s: starts from now and emits each new message once, across restarts and an invalid sync state; a change is not new mail', async (signIn) => {
+		const credentials = signIn === 'NTLM' ? ntlmCredential(peers, { mailbox: SHARED }) : appOnlyCredential(peers, registerEwsApp(peers, { mailboxes: [SHARED] }), { mailbox: SHARED });
 		const parameters = { authentication: 'ews', folder: 'INBOX', options: { downloadAttachments: false } };
 		const old = deliver('old');
 		let poller = await createPoller({ parameters, credentials });
@@ -102,7 +105,7 @@ describe('Read Mailbox (Modern Auth) Trigger with Authentication "Exchange Web S
 		// Read in Outlook: a change, not new mail.
 		const marked = await runNode({
 			type: 'modernAuthReadMailbox',
-			parameters: { authentication: 'ews', folder: 'INBOX', limit: 1, filters: { subject: 'old' }, postAction: 'markRead', options: { mailbox: SHARED, downloadAttachments: false } },
+			parameters: { authentication: 'ews', folder: 'INBOX', limit: 1, filters: { subject: `old (run ${run})` }, postAction: 'markRead', options: { mailbox: SHARED, downloadAttachments: false } },
 			items: [{ json: {} }],
 			credentials,
 		});
