@@ -70,7 +70,9 @@ describe('Send Email (Modern Auth) with Authentication "Exchange Web Services (E
 		expect((Array.isArray(parsed.to) ? parsed.to : [parsed.to]).flatMap((a) => a!.value.map((v) => v.address))).toEqual([RECIPIENT, 'bob@example.org']);
 		expect(message.bcc).toEqual(['audit@example.net']);
 		expect(parsed.headers.get('x-ticket-id')).toBe('T-2002');
-		expect(parsed.headers.get('importance')).toMatch(/high/i);
+		const head = message.mime.toString('latin1').split('\r\n\r\n')[0];
+		expect(head).toMatch(/^X-Priority: 1 \(Highest\)\r$/m);
+		expect(head).toMatch(/^Importance: High\r$/m);
 		expect(parsed.text?.trim()).toBe('Figures attached');
 		expect(parsed.attachments).toHaveLength(1);
 		expect(parsed.attachments[0].filename).toBe('q3 report.bin');
