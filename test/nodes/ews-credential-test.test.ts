@@ -71,6 +71,24 @@ describe('EWS credential Test button', () => {
 		expect(result.message).toMatch(new RegExp(`^reach \\(127\\.0\\.0\\.1:${port}\\) failed: `));
 	});
 
+	it('Autodiscover: finds the EWS URL from the address once, remembers it, and the test passes against it', async () => {
+		const credentials = ntlmCredential(peers, { endpoint: 'autodiscover', url: '', autodiscoverEmail: ROBOT, autodiscoverUrl: peers.ews.autodiscoverUrl });
+		const answered = () => (peers.ews.requests as Array<{ operation: string; status: number }>).filter((r) => r.operation === 'Autodiscover' && r.status === 200).length;
+		const before = answered();
+		for (let i = 0; i < 2; i++) {
+			const result = await press(credentials);
+			expect(result.status).toBe('OK');
+			expect(result.message).toMatch(new RegExp(`^EWS at 127\\.0\\.0\\.1:${peers.ews.port} with NTLM as CONTOSO\\\\robot: 4 checks passed`));
+		}
+		expect(answered() - before).toBe(1);
+	});
+
+	it('Autodiscover for an address the server does not know: the answer names the Autodiscover step and its fix', async () => {
+		const result = await press(ntlmCredential(peers, { endpoint: 'autodiscover', url: '', autodiscoverEmail: 'nobody@contoso.example', autodiscoverUrl: peers.ews.autodiscoverUrl }));
+		expect(result.status).toBe('Error');
+		expect(result.message).toMatch(/^reach \(Autodiscover for nobody@contoso\.example\) failed: .*Fix: /);
+	});
+
 	it('app-only: token, permission (full_access_as_app), GetFolder Inbox impersonating the mailbox, Inbox counts', async () => {
 		const app = registerEwsApp(peers);
 		const result = await press(appOnlyCredential(peers, app));
