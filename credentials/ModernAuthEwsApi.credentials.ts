@@ -164,17 +164,9 @@ export class ModernAuthEwsApi implements ICredentialType {
 			type: 'string',
 			typeOptions: { password: true },
 			default: '',
-			description: 'The secret VALUE (not the secret ID) from Certificates & secrets',
-			displayOptions: { show: { ewsAuth: ['oauthAppOnly'], authType: ['secret'] } },
-		},
-		{
-			displayName: 'Client Secret (Optional)',
-			name: 'clientSecret',
-			type: 'string',
-			typeOptions: { password: true },
-			default: '',
-			description: 'Only for an app registration that is not a public client',
-			displayOptions: { show: { ewsAuth: ['oauthRopc'] } },
+			description: 'The secret VALUE (not the secret ID) from Certificates & secrets. Username/password: only for an app registration that is not a public client (leave empty otherwise).',
+			// One field for both OAuth methods: a certificate app-only credential has none.
+			displayOptions: { show: { ewsAuth: OAUTH }, hide: { authType: ['certificate'] } },
 		},
 		{
 			displayName: 'Certificate (PEM)',
