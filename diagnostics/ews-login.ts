@@ -31,7 +31,7 @@ export interface EwsLoginContext {
 
 export const EWS_INBOX = 'inbox';
 
-const who = (ctx: EwsLoginContext) => (ctx.mailbox ? maskIdentifier(ctx.mailbox) : `the own mailbox of ${ctx.account}`);
+const who = (ctx: EwsLoginContext) => (ctx.mailbox ? maskIdentifier(ctx.mailbox) : `${ctx.account}'s own mailbox`);
 
 /** GetFolder Inbox: the first request that needs the account to be signed in and allowed on the mailbox. */
 export async function getInbox(client: EwsClient, clientId?: string): Promise<void> {

@@ -50,7 +50,7 @@ describe('EWS credential Test button', () => {
 		const before = peers.ews.counts().ntlmHandshakes;
 		const result = await press(ntlmCredential(peers));
 		expect(result.status).toBe('OK');
-		expect(result.message).toMatch(/^EWS at 127\.0\.0\.1:\d+ with NTLM as CONTOSO\\robot: 4 checks passed; read: \w+ of the own mailbox of CONTOSO\\robot: \d+ messages/);
+		expect(result.message).toMatch(/^EWS at 127\.0\.0\.1:\d+ with NTLM as CONTOSO\\robot: 4 checks passed; read: Inbox of CONTOSO\\robot's own mailbox: \d+ messages, \d+ unread\.$/);
 		expect(peers.ews.counts().ntlmHandshakes).toBeGreaterThan(before);
 		expect(peers.ews.requests.some((r: { operation: string; scheme: string; user: string }) => r.operation === 'GetFolder' && r.scheme === 'NTLM' && /robot/i.test(r.user))).toBe(true);
 		expect(result.message).not.toContain(NTLM_PASSWORD);
@@ -62,6 +62,13 @@ describe('EWS credential Test button', () => {
 		expect(result.message).toMatch(/^login \(ews\) failed: Exchange refused the sign-in \(HTTP 401, NTLM/);
 		expect(result.message).toMatch(/Fix: Check Username, Password and Domain/);
 		expect(result.message).not.toContain('Wrong-Passw0rd-123');
+	});
+
+	it('Basic over HTTPS: passes; the server saw Basic, not NTLM', async () => {
+		const result = await press(ntlmCredential(peers, { ewsAuth: 'basic', domain: '' }));
+		expect(result.status).toBe('OK');
+		expect(result.message).toMatch(/^EWS at 127\.0\.0\.1:\d+ with Basic as robot: 4 checks passed; read: Inbox of robot's own mailbox/);
+		expect((peers.ews.requests as Array<{ operation: string; scheme: string }>).filter((r) => r.operation === 'GetFolder').at(-1)?.scheme).toBe('Basic');
 	});
 
 	it('an unreachable port: the reach step failed, nothing else was tried', async () => {
