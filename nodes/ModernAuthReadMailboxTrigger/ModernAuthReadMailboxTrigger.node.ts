@@ -39,7 +39,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		group: ['trigger'],
 		version: 1,
 		subtitle: '={{$parameter["folder"]}}',
-		description: 'Starts the workflow once for every new message in a folder (IMAP, Microsoft Graph, Microsoft 365 OAuth)',
+		description: 'Starts the workflow once for every new message in a folder (IMAP, Microsoft Graph, Microsoft 365 OAuth, EWS)',
 		defaults: { name: 'Read Mailbox (Modern Auth) Trigger' },
 		polling: true,
 		inputs: [],
