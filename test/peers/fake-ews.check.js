@@ -519,6 +519,25 @@ async function main() {
 		assert.ok(!ews.items(ALICE).some((i) => i.subject === 'dave as shared') && !ews.sent.some((s) => s.subject === 'dave as shared'), 'nothing half-sent');
 	});
 
+	await check('CreateItem of a Message given as properties (no MIME): composed, sent, Bcc stripped; maxMessageSize refuses with ErrorMessageSizeExceeded', async () => {
+		const [message] = messages(await call('CreateItem', { '@_MessageDisposition': 'SendOnly', 'm:Items': { 't:Message': { 't:Subject': 'Props & <x> ü', 't:Body': { '@_BodyType': 'Text', '#text': 'plain <body>' }, 't:ToRecipients': { 't:Mailbox': { 't:EmailAddress': BOB } }, 't:BccRecipients': { 't:Mailbox': { 't:EmailAddress': OTHER } } } } }), 'CreateItem');
+		assert.equal(message.ResponseCode, 'NoError');
+		assert.deepEqual([ews.sent.at(-1).subject, ews.sent.at(-1).to, ews.sent.at(-1).bcc, ews.sent.at(-1).from], ['Props & <x> ü', [BOB], [OTHER], ALICE]);
+		const copy = await ews.item(ews.items(OTHER).at(-1).id);
+		assert.equal(copy.subject, 'Props & <x> ü');
+		assert.ok(!/^Bcc:/im.test(copy.mime.toString()));
+		const small = await startFakeEws({ pki, maxMessageSize: 1000 });
+		try {
+			small.addMailbox({ address: ALICE });
+			small.addUser({ username: 'alice', password: PASSWORD, mailbox: ALICE });
+			const res = await post(small.url, soap('CreateItem', { '@_MessageDisposition': 'SendOnly', 'm:Items': { 't:Message': { 't:MimeContent': rawMessage({ from: ALICE, to: BOB, body: 'x'.repeat(2000) }).toString('base64') } } }), { ca, headers: basic() });
+			assert.equal(messages(res, 'CreateItem')[0].ResponseCode, 'ErrorMessageSizeExceeded');
+			assert.equal(small.sent.length, 0);
+		} finally {
+			await small.close();
+		}
+	});
+
 	// ---- delegate access ----
 
 	await check('delegate access: FullAccess opens the shared mailbox by <t:Mailbox>; without it ErrorAccessDenied; unknown mailbox ErrorNonExistentMailbox', async () => {

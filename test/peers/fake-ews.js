@@ -28,7 +28,7 @@
 //   blockApp(clientId) / unblockApp; addFolder(address, displayName, parent) -> folderId;
 //   addRedirect(domain, toAddressDomain); deliver(address, rawMime, {folder, isRead, receivedAt})
 //   -> itemId (synchronous; the body is parsed in the background and every operation waits for
-//   it); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
+//   it; await settled() waits for all); items(address, folder) -> [{id, changeKey, folderId, mime, isRead, flagged, flagStatus,
 //   importance, receivedAt (ISO), subject, from, hasAttachments}]; await item(id) -> the same
 //   plus mailbox and attachments [{id, name, contentType, contentId, isInline, isItem, content}];
 //   folders(address); sent [{mailbox, disposition, mime, from, to, cc, bcc, subject, importance,
@@ -114,6 +114,7 @@ const MESSAGES = {
 	ErrorInvalidRecipients: 'At least one recipient is not valid., A message can\'t be sent because it contains no recipients.',
 	ErrorInvalidValueForProperty: 'The value is invalid for property.',
 	ErrorInvalidOperationNotSupported: 'The requested operation is not supported.',
+	ErrorMessageSizeExceeded: 'The message exceeds the maximum supported size.',
 };
 
 const lower = (value) => String(value ?? '').toLowerCase();
@@ -203,6 +204,7 @@ function createNtlmVerifier() {
 	function start() {
 		ensureImpacketInstalled();
 		child = spawn(PYTHON, [NTLM_VERIFIER], { stdio: ['pipe', 'pipe', 'pipe'] });
+		child.stdin.on('error', () => {}); // a dead verifier shows up as its exit below
 		child.stdout.setEncoding('utf8');
 		child.stdout.on('data', (data) => {
 			buffer += data;
@@ -350,6 +352,7 @@ function stripBcc(raw) {
  * @param {boolean} [options.exchangeOnline=false] answer like Exchange Online: Bearer only, 403 for blocked apps
  * @param {string} [options.ntlmDomain='CONTOSO'] NetBIOS domain the NTLM challenge names
  * @param {number} [options.keepAliveTimeoutMs=120000] idle time before the server closes a kept-alive socket (IIS: 120 s)
+ * @param {number} [options.maxMessageSize=Infinity] CreateItem refuses larger MIME with ErrorMessageSizeExceeded (MaxSendSize)
  */
 async function startFakeEws(options = {}) {
 	const { pki, identity } = options;
@@ -359,6 +362,7 @@ async function startFakeEws(options = {}) {
 	const exchangeOnline = Boolean(options.exchangeOnline);
 	const ntlmDomain = options.ntlmDomain ?? 'CONTOSO';
 	const serverVersion = exchangeOnline ? EXCHANGE_ONLINE_VERSION : ON_PREMISES_VERSION;
+	const maxMessageSize = options.maxMessageSize ?? Infinity;
 	const xml = createXml();
 	const verifier = createNtlmVerifier();
 	const stateKey = crypto.randomBytes(32); // signs sync states so a forged one is refused
@@ -988,9 +992,8 @@ async function startFakeEws(options = {}) {
 		return Number.isFinite(value) ? `0x${value.toString(16).padStart(4, '0')}` : null;
 	};
 	function headerBlock(item) {
-		const text = item.mime.toString('utf8');
-		const end = text.search(/\r?\n\r?\n/);
-		return end >= 0 ? text.slice(0, end + 2) : text;
+		if (item.headerText === undefined) item.headerText = headerPart(item.mime).toString('utf8').replace(/\r?\n$/, '');
+		return item.headerText;
 	}
 
 	function itemShape(shapeEl, defaults) {
@@ -1532,11 +1535,15 @@ async function startFakeEws(options = {}) {
 			try {
 				if (refused) throw refused;
 				const mimeIndex = textOf(message.MimeContent);
-				if (mimeIndex === undefined) throw new ResponseError('ErrorInvalidOperationNotSupported', 'This server takes messages as MimeContent only.');
-				const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
-				if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
-				const mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				let mime;
+				if (mimeIndex === undefined) mime = await mimeFromProperties(message);
+				else {
+					const base64 = mimeContents[Number(String(mimeIndex).replace(/\D/g, ''))] ?? '';
+					if (!/^[A-Za-z0-9+/=\s]*$/.test(base64)) throw new ResponseError('ErrorMimeContentConversionFailed', 'MimeContent is not base64.');
+					mime = Buffer.from(base64.replace(/\s+/g, ''), 'base64');
+				}
 				if (!mime.length) throw new ResponseError('ErrorMimeContentConversionFailed');
+				if (mime.length > maxMessageSize) throw new ResponseError('ErrorMessageSizeExceeded', `The message exceeds the maximum supported size (${mime.length} bytes, limit ${maxMessageSize}).`);
 				const importance = textOf(message.Importance);
 				if (importance !== undefined && !['Low', 'Normal', 'High'].includes(importance)) throw new SoapFault('ErrorSchemaValidation', `The request failed schema validation: Importance '${importance}'.`);
 				// the recipients are in the header: mailparser reads just that part (a 50 MB body is parsed later, once stored)
@@ -1587,6 +1594,25 @@ async function startFakeEws(options = {}) {
 		return out;
 	}
 	/** From the account's own (or impersonated) mailbox, or one it has Send As on: FullAccess alone does not let it send as the owner. */
+	/** A Message given as properties (Subject, Body, recipients, From) instead of MimeContent, as MIME. */
+	async function mimeFromProperties(message) {
+		const MailComposer = require('nodemailer/lib/mail-composer');
+		const people = (container) => arr(container?.Mailbox).map((m) => ({ name: textOf(m.Name) ?? '', address: textOf(m.EmailAddress) ?? '' }));
+		const body = message.Body;
+		const isHtml = lower(attr(body, 'BodyType')) === 'html';
+		const fromBox = arr(message.From?.Mailbox)[0];
+		const composer = new MailComposer({
+			subject: textOf(message.Subject) ?? '',
+			...(fromBox ? { from: { name: textOf(fromBox.Name) ?? '', address: textOf(fromBox.EmailAddress) ?? '' } } : {}),
+			to: people(message.ToRecipients),
+			cc: people(message.CcRecipients),
+			bcc: people(message.BccRecipients),
+			...(isHtml ? { html: textOf(body) ?? '' } : { text: textOf(body) ?? '' }),
+		});
+		const root = composer.compile();
+		root.keepBcc = true; // Exchange takes Bcc from the item and strips it only from delivered copies
+		return new Promise((resolve, reject) => root.build((error, built) => (error ? reject(error) : resolve(built))));
+	}
 	function maySendAs(ctx, from) {
 		if (ctx.acting && lower(from) === lower(ctx.acting.address)) return true;
 		return Boolean(ctx.delegateUser && ctx.delegateUser.sendAs.has(lower(from)));
@@ -1720,6 +1746,9 @@ async function startFakeEws(options = {}) {
 			req.on('data', (chunk) => chunks.push(chunk));
 			req.on('end', () => resolve(Buffer.concat(chunks)));
 			req.on('error', reject);
+			req.on('close', () => {
+				if (!req.complete) reject(new Error('the client went away before the request was complete'));
+			});
 		});
 	}
 
@@ -1886,7 +1915,10 @@ async function startFakeEws(options = {}) {
 				return handleEws(req, res, entry, body);
 			})
 			.catch((error) => {
-				if (res.headersSent || res.destroyed) return;
+				if (res.headersSent || res.destroyed) {
+					entry.error = entry.error ?? String(error.message ?? error);
+					return;
+				}
 				if (error instanceof Unauthorized) return sendUnauthorized(res, entry, error);
 				if (error instanceof Forbidden) {
 					entry.error = 'app blocked';
@@ -1970,6 +2002,10 @@ async function startFakeEws(options = {}) {
 			const target = folderByRef(mailbox, folder);
 			if (!target) throw new Error(`fake-ews: unknown folder ${folder} in ${address}`);
 			return itemsIn(target).sort((a, b) => a.seq - b.seq).map(publicItem);
+		},
+		/** Resolves once every delivered message has been parsed in full (benchmarks: seed, settle, then measure). */
+		async settled() {
+			await ensureParsed([...itemsById.values()]);
 		},
 		/** One item by id (any mailbox), or null; attachments once parsed. */
 		async item(id) {

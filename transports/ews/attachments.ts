@@ -122,12 +122,6 @@ function contentOf(attachments: XmlNode | undefined, isItem: boolean): Buffer | 
 	return undefined;
 }
 
-/** The GetItem MimeContent of a message as bytes (undefined when the answer had none). */
-export function mimeOf(message: XmlNode): Buffer | undefined {
-	const mime = textOf(message.MimeContent);
-	return mime === undefined ? undefined : Buffer.from(mime, 'base64');
-}
-
 export function streamOf(bytes: Buffer): Readable {
 	let offset = 0;
 	return new Readable({

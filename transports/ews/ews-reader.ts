@@ -4,11 +4,11 @@ import { ActionableError } from '../../model/actionable-error';
 import type { IncomingMessage, PostAction, ReadFilter, UnreadableMessage } from '../../model/incoming-message';
 import type { FetchOptions, FolderChanges, FolderInfo, FolderStatus, MailReader, PostActionOptions, PostActionOutcome } from '../contracts';
 import { MessageParseError, parseMessage } from '../imap/parse-message';
-import { AttachmentReadError, listAttachments, mimeOf, readAttachments, storeRaw } from './attachments';
+import { AttachmentReadError, listAttachments, readAttachments, storeRaw } from './attachments';
 import { ewsErrorFor } from './errors';
 import { findItems } from './find-items';
 import { FolderResolver, type FolderRef } from './folders';
-import { CONTENT_FAILURES, DEFAULT_FETCH_BATCH, getItems, hasModernProperties, type ItemResult } from './get-items';
+import { CONTENT_FAILURES, DEFAULT_FETCH_BATCH, getItems, getMime, hasModernProperties, MimeRefusedError, needsMime, type ItemResult } from './get-items';
 import { applyPostAction } from './post-actions';
 import { toRestriction } from './restriction';
 import { changesSince } from './sync';
@@ -71,10 +71,9 @@ export class EwsReader implements MailReader {
 	}
 
 	async search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]> {
-		if (order.limit <= 0) {
-			toRestriction(filter); // a bad filter (Raw Query, an invalid date) is refused even when nothing is asked for
-			return [];
-		}
+		// A bad filter (Raw Query, an invalid date) is refused before any request.
+		toRestriction(filter);
+		if (order.limit <= 0) return [];
 		const { ref } = await this.folders.resolve(folder);
 		try {
 			return await findItems(this.client, this.folders, ref, filter, order, this.options.pageSize);
@@ -85,8 +84,9 @@ export class EwsReader implements MailReader {
 
 	/**
 	 * Messages in the order given, fetchBatch ids per GetItem (one batch asked ahead), each then
-	 * read on its own within the time limit: its attachments one GetAttachment each, its MIME
-	 * parsed for headers when asked for. A message deleted since the search (ErrorItemNotFound)
+	 * read on its own within the time limit: its MIME (raw, headers) one GetItem of its own when
+	 * asked for, so one whole message is in memory and not a batch of them; its attachments one
+	 * GetAttachment each. A message deleted since the search (ErrorItemNotFound)
 	 * is left out; one refused or unreadable becomes an UnreadableMessage; only a failing
 	 * connection or sign-in throws.
 	 */
@@ -142,6 +142,8 @@ export class EwsReader implements MailReader {
 			return await Promise.race([work, deadline]);
 		} catch (error) {
 			const failure = error as Error & { timedOut?: boolean; storing?: boolean; code?: string };
+			// Deleted or moved since its properties were read (its MIME or attachments went with it).
+			if ((error instanceof AttachmentReadError && error.ewsCode === 'ErrorItemNotFound') || (error as { gone?: boolean }).gone) return undefined;
 			// The connection's or the sign-in's failure, not this message's: the next message would fail too.
 			if (!failure.timedOut && isEwsCode(failure.code) && !CONTENT_FAILURES.has(failure.code!)) throw error;
 			return unreadable(id, folder, message, describeFailure(failure));
@@ -151,7 +153,9 @@ export class EwsReader implements MailReader {
 	}
 
 	private async readOne(folder: string, id: string, message: XmlNode, options: FetchOptions, signal: AbortSignal, timeoutMs: number): Promise<IncomingMessage> {
-		const mime = mimeOf(message);
+		const fetched = needsMime(this.client, options) ? await getMime(this.client, id, signal) : undefined;
+		if (fetched === 'gone') throw Object.assign(new Error('deleted meanwhile'), { gone: true });
+		const mime = fetched;
 		const bodyIsHtml = attrOf(childOf(message, 'Body'), 'BodyType') === 'HTML';
 		const html = options.includeHtml && bodyIsHtml ? textOf(message.Body) : undefined;
 		let text = hasModernProperties(this.client) ? bodyText(message.TextBody) : bodyIsHtml ? undefined : bodyText(message.Body);
@@ -221,7 +225,8 @@ export class EwsReader implements MailReader {
 
 export function folderMissing(error: unknown): boolean {
 	const e = error as { ewsCode?: string; code?: string };
-	return e?.ewsCode === 'ErrorFolderNotFound' || e?.code === EWS_CODES.FOLDER_NOT_FOUND;
+	// A folder given as an id that is not one (ErrorInvalidIdMalformed) does not exist either.
+	return e?.ewsCode === 'ErrorFolderNotFound' || e?.ewsCode === 'ErrorInvalidIdMalformed' || e?.code === EWS_CODES.FOLDER_NOT_FOUND;
 }
 
 function isEwsCode(code: string | undefined): boolean {
@@ -234,6 +239,7 @@ function describeFailure(failure: Error & { timedOut?: boolean; storing?: boolea
 		return { message: `An attachment of the message could not be stored: ${failure.message}`, code: 'MESSAGE_STORE_FAILED', hint: 'Check the binary data storage of n8n (disk space, permissions)' };
 	}
 	if (failure instanceof MessageParseError) return { message: failure.message, code: failure.code, hint: failure.hint };
+	if (failure instanceof MimeRefusedError) return { message: failure.message, code: 'EWS_MIME_UNAVAILABLE', hint: 'Read the message without Include Headers / Include Raw; the other messages are unaffected' };
 	if (failure instanceof AttachmentReadError) {
 		return { message: failure.message, code: 'EWS_ATTACHMENT_UNREADABLE', hint: 'Exchange could not give this attachment; the message was skipped, the others are unaffected' };
 	}

@@ -86,12 +86,6 @@ export class FolderResolver {
 		return { 't:DistinguishedFolderId': { '@_Id': ref.distinguished, ...mailboxOf(this.client) } };
 	}
 
-	/** The FolderId of a resolved folder (distinguished ones through the listing). */
-	async folderId(ref: FolderRef): Promise<string | undefined> {
-		if ('id' in ref) return ref.id;
-		return (await this.listing()).distinguished.get(ref.distinguished);
-	}
-
 	/**
 	 * One GetFolder of a resolved folder (its FolderId and the given properties). A folder the
 	 * server does not have is the unknown-folder error naming those that exist.

@@ -1,7 +1,7 @@
 import type { FetchOptions } from '../contracts';
 import type { EwsClient, EwsResponseMessage } from './types';
 import { EWS_CODES } from './types';
-import { itemsOf, childOf, type XmlNode } from './to-message';
+import { itemsOf, childOf, textOf, type XmlNode } from './to-message';
 
 export const DEFAULT_FETCH_BATCH = 50;
 
@@ -26,9 +26,36 @@ export function hasModernProperties(client: EwsClient): boolean {
 	return client.version !== 'Exchange2010_SP2';
 }
 
-/** Whether the MIME is asked for with the properties (headers, raw; the text of an HTML read on Exchange 2010). */
+/** Whether the MIME is asked for (headers, raw; the text of an HTML read on Exchange 2010). */
 export function needsMime(client: EwsClient, options: FetchOptions): boolean {
 	return options.includeRaw === true || options.includeHeaders === true || (!hasModernProperties(client) && options.includeHtml === true);
+}
+
+/**
+ * One message's MIME (IncludeMimeContent), asked for on its own: a batch of MIME would hold
+ * fetchBatch whole messages in one answer, this holds one. Undefined when the message is gone
+ * (ErrorItemNotFound) or has no MIME; another refusal is thrown as this message's failure.
+ */
+export async function getMime(client: EwsClient, id: string, signal: AbortSignal): Promise<Buffer | undefined | 'gone'> {
+	const [response] = await client.call(
+		'GetItem',
+		{ 'm:ItemShape': { 't:BaseShape': 'IdOnly', 't:IncludeMimeContent': true }, 'm:ItemIds': { 't:ItemId': { '@_Id': id } } },
+		{ signal },
+	);
+	const result = resultOf(response);
+	if (result.kind === 'gone') return 'gone';
+	if (result.kind === 'failed') throw result.error;
+	if (result.kind === 'refused') throw new MimeRefusedError(result.response);
+	const mime = textOf(result.message.MimeContent);
+	return mime === undefined ? undefined : Buffer.from(mime, 'base64');
+}
+
+/** GetItem refused the MIME of a message that it gave the properties of. */
+export class MimeRefusedError extends Error {
+	constructor(readonly response: EwsResponseMessage) {
+		super(`Exchange refused the MIME content of the message: ${response.code}${response.text ? ` (${response.text})` : ''}`);
+		this.name = 'MimeRefusedError';
+	}
 }
 
 /** The ItemShape of a fetch: the properties toIncomingMessage reads and nothing else. */
@@ -55,7 +82,6 @@ export function itemShape(client: EwsClient, options: FetchOptions): Record<stri
 	];
 	return {
 		't:BaseShape': 'IdOnly',
-		...(needsMime(client, options) ? { 't:IncludeMimeContent': true } : {}),
 		...(html || !modern ? { 't:BodyType': html ? 'HTML' : 'Text' } : {}),
 		't:AdditionalProperties': { 't:FieldURI': fields.map((uri) => ({ '@_FieldURI': uri })) },
 	};

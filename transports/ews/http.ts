@@ -165,7 +165,8 @@ export class EwsHttp {
 			const challengeAnswer = await this.once({ agent: session.agent, headers: { Authorization: ntlmNegotiate(auth) }, operation, signal });
 			const challenge = challengeAnswer.status === 401 ? ntlmChallengeOf(challengeAnswer.headers['www-authenticate']) : undefined;
 			if (!challenge) {
-				if (challengeAnswer.status === 401) return challengeAnswer;
+				// A redirect (an Autodiscover front end) is the server's answer whoever asks.
+				if (challengeAnswer.status === 401 || (challengeAnswer.status >= 300 && challengeAnswer.status < 400)) return challengeAnswer;
 				throw new EwsError(
 					`The server did not start an NTLM sign-in (HTTP ${challengeAnswer.status} to the NTLM negotiate message, ${operation})`,
 					EWS_CODES.UNAUTHORIZED,

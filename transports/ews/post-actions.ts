@@ -41,7 +41,7 @@ export async function applyPostAction(
 	try {
 		for (let i = 0; i < unique.length && !(refused && options.atomic); i += POST_ACTION_BATCH) {
 			const chunk = unique.slice(i, i + POST_ACTION_BATCH);
-			const responses = await client.call(...request(chunk, change));
+			const responses = await client.call(...request(client, chunk, change));
 			for (const [n, id] of chunk.entries()) {
 				const outcome = judge(id, change, responses[n]);
 				outcomes.set(id, outcome);
@@ -67,12 +67,13 @@ function itemIds(ids: string[]): XmlObject {
 	return { 't:ItemId': ids.map((id) => ({ '@_Id': id })) };
 }
 
-function setField(ids: string[], field: string, value: XmlObject): XmlObject {
+function setField(client: EwsClient, ids: string[], field: string, value: XmlObject): XmlObject {
 	return {
 		'@_MessageDisposition': 'SaveOnly',
 		'@_ConflictResolution': 'AlwaysOverwrite',
-		// Marking read must not send the sender a read receipt the user never chose to send.
-		'@_SuppressReadReceipts': true,
+		// Marking read must not send the sender a read receipt the user never chose to send
+		// (an Exchange 2013 attribute: Exchange 2010 refuses the request with it).
+		...(client.version === 'Exchange2010_SP2' ? {} : { '@_SuppressReadReceipts': true }),
 		'm:ItemChanges': {
 			't:ItemChange': ids.map((id) => ({
 				't:ItemId': { '@_Id': id },
@@ -82,12 +83,12 @@ function setField(ids: string[], field: string, value: XmlObject): XmlObject {
 	};
 }
 
-function request(ids: string[], change: Change): [string, XmlObject] {
+function request(client: EwsClient, ids: string[], change: Change): [string, XmlObject] {
 	switch (change.type) {
 		case 'markRead':
-			return ['UpdateItem', setField(ids, 'message:IsRead', { 't:IsRead': true })];
+			return ['UpdateItem', setField(client, ids, 'message:IsRead', { 't:IsRead': true })];
 		case 'flag':
-			return ['UpdateItem', setField(ids, 'item:Flag', { 't:Flag': { 't:FlagStatus': 'Flagged' } })];
+			return ['UpdateItem', setField(client, ids, 'item:Flag', { 't:Flag': { 't:FlagStatus': 'Flagged' } })];
 		case 'delete':
 			return ['DeleteItem', { '@_DeleteType': 'MoveToDeletedItems', 'm:ItemIds': itemIds(ids) }];
 		case 'move':
@@ -129,7 +130,7 @@ async function currentState(client: EwsClient, ids: string[], action: FlagAction
 async function undoFlags(client: EwsClient, ids: string[], action: FlagAction, outcomes: Map<string, PostActionOutcome>): Promise<void> {
 	const what = action.type === 'markRead' ? 'marked read' : 'flagged';
 	const [field, value] = action.type === 'markRead' ? ['message:IsRead', { 't:IsRead': false }] : ['item:Flag', { 't:Flag': { 't:FlagStatus': 'NotFlagged' } }];
-	await takeBack(ids, outcomes, what, (chunk) => client.call('UpdateItem', setField(chunk, field as string, value)));
+	await takeBack(ids, outcomes, what, (chunk) => client.call('UpdateItem', setField(client, chunk, field as string, value)));
 }
 
 /** Moves messages this call moved back where they were (atomic failure). */
