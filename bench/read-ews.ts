@@ -83,7 +83,7 @@ function mimeOf(i: number): Buffer {
 async function runPackage(ews: FakeEws, ca: string): Promise<string[]> {
 	const client = createEwsClient({
 		url: ews.url,
-		auth: { type: 'basic', username: `${USER.domain}\\${USER.username}`, password: USER.password },
+		auth: { type: 'basic', username: USER.username, password: USER.password },
 		version: VERSION,
 		mailbox: '',
 		impersonate: false,
@@ -110,7 +110,7 @@ function plainLoop(ews: FakeEws, ca: string) {
 	const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_', removeNSPrefix: true, parseTagValue: false, isArray: (name) => ['Message', 'ResponseMessages'].includes(name) || name.endsWith('ResponseMessage') });
 	const agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca });
 	const url = new URL(ews.url);
-	const authorization = `Basic ${Buffer.from(`${USER.domain}\\${USER.username}:${USER.password}`).toString('base64')}`;
+	const authorization = `Basic ${Buffer.from(`${USER.username}:${USER.password}`).toString('base64')}`;
 
 	const call = (operation: string, body: Record<string, unknown>): Promise<Record<string, unknown>> => {
 		const xml =

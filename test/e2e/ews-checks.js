@@ -218,7 +218,6 @@ async function runEwsChecks(s) {
 			await s.activateOffline(WORKFLOW_ID);
 			const triggerState = async () => (await helpers.readStaticData(s.db, WORKFLOW_ID))?.[`node:${TRIGGER}`];
 			const subjects = async () => Promise.all(s.peer.received.map(async (r) => (await simpleParser(r.raw)).subject));
-			const polls = (server) => helpers.pollLog(server, NAME).filter((e) => e === 'poll').length;
 			const stops = [];
 			const timeline = [];
 			const started = Date.now();
@@ -250,9 +249,7 @@ async function runEwsChecks(s) {
 					deliver(afterInvalidation);
 					await helpers.waitFor(() => s.peer.received.length >= total + afterInvalidation.length, 45_000, () => `after the invalid sync state: ${s.peer.received.length} mails:\n${server.readLog().slice(-3000)}`);
 					mark('emitted after invalid sync state');
-					// One more poll: nothing is emitted again.
-					const pollsThen = polls(server);
-					await helpers.waitFor(() => polls(server) > pollsThen, 30_000, 'no later poll');
+					// Room for a flood of old mail from the re-sync to show (it would come in the same poll).
 					await new Promise((resolve) => setTimeout(resolve, 1500));
 				},
 				{ stops },

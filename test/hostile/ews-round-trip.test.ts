@@ -52,7 +52,7 @@ afterAll(async () => {
 function client(): EwsClient {
 	const made = createEwsClient({
 		url: ews.url,
-		auth: { type: 'basic', username: `${USER.domain}\\${USER.username}`, password: USER.password },
+		auth: { type: 'basic', username: USER.username, password: USER.password },
 		version: 'Exchange2013_SP1',
 		mailbox: '',
 		impersonate: false,
