@@ -144,16 +144,12 @@ export function readEwsCredential(data: CredentialData): EwsCredential {
 	const secrets = [password];
 
 	if (method === 'oauthRopc') {
-		let registration: AppOnlyCredential;
-		try {
-			// The same tenant, client and cloud fields as app-only; the secret is optional here.
-			registration = readAppOnlyCredential({ ...data, authType: 'secret' });
-		} catch (error) {
-			if (error instanceof IdentityError && error.code === 'TENANT_REQUIRED') {
-				throw new IdentityError('Username/password sign-in (ROPC) needs a specific tenant', 'TENANT_REQUIRED', 'Enter your tenant GUID or domain in Tenant ID');
-			}
-			throw error;
+		// ROPC signs in one user of one tenant: 'organizations' would leave MSAL to guess the home tenant.
+		if (['common', 'organizations', 'consumers'].includes(text(data, 'tenantId').toLowerCase())) {
+			throw new IdentityError('Username/password sign-in (ROPC) needs a specific tenant', 'TENANT_REQUIRED', 'Enter your tenant GUID or domain in Tenant ID');
 		}
+		// The same tenant, client and cloud fields as app-only; the secret is optional here.
+		const registration = readAppOnlyCredential({ ...data, authType: 'secret' });
 		const clientSecret = registration.config.clientSecret ?? '';
 		if (clientSecret) secrets.push(clientSecret);
 		return {

@@ -25,6 +25,8 @@ fi
 
 echo "== Dovecot (Debian packages, for the IMAP tests)"
 node -e "require('./test/peers/dovecot').ensureDovecotInstalled()"
+echo "== impacket (Debian python3-impacket, verifies NTLM for the fake EWS server)"
+node -e "require('./test/peers/fake-ews').ensureImpacketInstalled()"
 
 echo "== lint"
 npm run --silent lint
@@ -36,11 +38,12 @@ echo "== jest (real SMTP peer, n8n-core execution engine)"
 jest_status=0
 node scripts/jest.js --ci --json --outputFile=.cache/jest-results.json || jest_status=$?
 
-echo "== self-checks of the test peers (fake identity platform with MSAL, Dovecot)"
+echo "== self-checks of the test peers (fake identity platform with MSAL, Dovecot, fake Graph, fake EWS)"
 check_status=0
 node test/peers/fake-identity.check.js | tee .cache/check-identity-results.txt || check_status=$?
 node test/peers/dovecot.check.js | tee .cache/check-dovecot-results.txt || check_status=$?
 node test/peers/fake-graph.check.js | tee .cache/check-graph-results.txt || check_status=$?
+node test/peers/fake-ews.check.js | tee .cache/check-ews-results.txt || check_status=$?
 
 echo "== real n8n end to end (every check on each n8n version: MAM_N8N_VERSIONS, default 1.123.50 and 2.41.1)"
 node -e "const runtime = require('./scripts/n8n-runtime'); for (const version of runtime.selectedVersions()) runtime.ensureN8n(version)"
@@ -56,7 +59,7 @@ const fs = require("fs");
 let passed = 0, failed = 0;
 if (process.env.REPORT_STATUS === "0") passed++; else failed++;
 try { const j = JSON.parse(fs.readFileSync(".cache/jest-results.json", "utf8")); passed += j.numPassedTests; failed += j.numFailedTests + j.numRuntimeErrorTestSuites; } catch { failed++; }
-for (const file of [".cache/check-identity-results.txt", ".cache/check-dovecot-results.txt", ".cache/check-graph-results.txt", ".cache/e2e-results.txt"]) {
+for (const file of [".cache/check-identity-results.txt", ".cache/check-dovecot-results.txt", ".cache/check-graph-results.txt", ".cache/check-ews-results.txt", ".cache/e2e-results.txt"]) {
 	const text = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
 	const m = /^(\d+) passed, (\d+) failed$/m.exec(text);
 	if (m) { passed += +m[1]; failed += +m[2]; } else { failed++; }

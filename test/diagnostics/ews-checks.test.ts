@@ -74,7 +74,7 @@ describe('Test Connection (Modern Auth) through EWS', () => {
 			onError: 'continueRegularOutput',
 		});
 		const summary = result.output.at(-1)!.json;
-		expect(summary).toMatchObject({ step: 'summary', verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_REQUIRED' });
+		expect(summary).toMatchObject({ step: 'summary', verdict: 'fail', firstFailingStep: 'credential', code: 'TENANT_ID_INVALID' });
 		expect(peers.ews.counts().requests).toBe(requests);
 		expect(tokenRequests(peers)).toBe(tokens);
 	});

@@ -59,7 +59,7 @@ describe('EWS credential Test button', () => {
 	it('NTLM with a wrong password: the login step failed, with the fix naming the fields', async () => {
 		const result = await press(ntlmCredential(peers, { password: 'Wrong-Passw0rd-123' }));
 		expect(result.status).toBe('Error');
-		expect(result.message).toMatch(/^login \(ews\) failed: /);
+		expect(result.message).toMatch(/^login \(ews\) failed: Exchange refused the sign-in \(HTTP 401, NTLM/);
 		expect(result.message).toMatch(/Fix: Check Username, Password and Domain/);
 		expect(result.message).not.toContain('Wrong-Passw0rd-123');
 	});

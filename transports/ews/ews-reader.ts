@@ -71,10 +71,9 @@ export class EwsReader implements MailReader {
 	}
 
 	async search(folder: string, filter: ReadFilter, order: { newestFirst: boolean; limit: number }): Promise<string[]> {
-		if (order.limit <= 0) {
-			toRestriction(filter); // a bad filter (Raw Query, an invalid date) is refused even when nothing is asked for
-			return [];
-		}
+		// A bad filter (Raw Query, an invalid date) is refused before any request.
+		toRestriction(filter);
+		if (order.limit <= 0) return [];
 		const { ref } = await this.folders.resolve(folder);
 		try {
 			return await findItems(this.client, this.folders, ref, filter, order, this.options.pageSize);

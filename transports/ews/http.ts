@@ -260,6 +260,8 @@ export class EwsHttp {
 					reject(new TransportFailure(message, error, written, timedOut, aborted));
 				});
 			const request = https.request(this.url, { method: 'POST', headers, agent: options.agent, signal: options.signal }, (response) => {
+				// Taken now: once the answer is read, a kept-alive socket goes back to the agent and the response lets go of it.
+				const socket = response.socket as Socket;
 				const chunks: Buffer[] = [];
 				let size = 0;
 				const limit = maxResponseBytes();
@@ -283,7 +285,7 @@ export class EwsHttp {
 				response.on('aborted', () => fail(new Error('the connection closed in the middle of the answer')));
 				response.on('end', () =>
 					settle(() =>
-						resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), socket: response.socket as Socket }),
+						resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8'), socket }),
 					),
 				);
 			});

@@ -53,7 +53,7 @@ export interface SoapFault {
 	details: Record<string, string>;
 }
 
-export type SoapResponse = { fault: SoapFault; messages?: undefined } | { fault?: undefined; messages: EwsResponseMessage[]; serverVersion?: Record<string, string> };
+export type SoapResponse = { fault: SoapFault; messages?: undefined; serverVersion?: undefined } | { fault?: undefined; messages: EwsResponseMessage[]; serverVersion?: Record<string, string> };
 
 /** Parses an EWS response into its response messages (request order) or its SOAP fault. */
 export function parseSoapResponse(xml: string, operation: string): SoapResponse {

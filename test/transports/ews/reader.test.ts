@@ -300,16 +300,6 @@ describe('EWS reader: fetch', () => {
 		expect(sha256(stored.get(id)!)).toBe(sha256(raw));
 	});
 
-	it('an attached message comes as .eml (message/rfc822)', async () => {
-		const inner = await mime({ subject: 'inner message', text: 'inside' });
-		const raw = await mime({ subject: 'forwarding', attachments: [{ filename: 'Original', content: inner, contentType: 'message/rfc822' }] });
-		const id = ews.deliver(OWNER, raw, { folder });
-		const [message] = readable(await readAll(reader().fetch('Fetch', [id])));
-		const attached = message.attachments.find((a) => a.contentType === 'message/rfc822');
-		expect(attached?.filename).toMatch(/\.eml$/);
-		expect(attached?.content?.toString('utf8')).toContain('inner message');
-	});
-
 	it('reads in GetItem batches, keeps the order, leaves out a message deleted meanwhile', async () => {
 		const made: string[] = [];
 		for (let i = 0; i < 7; i++) made.push(ews.deliver(OWNER, await mime({ subject: `batch ${i}` }), { folder }));
