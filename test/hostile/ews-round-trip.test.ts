@@ -18,6 +18,7 @@ import { createEwsClient } from '../../transports/ews/ews-client';
 import { EwsReader } from '../../transports/ews/ews-reader';
 import { EwsSender } from '../../transports/ews/ews-sender';
 import type { EwsClient } from '../../transports/ews/types';
+import { runNode, type InputItem } from '../harness/n8n-run';
 import { describeFailure, difference, seedFor } from './send-harness';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -214,8 +215,6 @@ describe('EWS round trip of XML specials and non-ASCII', () => {
 	});
 
 	it('a value with a character XML 1.0 cannot carry is refused naming its field, and nothing is sent', async () => {
-		const reader = new EwsReader(client());
-		const requestsBefore = ews.requests.length;
 		const refusals: Array<{ where: string; code?: string; message: string }> = [];
 		const attempt = async (where: string, run: () => Promise<unknown>) => {
 			try {
@@ -225,36 +224,59 @@ describe('EWS round trip of XML specials and non-ASCII', () => {
 				refusals.push({ where, code: (error as { code?: string }).code, message: (error as Error).message });
 			}
 		};
+		// Reader values that travel as XML (restriction constants): refused before the request.
+		const reader = new EwsReader(client());
 		await reader.listFolders(); // the folder list is read once; the refusals below must not reach the server
 		const afterListing = ews.requests.length;
 		await attempt('subject filter', () => reader.search('inbox', { subjectContains: 'bell \u0007 here' }, { newestFirst: false, limit: 10 }));
 		await attempt('from filter', () => reader.search('inbox', { from: 'a\u0001@example.org' }, { newestFirst: false, limit: 10 }));
-		await attempt('move target folder', () => reader.apply('inbox', ['AAMkAD-not-sent'], { type: 'move', folder: 'bad\u0008name' }));
 		await reader.close();
-		const searchRequests = ews.requests.slice(afterListing).filter((r: { operation: string }) => ['FindItem', 'MoveItem'].includes(r.operation));
-		expect(requestsBefore).toBeLessThanOrEqual(afterListing);
+		const readRequests = (ews.requests as Array<{ operation: string }>).slice(afterListing).filter((r) => ['FindItem', 'FindFolder'].includes(r.operation));
 
+		// Send Email through EWS: the Subject and a file name go out in the MIME (base64 in the
+		// SOAP body) but come back as XML text when read; the node refuses them by field.
 		const sentBefore = (ews.sent as SentRecord[]).length;
-		const sender = new EwsSender(client());
-		const base = FIXED[0];
-		await attempt('Subject', () => sender.send({ ...outgoing(base, 'refused-subject'), subject: 'bad \u0001 subject' }));
-		await attempt('attachment file name', () => sender.send({ ...outgoing(base, 'refused-filename'), attachments: [{ filename: 'bad\u0002name.txt', contentType: 'text/plain', open: async () => Buffer.from('x') }] }));
-		await sender.close();
+		const credentials = {
+			modernAuthEwsApi: {
+				id: 'ewsHostile000001',
+				name: 'Hostile EWS',
+				data: { endpoint: 'url', url: ews.url, ewsAuth: 'basic', username: USER.username, password: USER.password, mailbox: '', serverVersion: 'Exchange2013_SP1', caCertificate: pki.ca, allowUnauthorizedCerts: false },
+			},
+		};
+		const parameters = { authentication: 'ews', fromEmail: USER.mailbox, toEmail: USER.mailbox, subject: '={{ $json.subject }}', emailFormat: 'text', text: 'body', options: { attachments: 'file' } };
+		const items: InputItem[] = [
+			{ json: { subject: 'bad \u0001 subject' }, binary: { file: { data: Buffer.from('x'), fileName: 'ok.txt', mimeType: 'text/plain' } } },
+			{ json: { subject: 'good subject, bad file name' }, binary: { file: { data: Buffer.from('x'), fileName: 'bad\u0002name.txt', mimeType: 'text/plain', exactFileName: true } } },
+		];
+		const { output, error } = await runNode({ type: 'modernAuthSendEmail', parameters, items, credentials, onError: 'continueRegularOutput' });
+		expect(error).toBeUndefined();
+		for (const [index, where] of ['Subject', 'attachment file name'].entries()) {
+			const failed = output[index]?.json.error as { code?: string; message?: string } | undefined;
+			refusals.push(failed ? { where, code: failed.code, message: String(failed.message) } : { where, message: 'accepted' });
+		}
 		const sentAfter = (ews.sent as SentRecord[]).length;
 
 		const expectedField: Record<string, RegExp> = {
 			'subject filter': /subject/i,
-			'from filter': /from/i,
-			'move target folder': /folder/i,
-			Subject: /subject/i,
+			'from filter': /from|sender/i,
+			Subject: /^Subject\b/,
 			'attachment file name': /file ?name|attachment/i,
 		};
-		const wrong = refusals.filter((r) => r.code !== 'EWS_INVALID_XML_CHARACTER' && !(r.where === 'move target folder' && r.code === 'EWS_FOLDER_NOT_FOUND'));
+		const refused = refusals.filter((r) => r.code && r.message !== 'accepted');
 		const unnamed = refusals.filter((r) => !expectedField[r.where].test(r.message));
-		record({ transport: 'ews', kind: 'hostile', name: 'xml-invalid-characters-refused', survived: wrong.length === 0 && unnamed.length === 0 && sentAfter === sentBefore && searchRequests.length === 0, cases: refusals.length, behaviour: `${refusals.length} values with U+0001/U+0002/U+0007/U+0008 (filters, move target, subject, file name): ${refusals.map((r) => `${r.where} ${r.code ?? 'accepted'}`).join(', ')}; ${sentAfter - sentBefore} sent, ${searchRequests.length} requests with them` });
-		expect(wrong).toEqual([]);
-		expect(unnamed).toEqual([]);
-		expect(searchRequests).toEqual([]);
+		record({
+			transport: 'ews',
+			kind: 'hostile',
+			name: 'xml-invalid-characters-refused',
+			survived: refused.length === refusals.length && unnamed.length === 0 && sentAfter === sentBefore && readRequests.length === 0,
+			cases: refusals.length,
+			behaviour: `${refusals.length} values with U+0001/U+0002/U+0007 (subject and from filters, Subject, attachment file name): ${refusals.map((r) => `${r.where} ${r.code ?? 'accepted'}`).join(', ')}; ${sentAfter - sentBefore} sent, ${readRequests.length} searches sent`,
+		});
+		expect(refusals.map((r) => ({ where: r.where, refused: Boolean(r.code) }))).toEqual(Object.keys(expectedField).map((where) => ({ where, refused: true })));
+		// The message names the field as the user knows it (not only as an element of the request).
+		expect(unnamed.map((r) => `${r.where}: ${r.message}`)).toEqual([]);
+		expect(refusals.filter((r) => r.where.endsWith('filter')).map((r) => r.code)).toEqual(['EWS_INVALID_XML_CHARACTER', 'EWS_INVALID_XML_CHARACTER']);
+		expect(readRequests).toEqual([]);
 		expect(sentAfter).toBe(sentBefore);
 	});
 });
