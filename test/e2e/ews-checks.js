@@ -239,7 +239,15 @@ async function runEwsChecks(s) {
 					await helpers.waitFor(() => s.peer.received.length >= whileRunning.length, 45_000, () => `start 1: ${s.peer.received.length} of ${whileRunning.length} mails:\n${server.readLog().slice(-3000)}`);
 					mark('emitted while running');
 					// The emitting execution saves the moved cursor when it ends: stop only after that.
-					await helpers.waitFor(async () => JSON.stringify(await triggerState()) !== baseline && (await helpers.executionRows(s.db, WORKFLOW_ID)).some((e) => e.status === 'success'), 20_000, 'the cursor the emitting poll moved was not saved');
+					let seen = {};
+					await helpers.waitFor(
+						async () => {
+							seen = { state: await triggerState(), executions: await helpers.executionRows(s.db, WORKFLOW_ID) };
+							return JSON.stringify(seen.state) !== baseline && seen.executions.some((e) => e.status === 'success');
+						},
+						20_000,
+						() => `the emitting poll's moved cursor was not saved to the database (a restart would emit the same mail again): still ${JSON.stringify(seen.state)}; executions ${JSON.stringify(seen.executions)}`,
+					);
 				},
 				{ stops },
 			);
