@@ -7,6 +7,7 @@ export { ModernAuthReadMailbox } from './nodes/ModernAuthReadMailbox/ModernAuthR
 export { ModernAuthReadMailboxTrigger } from './nodes/ModernAuthReadMailboxTrigger/ModernAuthReadMailboxTrigger.node';
 export { ModernAuthTestConnection } from './nodes/ModernAuthTestConnection/ModernAuthTestConnection.node';
 export { ModernAuthImapApi } from './credentials/ModernAuthImapApi.credentials';
+export { ModernAuthEwsApi } from './credentials/ModernAuthEwsApi.credentials';
 export { ImapReader } from './transports/imap/imap-reader';
 export { SmtpSender } from './transports/smtp/smtp-sender';
 export type { MailReader, MailSender } from './transports/contracts';

@@ -16,6 +16,8 @@ export interface ConnectionKind {
 	description: string;
 	/** Where the option reads differently in the sending and the reading nodes (e.g. "(SMTP OAuth)" / "(IMAP OAuth)"). */
 	labels?: Partial<Record<'send' | 'read', { displayName: string; description: string }>>;
+	/** A notice the nodes show under the Authentication selector while this kind is chosen (e.g. a service being retired). */
+	notice?: string;
 	/** Whether the node's Mailbox option applies (the credential can open more than one mailbox). */
 	selectsMailbox?: boolean;
 	/** n8n credential type name, e.g. 'modernAuthMicrosoftAppOnlyApi'. */

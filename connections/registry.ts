@@ -1,6 +1,7 @@
 import type { Protocol } from '../diagnostics/checks';
 import { ActionableError } from '../model/actionable-error';
 import type { ConnectionKind } from './connection';
+import { ewsKind } from './ews';
 import { imapKind } from './imap';
 import { microsoftAppOnlyKind } from './microsoft-app-only';
 import { microsoftDelegatedKind } from './microsoft-delegated';
@@ -12,7 +13,7 @@ import { smtpKind } from './smtp';
  * Every kind of credential the nodes offer, in the order the Authentication selector shows
  * them. A new kind is one line here: the nodes build their options and credentials from it.
  */
-export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind, microsoftAppOnlyGraph, microsoftDelegatedGraph];
+export const connectionKinds: readonly ConnectionKind[] = [smtpKind, imapKind, microsoftAppOnlyKind, microsoftDelegatedKind, microsoftAppOnlyGraph, microsoftDelegatedGraph, ewsKind];
 
 /** Which node asks: sending, reading, or the Test Connection node (every kind that serves a protocol). */
 export type Direction = 'send' | 'read' | 'test';
@@ -44,6 +45,25 @@ export function authenticationOptions(direction: Direction): Array<{ name: strin
 		value: kind.authentication,
 		description: labelOf(kind, direction)?.description ?? kind.description,
 	}));
+}
+
+/**
+ * The notices of the kinds a node offers (n8n `notice` properties), each shown while its
+ * Authentication is chosen; `authenticationField` is how the node's display options name the
+ * selector ('authentication', or '/authentication' inside a collection).
+ */
+export function authenticationNotices(direction: Direction, authenticationField = 'authentication'): Array<{
+	displayName: string;
+	name: string;
+	type: 'notice';
+	default: '';
+	displayOptions: { show: Record<string, string[]> };
+}> {
+	return kindsFor(direction).flatMap((kind) =>
+		kind.notice
+			? [{ displayName: kind.notice, name: `${kind.authentication}Notice`, type: 'notice' as const, default: '' as const, displayOptions: { show: { [authenticationField]: [kind.authentication] } } }]
+			: [],
+	);
 }
 
 /** Authentication values whose connection picks a mailbox (where the node's Mailbox option shows). */
@@ -91,6 +111,7 @@ const CREDENTIAL_TESTS: Record<string, string> = {
 	modernAuthSmtpApi: 'modernAuthSmtpConnectionTest',
 	modernAuthImapApi: 'modernAuthImapConnectionTest',
 	modernAuthMicrosoftAppOnlyApi: 'modernAuthMicrosoftAppOnlyTest',
+	modernAuthEwsApi: 'modernAuthEwsConnectionTest',
 };
 
 export function credentialTestName(credentialType: string): string | undefined {

@@ -26,7 +26,7 @@ export class ModernAuthReadMailbox implements INodeType {
 		group: ['input'],
 		version: 1,
 		subtitle: '={{$parameter["folder"]}}',
-		description: 'Read mail over IMAP or Microsoft Graph, with passwords or Microsoft 365 modern authentication',
+		description: 'Read mail over IMAP, Microsoft Graph or Exchange Web Services, with passwords or Microsoft 365 modern authentication',
 		defaults: { name: 'Read Mailbox (Modern Auth)' },
 		inputs: [NodeConnectionTypes.Main],
 		outputs: [NodeConnectionTypes.Main],

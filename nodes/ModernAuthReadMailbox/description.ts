@@ -1,6 +1,6 @@
 import type { INodeProperties } from 'n8n-workflow';
 
-import { authenticationOptions, mailboxAuthentications } from '../../connections/registry';
+import { authenticationNotices, authenticationOptions, mailboxAuthentications } from '../../connections/registry';
 
 export const readMailboxProperties: INodeProperties[] = [
 	{
@@ -11,6 +11,7 @@ export const readMailboxProperties: INodeProperties[] = [
 		default: 'imap',
 		options: authenticationOptions('read'),
 	},
+	...authenticationNotices('read'),
 	{
 		displayName: 'Folder Name or ID',
 		name: 'folder',

@@ -9,7 +9,7 @@ import {
 } from 'n8n-workflow';
 
 import type { Connection } from '../../connections/connection';
-import { credentialsFor } from '../../connections/registry';
+import { authenticationNotices, credentialsFor } from '../../connections/registry';
 import { checkFolderName } from '../../model/validate';
 import { DEFAULT_MESSAGE_TIMEOUT_MS, type MailReader } from '../../transports/contracts';
 import { BinaryDataSink, outputOptions, toItem, type ReadRequest } from '../ModernAuthReadMailbox/actions/read-request';
@@ -39,7 +39,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		group: ['trigger'],
 		version: 1,
 		subtitle: '={{$parameter["folder"]}}',
-		description: 'Starts the workflow once for every new message in a folder (IMAP, Microsoft Graph, Microsoft 365 OAuth)',
+		description: 'Starts the workflow once for every new message in a folder (IMAP, Microsoft Graph, Microsoft 365 OAuth, EWS)',
 		defaults: { name: 'Read Mailbox (Modern Auth) Trigger' },
 		polling: true,
 		inputs: [],
@@ -47,6 +47,7 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 		credentials: credentialsFor('read'),
 		properties: [
 			shared('authentication'),
+			...authenticationNotices('read'),
 			{ ...shared('folder'), type: 'string', typeOptions: undefined, description: 'Folder to watch, e.g. INBOX' },
 			{
 				displayName: 'Include Existing Unread Messages',

@@ -29,7 +29,7 @@ export class ModernAuthSendEmail implements INodeType {
 		group: ['output'],
 		version: 1,
 		subtitle: '={{"to " + $parameter["toEmail"]}}',
-		description: 'Send email over SMTP or Microsoft 365 (SMTP OAuth or Microsoft Graph) with modern authentication',
+		description: 'Send email over SMTP, Microsoft 365 (SMTP OAuth or Microsoft Graph) or Exchange Web Services with modern authentication',
 		defaults: { name: 'Send Email (Modern Auth)' },
 		inputs: [NodeConnectionTypes.Main],
 		outputs: [NodeConnectionTypes.Main],

@@ -1,6 +1,6 @@
 import type { INodeProperties } from 'n8n-workflow';
 
-import { authenticationOptions, mailboxAuthentications } from '../../connections/registry';
+import { authenticationNotices, authenticationOptions, mailboxAuthentications } from '../../connections/registry';
 
 export const authenticationProperty: INodeProperties = {
 	displayName: 'Authentication',
@@ -14,6 +14,7 @@ export const authenticationProperty: INodeProperties = {
 
 export const sendEmailProperties: INodeProperties[] = [
 	authenticationProperty,
+	...authenticationNotices('send'),
 	{
 		displayName: 'From',
 		name: 'fromEmail',

@@ -1,6 +1,6 @@
 import type { INodeProperties } from 'n8n-workflow';
 
-import { authenticationOptions, mailboxAuthentications, protocolName, testableProtocols } from '../../connections/registry';
+import { authenticationNotices, authenticationOptions, mailboxAuthentications, protocolName, testableProtocols } from '../../connections/registry';
 
 export const DEFAULT_TIME_BUDGET_S = 60;
 export const DEFAULT_ROUND_TRIP_TIMEOUT_S = 120;
@@ -14,12 +14,13 @@ export const testConnectionProperties: INodeProperties[] = [
 		default: 'smtp',
 		options: authenticationOptions('test'),
 	},
+	...authenticationNotices('test'),
 	{
 		displayName: 'Protocol',
 		name: 'protocol',
 		type: 'options',
 		default: 'default',
-		description: "What to test through the credential. Default is the Authentication's first protocol (SMTP for SMTP, IMAP for the Microsoft 365 OAuth kinds, Microsoft Graph for the Graph kinds).",
+		description: "What to test through the credential. Default is the Authentication's first protocol (SMTP for SMTP, IMAP for the Microsoft 365 OAuth kinds, Microsoft Graph for the Graph kinds, Exchange Web Services for EWS).",
 		options: [
 			{ name: 'Default', value: 'default', description: "The Authentication's first protocol" },
 			...testableProtocols().map((protocol) => ({ name: protocolName(protocol), value: protocol })),

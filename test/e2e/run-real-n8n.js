@@ -842,6 +842,13 @@ async function runSuite(n8n, work, pki) {
 			smtpCredential: { id: credentialId, name: CREDENTIAL_NAME },
 			helpers: { waitFor, binaryBytes, readStaticData, executionRows, pollLog, activated },
 		});
+		// Exchange Web Services: NTLM and app-only credentials, Send Email, Read Mailbox and the trigger over the fake EWS (test/e2e/ews-checks.js).
+		await require('./ews-checks').runEwsChecks({
+			check, n8n, pki, work, userFolder, filesDir, env, db, peer, canary, importCredentials, importWorkflow, runN8n, activateOffline, withServerCycle,
+			onToken: (token) => presentedTokens.add(token),
+			smtpCredential: { id: credentialId, name: CREDENTIAL_NAME },
+			helpers: { waitFor, binaryBytes, readStaticData, executionRows, pollLog, activated },
+		});
 		await check("canary audit: no password, secret, private key or token (nor a base64 form) in n8n's logs, its database (but the encrypted credential column) or its exports", async () => {
 			// What n8n holds for us now, rotated tokens included: decrypted once into a file removed at once.
 			const decryptedFile = path.join(work, 'all-credentials-decrypted.json');
