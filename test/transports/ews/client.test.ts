@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 
 import { appOnlyTokenProvider } from '../../../auth/app-only-token-provider';
 import type { CloudEndpoints } from '../../../auth/clouds';
@@ -8,7 +10,7 @@ import { EwsError } from '../../../transports/ews/errors';
 import { EWS_CODES, type EwsAuth, type EwsClientOptions } from '../../../transports/ews/types';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { sharedTestPki } = require('../../peers/certs');
+const { sharedTestPki, issueServerCertificate } = require('../../peers/certs');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startFakeIdentity } = require('../../peers/fake-identity');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -131,6 +133,24 @@ describe('authentication', () => {
 		}
 	});
 
+	test('NTLM: after the server closed an idle signed-in socket, the next request signs in on a new one', async () => {
+		// Whole seconds: Node's server announces Keep-Alive: timeout=<seconds>, and the client agent drops a socket announced with 0 at once.
+		const quick = await startFakeEws({ pki, keepAliveTimeoutMs: 2000 });
+		quick.addMailbox({ address: ALICE });
+		quick.addUser({ username: 'alice', password: PASSWORD, mailbox: ALICE });
+		const c = client(ntlm, { url: quick.url });
+		try {
+			await getInbox(c);
+			await new Promise((resolve) => setTimeout(resolve, 2500));
+			const [answer] = await getInbox(c);
+			expect(answer.code).toBe('NoError');
+			expect(quick.counts().ntlmHandshakes).toBe(2);
+		} finally {
+			await c.close();
+			await quick.close();
+		}
+	});
+
 	test('NTLM: concurrent requests each get their own signed-in socket, at most the concurrency limit', async () => {
 		const c = client(ntlm, { maxConcurrency: 3 });
 		const before = ews.counts().ntlmHandshakes;
@@ -183,6 +203,21 @@ describe('authentication', () => {
 			expectNoSecret(error, 'Not-The-Passw0rd', Buffer.from('alice:Not-The-Passw0rd').toString('base64'));
 		} finally {
 			await c.close();
+		}
+	});
+
+	test('certificate checks are on by default: a self-signed server certificate is EWS_TLS with the trusted-CA fix', async () => {
+		const selfSigned = issueServerCertificate(pki, { selfSigned: true });
+		const server = https.createServer({ cert: selfSigned.cert, key: selfSigned.key }, (_req, res) => res.end());
+		await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+		const c = client(basic, { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/EWS/Exchange.asmx` });
+		try {
+			const error = await getInbox(c).catch((e) => e);
+			expect(error.code).toBe(EWS_CODES.TLS);
+			expect(error.hint).toMatch(/Trusted CA/);
+		} finally {
+			await c.close();
+			await new Promise((resolve) => server.close(resolve));
 		}
 	});
 
