@@ -168,6 +168,9 @@ export class ModernAuthReadMailboxTrigger implements INodeType {
 			const { message, hint } = describeItemError(error, connection?.secrets ?? []);
 			throw new NodeOperationError(this.getNode(), message, { description: hint });
 		} finally {
+			// n8n marks static data changed only through its watched object: a folders object made on
+			// first activation is not watched, so reassign it or later cursors are never saved.
+			state.folders = { ...state.folders };
 			await reader?.close();
 		}
 	}
