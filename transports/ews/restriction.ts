@@ -1,6 +1,7 @@
 import { ActionableError } from '../../model/actionable-error';
 import type { ReadFilter } from '../../model/incoming-message';
 import type { XmlObject } from './types';
+import { assertXmlSafe } from './xml';
 
 /** PidTagSentRepresentingSmtpAddress: the From address as SMTP (message:From cannot be searched with Contains). */
 const FROM_SMTP_ADDRESS = { '@_PropertyTag': '0x5D02', '@_PropertyType': 'String' };
@@ -25,11 +26,15 @@ export function toRestriction(filter: ReadFilter): XmlObject | undefined {
 	if (filter.unreadOnly) conditions.push(['t:IsEqualTo', compare({ 't:FieldURI': { '@_FieldURI': 'message:IsRead' } }, 'false')]);
 	if (filter.since) conditions.push(['t:IsGreaterThanOrEqualTo', compare(received(), isoDate(filter.since, 'Since'))]);
 	if (filter.before) conditions.push(['t:IsLessThan', compare(received(), isoDate(filter.before, 'Before'))]);
+	// Checked here under the names the user typed them in; the builder would name request elements.
 	const subject = filter.subjectContains;
+	assertXmlSafe(subject, 'Subject Contains filter');
 	if (subject) conditions.push(['t:Contains', contains({ 't:FieldURI': { '@_FieldURI': 'item:Subject' } }, subject)]);
 	const from = filter.from?.trim();
+	assertXmlSafe(from, 'From filter');
 	if (from) conditions.push(['t:Contains', contains({ 't:ExtendedFieldURI': FROM_SMTP_ADDRESS }, from)]);
 	const to = filter.to?.trim();
+	assertXmlSafe(to, 'To filter');
 	if (to) conditions.push(['t:Contains', contains({ 't:FieldURI': { '@_FieldURI': 'item:DisplayTo' } }, to)]);
 	if (filter.hasAttachments) conditions.push(['t:IsEqualTo', compare({ 't:FieldURI': { '@_FieldURI': 'item:HasAttachments' } }, 'true')]);
 	if (!conditions.length) return undefined;
