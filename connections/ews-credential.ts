@@ -124,9 +124,10 @@ export function readEwsCredential(data: CredentialData): EwsCredential {
 		trust: { rejectUnauthorized: data.allowUnauthorizedCerts !== true, ...(caCertificate ? { ca: caCertificate } : {}) },
 	};
 	if (base.mailbox && !PLAIN_ADDRESS.test(base.mailbox)) throw fieldError(`Default Mailbox "${base.mailbox}" is not a plain address`, 'Enter one address, e.g. shared@contoso.com, or leave it empty');
-	// The password and the tokens go in every request: never over plain http.
-	if (endpoint.url && new URL(endpoint.url).protocol === 'http:' && method !== 'ntlm') {
-		const what = method === 'basic' ? 'Basic sends the password in every request' : 'OAuth sends the token in every request';
+	// The password, the tokens and the mail go in every request: never over plain http. NTLM
+	// hides the password but not the mail, and its session can be taken over on the path.
+	if (endpoint.url && new URL(endpoint.url).protocol === 'http:') {
+		const what = method === 'basic' ? 'Basic sends the password in every request' : method === 'ntlm' ? 'NTLM would leave every message readable and its signed-in connection open to takeover' : 'OAuth sends the token in every request';
 		throw fieldError(`EWS URL is http://: ${what} and would go out in clear text`, 'Use the https:// address of the EWS URL', 'EWS_UNENCRYPTED_REFUSED');
 	}
 
@@ -164,12 +165,11 @@ export function readEwsCredential(data: CredentialData): EwsCredential {
 	return { ...base, username, password, domain: method === 'ntlm' ? domain : '', secrets };
 }
 
-/** The log line for a credential whose certificate checks are off (or whose NTLM goes over http). */
+/** The log line for a credential whose certificate checks are off. */
 export function ewsWarning(credential: EwsCredential): string | undefined {
 	const where = credential.url ? new URL(credential.url).host : `the server Autodiscover finds for ${credential.autodiscover?.email}`;
 	const warnings: string[] = [];
 	if (!credential.trust.rejectUnauthorized) warnings.push(`TLS certificate checks are OFF for ${where} (credential option "Ignore Certificate Problems")`);
-	if (credential.url.startsWith('http:')) warnings.push(`EWS requests to ${where} are not encrypted (http://): the mail is readable on the network path`);
 	return warnings.length ? warnings.join('; ') : undefined;
 }
 

@@ -163,6 +163,7 @@ describe('EWS credential Test button', () => {
 	it.each([
 		['an empty EWS URL', { url: '' }, /EWS URL is empty/],
 		['Basic over http://', { ewsAuth: 'basic', url: 'http://127.0.0.1:1/EWS/Exchange.asmx' }, /EWS URL is http:\/\/: Basic sends the password/],
+		['NTLM over http://', { url: 'http://127.0.0.1:1/EWS/Exchange.asmx' }, /EWS URL is http:\/\/: NTLM would leave every message readable/],
 		['an empty Username', { username: '' }, /Username is empty/],
 		['a tenant that is no tenant', { ewsAuth: 'oauthAppOnly', tenantId: 'not a tenant', clientId: '00000000-0000-0000-0000-000000000001', clientSecret: 'x-secret-x' }, /Tenant ID "not a tenant" is neither a GUID nor a domain/],
 		['an unknown Server Version', { serverVersion: 'Exchange2003' }, /Server Version "Exchange2003"/],

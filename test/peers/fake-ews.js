@@ -364,6 +364,8 @@ async function startFakeEws(options = {}) {
 	const serverVersion = exchangeOnline ? EXCHANGE_ONLINE_VERSION : ON_PREMISES_VERSION;
 	const maxMessageSize = options.maxMessageSize ?? Infinity;
 	const xml = createXml();
+	// Installed now, when the fake is made, not inside the first NTLM test's time budget.
+	ensureImpacketInstalled();
 	const verifier = createNtlmVerifier();
 	const stateKey = crypto.randomBytes(32); // signs sync states so a forged one is refused
 
