@@ -2,7 +2,7 @@ import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
 import { EXCHANGE_ONLINE_EWS_NOTICE } from '../transports/ews/exchange-online';
 import { DEFAULT_EWS_SERVER_VERSION, EWS_SERVER_VERSIONS, EXCHANGE_ONLINE_EWS_URL } from '../transports/ews/types';
-import { MAIL_ICON, allowedMailboxesField, authorityHostField, cloudField } from './common/shared-fields';
+import { MAIL_ICON, allowedMailboxesField, appRegistrationFields, authorityHostField, cloudField } from './common/shared-fields';
 
 /**
  * Exchange Web Services: on-premises Exchange Server (NTLM, Basic) and the Exchange Online
@@ -129,73 +129,14 @@ export class ModernAuthEwsApi implements ICredentialType {
 			description: 'Windows (NetBIOS) domain of the account; empty when Username is DOMAIN\\name or the server needs none',
 			displayOptions: { show: { ewsAuth: ['ntlm'] } },
 		},
-		{
-			displayName: 'Tenant ID',
-			name: 'tenantId',
-			type: 'string',
-			default: '',
-			placeholder: '00000000-0000-0000-0000-000000000000 or contoso.onmicrosoft.com',
-			description: 'Directory (tenant) ID from the app registration overview, or a verified domain',
-			displayOptions: { show: { ewsAuth: OAUTH } },
-		},
-		{
-			displayName: 'Client ID',
-			name: 'clientId',
-			type: 'string',
-			default: '',
-			placeholder: '00000000-0000-0000-0000-000000000000',
-			description: 'Application (client) ID from the app registration overview',
-			displayOptions: { show: { ewsAuth: OAUTH } },
-		},
-		{
-			displayName: 'Client Authentication',
-			name: 'authType',
-			type: 'options',
-			default: 'secret',
-			options: [
-				{ name: 'Client Secret', value: 'secret' },
-				{ name: 'Certificate', value: 'certificate', description: 'Recommended: no expiring shared secret' },
-			],
-			displayOptions: { show: { ewsAuth: ['oauthAppOnly'] } },
-		},
-		{
-			displayName: 'Client Secret',
-			name: 'clientSecret',
-			type: 'string',
-			typeOptions: { password: true },
-			default: '',
-			description: 'The secret VALUE (not the secret ID) from Certificates & secrets. Username/password: only for an app registration that is not a public client (leave empty otherwise).',
-			// One field for both OAuth methods: a certificate app-only credential has none.
-			displayOptions: { show: { ewsAuth: OAUTH }, hide: { authType: ['certificate'] } },
-		},
-		{
-			displayName: 'Certificate (PEM)',
-			name: 'certificatePem',
-			type: 'string',
-			typeOptions: { rows: 4 },
-			default: '',
-			placeholder: '-----BEGIN CERTIFICATE-----',
-			description: 'Public certificate uploaded to the app registration',
-			displayOptions: { show: { ewsAuth: ['oauthAppOnly'], authType: ['certificate'] } },
-		},
-		{
-			displayName: 'Private Key (PEM)',
-			name: 'privateKeyPem',
-			type: 'string',
-			typeOptions: { password: true, rows: 4 },
-			default: '',
-			placeholder: '-----BEGIN PRIVATE KEY-----',
-			displayOptions: { show: { ewsAuth: ['oauthAppOnly'], authType: ['certificate'] } },
-		},
-		{
-			displayName: 'Private Key Passphrase',
-			name: 'passphrase',
-			type: 'string',
-			typeOptions: { password: true },
-			default: '',
-			description: 'Only for an encrypted private key',
-			displayOptions: { show: { ewsAuth: ['oauthAppOnly'], authType: ['certificate'] } },
-		},
+		// One Client Secret field for both OAuth methods; the certificate is for app-only only.
+		...appRegistrationFields({
+			when: { ewsAuth: OAUTH },
+			certificateWhen: { ewsAuth: ['oauthAppOnly'] },
+			authTypeLabel: 'Client Authentication',
+			secretDescription:
+				'The secret VALUE (not the secret ID) from Certificates & secrets. Username/password: only for an app registration that is not a public client (leave empty otherwise).',
+		}),
 		{ ...cloudField, displayOptions: { show: { ewsAuth: OAUTH } } },
 		{ ...authorityHostField, displayOptions: { show: { ewsAuth: OAUTH, cloud: ['custom'] } } },
 		{

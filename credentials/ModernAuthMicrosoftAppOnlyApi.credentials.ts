@@ -1,6 +1,6 @@
 import type { ICredentialType, INodeProperties, Icon } from 'n8n-workflow';
 
-import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField, allowedMailboxesField } from './common/shared-fields';
+import { MAIL_ICON, cloudField, authorityHostField, smtpServerField, imapServerField, allowedMailboxesField, appRegistrationFields } from './common/shared-fields';
 
 /**
  * Microsoft Entra ID app registration used without a signed-in user (client credentials).
@@ -28,71 +28,7 @@ export class ModernAuthMicrosoftAppOnlyApi implements ICredentialType {
 			type: 'notice',
 			default: '',
 		},
-		{
-			displayName: 'Tenant ID',
-			name: 'tenantId',
-			type: 'string',
-			default: '',
-			required: true,
-			placeholder: '00000000-0000-0000-0000-000000000000 or contoso.onmicrosoft.com',
-			description: 'Directory (tenant) ID from the app registration overview, or a verified domain',
-		},
-		{
-			displayName: 'Client ID',
-			name: 'clientId',
-			type: 'string',
-			default: '',
-			required: true,
-			placeholder: '00000000-0000-0000-0000-000000000000',
-			description: 'Application (client) ID from the app registration overview',
-		},
-		{
-			displayName: 'Authentication',
-			name: 'authType',
-			type: 'options',
-			default: 'secret',
-			options: [
-				{ name: 'Client Secret', value: 'secret' },
-				{ name: 'Certificate', value: 'certificate', description: 'Recommended: no expiring shared secret' },
-			],
-		},
-		{
-			displayName: 'Client Secret',
-			name: 'clientSecret',
-			type: 'string',
-			typeOptions: { password: true },
-			default: '',
-			description: 'The secret VALUE (not the secret ID) from Certificates & secrets',
-			displayOptions: { show: { authType: ['secret'] } },
-		},
-		{
-			displayName: 'Certificate (PEM)',
-			name: 'certificatePem',
-			type: 'string',
-			typeOptions: { rows: 4 },
-			default: '',
-			placeholder: '-----BEGIN CERTIFICATE-----',
-			description: 'Public certificate uploaded to the app registration',
-			displayOptions: { show: { authType: ['certificate'] } },
-		},
-		{
-			displayName: 'Private Key (PEM)',
-			name: 'privateKeyPem',
-			type: 'string',
-			typeOptions: { password: true, rows: 4 },
-			default: '',
-			placeholder: '-----BEGIN PRIVATE KEY-----',
-			displayOptions: { show: { authType: ['certificate'] } },
-		},
-		{
-			displayName: 'Private Key Passphrase',
-			name: 'passphrase',
-			type: 'string',
-			typeOptions: { password: true },
-			default: '',
-			description: 'Only for an encrypted private key',
-			displayOptions: { show: { authType: ['certificate'] } },
-		},
+		...appRegistrationFields({ required: true }),
 		cloudField,
 		authorityHostField,
 		{

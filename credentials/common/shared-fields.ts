@@ -77,3 +77,95 @@ export const timeoutFields: INodeProperties[] = [
 		description: 'How long a connection may stay silent before it is dropped',
 	},
 ];
+
+type Show = NonNullable<NonNullable<INodeProperties['displayOptions']>['show']>;
+
+/**
+ * The Entra ID app registration fields (tenant, client, secret or certificate), shared by the
+ * Microsoft app-only and the EWS credential so both read and are read the same way.
+ * `when` adds a display condition to every field (EWS shows them only for its OAuth methods);
+ * `certificateWhen` narrows the certificate choice further (EWS: app-only only).
+ */
+export function appRegistrationFields(options: {
+	when?: Show;
+	certificateWhen?: Show;
+	required?: boolean;
+	authTypeLabel?: string;
+	secretDescription?: string;
+} = {}): INodeProperties[] {
+	const when = options.when ?? {};
+	const certificateWhen = { ...when, ...(options.certificateWhen ?? {}) };
+	const shown = (show: Show) => (Object.keys(show).length ? { displayOptions: { show } } : {});
+	const required = options.required ? { required: true } : {};
+	return [
+		{
+			displayName: 'Tenant ID',
+			name: 'tenantId',
+			type: 'string',
+			default: '',
+			...required,
+			placeholder: '00000000-0000-0000-0000-000000000000 or contoso.onmicrosoft.com',
+			description: 'Directory (tenant) ID from the app registration overview, or a verified domain',
+			...shown(when),
+		},
+		{
+			displayName: 'Client ID',
+			name: 'clientId',
+			type: 'string',
+			default: '',
+			...required,
+			placeholder: '00000000-0000-0000-0000-000000000000',
+			description: 'Application (client) ID from the app registration overview',
+			...shown(when),
+		},
+		{
+			displayName: options.authTypeLabel ?? 'Authentication',
+			name: 'authType',
+			type: 'options',
+			default: 'secret',
+			options: [
+				{ name: 'Client Secret', value: 'secret' },
+				{ name: 'Certificate', value: 'certificate', description: 'Recommended: no expiring shared secret' },
+			],
+			...shown(certificateWhen),
+		},
+		{
+			displayName: 'Client Secret',
+			name: 'clientSecret',
+			type: 'string',
+			typeOptions: { password: true },
+			default: '',
+			description: options.secretDescription ?? 'The secret VALUE (not the secret ID) from Certificates & secrets',
+			// Hidden (not shown only) for a certificate: where the choice is not offered the secret still is.
+			displayOptions: { ...(Object.keys(when).length ? { show: when } : {}), hide: { authType: ['certificate'] } },
+		},
+		{
+			displayName: 'Certificate (PEM)',
+			name: 'certificatePem',
+			type: 'string',
+			typeOptions: { rows: 4 },
+			default: '',
+			placeholder: '-----BEGIN CERTIFICATE-----',
+			description: 'Public certificate uploaded to the app registration',
+			displayOptions: { show: { ...certificateWhen, authType: ['certificate'] } },
+		},
+		{
+			displayName: 'Private Key (PEM)',
+			name: 'privateKeyPem',
+			type: 'string',
+			typeOptions: { password: true, rows: 4 },
+			default: '',
+			placeholder: '-----BEGIN PRIVATE KEY-----',
+			displayOptions: { show: { ...certificateWhen, authType: ['certificate'] } },
+		},
+		{
+			displayName: 'Private Key Passphrase',
+			name: 'passphrase',
+			type: 'string',
+			typeOptions: { password: true },
+			default: '',
+			description: 'Only for an encrypted private key',
+			displayOptions: { show: { ...certificateWhen, authType: ['certificate'] } },
+		},
+	];
+}
