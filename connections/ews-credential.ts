@@ -1,17 +1,16 @@
-import type { TokenProvider } from '../auth/app-only-token-provider';
 import type { CloudEndpoints } from '../auth/clouds';
 import { IdentityError } from '../auth/identity-errors';
 import { IdleLruCache } from '../auth/idle-lru-cache';
 import { ropcTokenProvider } from '../auth/ropc-token-provider';
 import { ActionableError } from '../model/actionable-error';
-import { addSecret, maskIdentifier, redactError } from '../model/redact';
+import { maskIdentifier, redactError } from '../model/redact';
 import { splitList } from '../model/validate';
 import { discoverEwsUrl } from '../transports/ews/autodiscover';
 import { DEFAULT_EWS_SERVER_VERSION, EWS_SERVER_VERSIONS, type EwsAuth, type EwsServerVersion } from '../transports/ews/types';
 import type { TlsTrust } from '../transports/tls-options';
 import type { CredentialData } from './connection';
 import { secretField, text } from './credential-fields';
-import { appOnlyTokens, readAppOnlyCredential, type AppOnlyCredential } from './microsoft-credential';
+import { appOnlyTokens, collectingSecrets, readAppOnlyCredential, type AppOnlyCredential } from './microsoft-credential';
 
 export const EWS_CREDENTIAL = 'modernAuthEwsApi';
 
@@ -171,24 +170,6 @@ export function ewsWarning(credential: EwsCredential): string | undefined {
 	const warnings: string[] = [];
 	if (!credential.trust.rejectUnauthorized) warnings.push(`TLS certificate checks are OFF for ${where} (credential option "Ignore Certificate Problems")`);
 	return warnings.length ? warnings.join('; ') : undefined;
-}
-
-/**
- * Hands out the provider's tokens and adds each one to the live secret list; identity errors
- * are redacted here, before any node code sees them.
- */
-function collectingSecrets(provider: TokenProvider, secrets: string[]): TokenProvider {
-	return {
-		async getToken(audience, options) {
-			try {
-				const token = await provider.getToken(audience, options);
-				addSecret(secrets, token.token);
-				return token;
-			} catch (error) {
-				throw redactError(error, secrets);
-			}
-		},
-	};
 }
 
 /** How requests of this credential prove who they are; token providers ask nothing until the first request. */

@@ -107,7 +107,7 @@ export function readDelegatedCredential(data: CredentialData): DelegatedCredenti
  * identity errors are redacted here, so even a failure before any node code sees the
  * secrets (e.g. while finding the signed-in user) carries none.
  */
-function collectingSecrets(provider: TokenProvider, secrets: string[]): TokenProvider {
+export function collectingSecrets(provider: TokenProvider, secrets: string[]): TokenProvider {
 	return {
 		async getToken(audience, options) {
 			try {
