@@ -1,5 +1,6 @@
 import { ActionableError } from '../../model/actionable-error';
 import type { FolderInfo } from '../contracts';
+import { unknownFolderError } from '../unknown-folder';
 import { ewsErrorFor } from './errors';
 import type { EwsClient, EwsResponseMessage, XmlObject } from './types';
 import { EWS_CODES } from './types';
@@ -175,18 +176,8 @@ export class FolderResolver {
 	}
 
 	/** The error for a folder that does not exist, naming the ones that do. */
-	async unknown(given: string): Promise<ActionableError> {
-		let known: string[] = [];
-		try {
-			known = (await this.listFolders()).map((f) => f.name);
-		} catch {
-			// The listing is a courtesy; the unknown folder is the error to report.
-		}
-		return new ActionableError(
-			`Folder "${given}" does not exist`,
-			EWS_CODES.FOLDER_NOT_FOUND,
-			`Give a distinguished folder (${Object.keys(DISTINGUISHED_FOLDERS).join(', ')}), a folder id or a path such as Inbox/Projects${known.length ? `; folders in this mailbox: ${known.join(', ')}` : ''}`,
-		);
+	unknown(given: string): Promise<ActionableError> {
+		return unknownFolderError(given, EWS_CODES.FOLDER_NOT_FOUND, { label: 'a distinguished folder', names: Object.keys(DISTINGUISHED_FOLDERS) }, () => this.listFolders());
 	}
 
 	/** The folder tree (FindFolder Deep from msgfolderroot) and the distinguished folders' ids, once per reader unless `fresh`. */

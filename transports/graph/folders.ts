@@ -2,6 +2,7 @@ import type { MailFolder } from '@microsoft/microsoft-graph-types';
 
 import { ActionableError } from '../../model/actionable-error';
 import type { FolderInfo } from '../contracts';
+import { unknownFolderError } from '../unknown-folder';
 import type { GraphClient } from './graph-client';
 import { withQuery, type GraphPage } from './odata';
 
@@ -117,17 +118,7 @@ export class FolderResolver {
 	}
 
 	/** The error for a folder that does not exist, naming the ones that do. */
-	async unknown(given: string): Promise<ActionableError> {
-		let known: string[] = [];
-		try {
-			known = (await this.listFolders()).map((f) => f.name);
-		} catch {
-			// The listing is a courtesy; the unknown folder is the error to report.
-		}
-		return new ActionableError(
-			`Folder "${given}" does not exist`,
-			'GRAPH_UNKNOWN_FOLDER',
-			`Give a well-known name (${Object.keys(WELL_KNOWN_FOLDERS).join(', ')}), a folder id or a path such as Inbox/Projects${known.length ? `; folders in this mailbox: ${known.join(', ')}` : ''}`,
-		);
+	unknown(given: string): Promise<ActionableError> {
+		return unknownFolderError(given, 'GRAPH_UNKNOWN_FOLDER', { label: 'a well-known name', names: Object.keys(WELL_KNOWN_FOLDERS) }, () => this.listFolders());
 	}
 }
